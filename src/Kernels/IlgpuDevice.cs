@@ -1,0 +1,266 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Headlight.Kernels;
+
+/// <summary>
+/// A device backed by an ILGPU accelerator (CUDA, OpenCL or ILGPU's CPU simulator). It owns its
+/// ILGPU context and accelerator, and keeps every kernel it has loaded so that each kernel is
+/// compiled once per accelerator.
+/// </summary>
+public sealed class IlgpuDevice : Device
+{
+    // ILGPU's kernels use groups of up to 256 threads; its default CPU device allows only 16.
+    private const int RequiredGroupSize = 256;
+
+    private static readonly ConcurrentDictionary<DeviceKind, IReadOnlyList<DeviceInfo>> Listings = new();
+    private readonly Context context;
+    private readonly ConcurrentDictionary<string, Lazy<object>> kernels = new(StringComparer.Ordinal);
+
+    static IlgpuDevice() => OpenClLibraryResolver.Register();
+
+    private IlgpuDevice(DeviceKind kind, Context context, Accelerator accelerator, string name)
+        : base(name, accelerator.Name)
+    {
+        Kind = kind;
+        this.context = context;
+        Accelerator = accelerator;
+    }
+
+    /// <inheritdoc />
+    public override DeviceKind Kind { get; }
+
+    /// <summary>The ILGPU accelerator; owned by this device.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>Serialises launches and copies from concurrent callers on the accelerator's default stream.</summary>
+    internal object SyncRoot { get; } = new();
+
+    /// <summary>Threads that run in lock step (1 when the backend reports none, as PoCL does).</summary>
+    public int WarpSize => Math.Max(1, Accelerator.WarpSize);
+
+    /// <summary>The largest group this accelerator runs.</summary>
+    public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
+
+    /// <inheritdoc />
+    public override void Synchronize()
+    {
+        lock (SyncRoot)
+        {
+            Accelerator.Synchronize();
+        }
+    }
+
+    internal override DeviceStorage<T> CreateStorage<T>(long length)
+    {
+        return new AcceleratorStorage<T>(Accelerator.Allocate1D<T>(length));
+    }
+
+    /// <summary>
+    /// Returns the kernel stored under <paramref name="key"/>, loading it with <paramref name="load"/>
+    /// on first use. Loading compiles the kernel (100 ms or more), so it happens once per accelerator.
+    /// </summary>
+    internal TKernel GetKernel<TKernel>(string key, Func<Accelerator, TKernel> load)
+        where TKernel : class
+    {
+        var lazy = kernels.GetOrAdd(key, _ => new Lazy<object>(() => load(Accelerator), LazyThreadSafetyMode.ExecutionAndPublication));
+        return (TKernel)lazy.Value;
+    }
+
+    internal static Device Open(DeviceKind kind, int index)
+    {
+        var context = CreateContext(kind);
+        try
+        {
+            var candidates = Candidates(context, kind);
+            if (candidates.Count == 0)
+            {
+                throw new DeviceNotFoundException(
+                    $"No {BackendName(kind)} device was found. {DescribeAvailable()}");
+            }
+
+            if (index >= candidates.Count)
+            {
+                throw new DeviceNotFoundException(
+                    $"{BackendName(kind)} device index {index} was asked for, but only {candidates.Count} exist. {DescribeAvailable()}");
+            }
+
+            var accelerator = candidates[index].CreateAccelerator(context);
+            string name = index == 0 ? BackendName(kind) : $"{BackendName(kind)}:{index}";
+            return new IlgpuDevice(kind, context, accelerator, name);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    internal static IReadOnlyList<DeviceInfo> ListDevices(DeviceKind kind)
+    {
+        return Listings.GetOrAdd(kind, static k =>
+        {
+            try
+            {
+                using var context = CreateContext(k);
+                return Candidates(context, k)
+                    .Select((d, i) => Describe(k, d, i))
+                    .ToList();
+            }
+            catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or InvalidOperationException or NotSupportedException)
+            {
+                // A missing or broken driver means no device of this kind.
+                return [];
+            }
+        });
+    }
+
+    private static string DescribeAvailable()
+    {
+        var all = List();
+        return "Available: " + string.Join("; ", all.Select(d => $"{d.Name} ({d.Description})")) + ".";
+    }
+
+    private static string BackendName(DeviceKind kind) => kind switch
+    {
+        DeviceKind.Cuda => "cuda",
+        DeviceKind.OpenCL => "opencl",
+        DeviceKind.IlgpuCpu => "ilgpu-cpu",
+        _ => "cpu",
+    };
+
+    private static Context CreateContext(DeviceKind kind)
+    {
+        return Context.Create(builder =>
+        {
+            builder.Math(MathMode.Default).EnableAlgorithms();
+            switch (kind)
+            {
+                case DeviceKind.Cuda:
+                    builder.Cuda();
+                    break;
+                case DeviceKind.OpenCL:
+                    builder.OpenCL();
+                    break;
+                default:
+                    builder.CPU(_ => true);
+                    break;
+            }
+        });
+    }
+
+    private static List<ILGPU.Runtime.Device> Candidates(Context context, DeviceKind kind)
+    {
+        var type = kind switch
+        {
+            DeviceKind.Cuda => AcceleratorType.Cuda,
+            DeviceKind.OpenCL => AcceleratorType.OpenCL,
+            _ => AcceleratorType.CPU,
+        };
+        var devices = context.Devices.Where(d => d.AcceleratorType == type);
+        if (kind == DeviceKind.IlgpuCpu)
+        {
+            // Prefer the smallest simulated device that still runs 256-thread groups.
+            devices = devices
+                .Where(d => d.MaxNumThreadsPerGroup >= RequiredGroupSize)
+                .OrderBy(d => d.MaxNumThreadsPerGroup)
+                .ThenBy(d => d.WarpSize);
+        }
+
+        return devices.ToList();
+    }
+
+    private static DeviceInfo Describe(DeviceKind kind, ILGPU.Runtime.Device device, int index)
+    {
+        var props = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["warp_size"] = device.WarpSize.ToString(CultureInfo.InvariantCulture),
+            ["max_group_size"] = device.MaxNumThreadsPerGroup.ToString(CultureInfo.InvariantCulture),
+            ["max_shared_memory_per_group"] = device.MaxSharedMemoryPerGroup.ToString(CultureInfo.InvariantCulture),
+            ["multiprocessors"] = device.NumMultiprocessors.ToString(CultureInfo.InvariantCulture),
+        };
+        switch (device)
+        {
+            case CudaDevice cuda:
+                props["type"] = "GPU";
+                props["architecture"] = cuda.Architecture?.ToString() ?? "unknown";
+                props["driver"] = cuda.DriverVersion.ToString();
+                break;
+            case CLDevice cl:
+                props["type"] = cl.DeviceType.ToString();
+                props["platform"] = cl.PlatformName;
+                props["opencl_c"] = cl.CVersion.ToString();
+                break;
+            default:
+                props["type"] = "CPU (simulated)";
+                break;
+        }
+
+        string name = BackendName(kind) + (index == 0 ? string.Empty : ":" + index.ToString(CultureInfo.InvariantCulture));
+        return new DeviceInfo(name, kind, device.Name, device.MemorySize, props);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            lock (SyncRoot)
+            {
+                Accelerator.Dispose();
+                context.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// ILGPU asks for the library <c>OpenCL</c>; Debian ships only <c>libOpenCL.so.1</c> unless the
+    /// development package is installed. Map the name to the versioned library when the plain one is missing.
+    /// </summary>
+    private static class OpenClLibraryResolver
+    {
+        private static int registered;
+
+        public static void Register()
+        {
+            if (Interlocked.Exchange(ref registered, 1) != 0)
+            {
+                return;
+            }
+
+            try
+            {
+                NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, Resolve);
+            }
+            catch (InvalidOperationException)
+            {
+                // The host application installed its own resolver for ILGPU; respect it.
+            }
+        }
+
+        private static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
+        {
+            if (!libraryName.Equals("OpenCL", StringComparison.OrdinalIgnoreCase))
+            {
+                return IntPtr.Zero;
+            }
+
+            foreach (string candidate in new[] { libraryName, "libOpenCL.so", "libOpenCL.so.1", "OpenCL.dll" })
+            {
+                if (NativeLibrary.TryLoad(candidate, assembly, searchPath, out IntPtr handle))
+                {
+                    return handle;
+                }
+            }
+
+            return IntPtr.Zero;
+        }
+    }
+}
