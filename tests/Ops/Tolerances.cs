@@ -14,4 +14,19 @@ public static class Tolerances
 
     /// <summary>GELU and its derivative: the erfc fit has 1.2e-7 fractional error; exp adds a few ulps.</summary>
     public static readonly Tolerance Gelu = new(1e-6, 2e-6);
+
+    /// <summary>GEMM: dot products of up to 130 O(1) terms accumulated in float32.</summary>
+    public static readonly Tolerance Gemm = new(1e-4, 1e-4);
+
+    /// <summary>LayerNorm forward and backward: mean and variance reductions, then a division by σ.</summary>
+    public static readonly Tolerance LayerNorm = new(1e-5, 1e-4);
+
+    /// <summary>Masked scaled softmax forward and backward: exp, a row sum and a division.</summary>
+    public static readonly Tolerance Softmax = new(1e-6, 1e-5);
+
+    /// <summary>Fused attention: online softmax plus two dot products per key, in float32.</summary>
+    public static readonly Tolerance Attention = new(2e-5, 1e-4);
+
+    /// <summary>Embedding gather copies exactly; scatter-add sums duplicates in any order.</summary>
+    public static readonly Tolerance Embedding = new(1e-6, 1e-6);
 }
