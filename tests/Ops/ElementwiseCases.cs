@@ -20,6 +20,8 @@ public sealed class ElementwiseCases : IOpCaseSource
                 yield return new OpCase("Elementwise.AddScaled", shape, tiny, d => AddScaled(d, rows, columns));
                 yield return new OpCase("Elementwise.AddRowVector", shape, tiny, d => AddRowVector(d, rows, columns));
                 yield return new OpCase("Elementwise.MultiplyBackward", shape, tiny, d => MultiplyBackward(d, rows, columns));
+                yield return new OpCase("Elementwise.Tanh", shape, tiny, d => Tanh(d, rows, columns));
+                yield return new OpCase("Elementwise.TanhBackward", shape, tiny, d => TanhBackward(d, rows, columns));
             }
         }
     }
@@ -84,5 +86,25 @@ public sealed class ElementwiseCases : IOpCaseSource
         Elementwise.MultiplyBackward(tdy, ta, tb, tda, tdb);
         Compare.Close(tda.ToArray(), dy.Select((g, i) => (double)g * b[i]).ToArray(), Tolerances.Elementwise, "da");
         Compare.Close(tdb.ToArray(), dy.Select((g, i) => (double)g * a[i]).ToArray(), Tolerances.Elementwise, "db");
+    }
+
+    private static void Tanh(Device device, int rows, int columns)
+    {
+        float[] x = TestData.Uniform(18, rows * columns, 4f);
+        using var tx = device.FromHost<float>(x, rows, columns);
+        using var ty = TestData.Poisoned(device, rows, columns);
+        Elementwise.Tanh(tx, ty);
+        Compare.Close(ty.ToArray(), x.Select(v => Math.Tanh(v)).ToArray(), Tolerances.Gelu, "y");
+    }
+
+    private static void TanhBackward(Device device, int rows, int columns)
+    {
+        float[] y = TestData.Uniform(19, rows * columns, 0.99f);
+        float[] dy = TestData.Normal(20, rows * columns);
+        using var ty = device.FromHost<float>(y, rows, columns);
+        using var tdy = device.FromHost<float>(dy, rows, columns);
+        using var tdx = TestData.Poisoned(device, rows, columns);
+        Elementwise.TanhBackward(ty, tdy, tdx);
+        Compare.Close(tdx.ToArray(), y.Select((v, i) => dy[i] * (1 - ((double)v * v))).ToArray(), Tolerances.Elementwise, "dx");
     }
 }

@@ -1,11 +1,12 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Headlight.Kernels;
 
 /// <summary>
-/// Element-wise ops: add, add a row vector, scale, scaled accumulate and multiply. Each has its
+/// Element-wise ops: add, add a row vector, scale, scaled accumulate, multiply and tanh. Each has its
 /// backward next to it; most backward passes are the forward ops themselves, as noted.
 /// </summary>
 public static class Elementwise
@@ -173,6 +174,65 @@ public static class Elementwise
         }
     }
 
+    /// <summary><c>y = tanh(x)</c> (the BERT pooler's activation). <paramref name="y"/> may be <paramref name="x"/>.</summary>
+    /// <remarks>Backward: <see cref="TanhBackward"/>.</remarks>
+    public static void Tanh(Tensor<float> x, Tensor<float> y)
+    {
+        var args = new OpArgs("Elementwise.Tanh").Add("x", x).Add("y", y)
+            .Require(x.Shape == y.Shape, "x and y must have the same shape");
+        int n = (int)y.Length;
+        if (n == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("Elementwise.Tanh", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(TanhKernel));
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, n, x.View, y.View);
+            }
+        }
+        else
+        {
+            TensorPrimitives.Tanh(x.HostSpan, y.HostSpan);
+        }
+    }
+
+    /// <summary>Backward of <see cref="Tanh"/> from its output: <c>dx = dy ⊙ (1 − y²)</c>. <paramref name="dx"/> may be <paramref name="dy"/>.</summary>
+    public static void TanhBackward(Tensor<float> y, Tensor<float> dy, Tensor<float> dx)
+    {
+        var args = new OpArgs("Elementwise.TanhBackward").Add("y", y).Add("dy", dy).Add("dx", dx)
+            .Require(y.Shape == dy.Shape && y.Shape == dx.Shape, "y, dy and dx must have the same shape");
+        int n = (int)y.Length;
+        if (n == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("Elementwise.TanhBackward", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TanhBackwardKernel));
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, n, y.View, dy.View, dx.View);
+            }
+        }
+        else
+        {
+            var ys = y.HostSpan;
+            var gs = dy.HostSpan;
+            var ds = dx.HostSpan;
+            for (int i = 0; i < ys.Length; i++)
+            {
+                ds[i] = gs[i] * (1f - (ys[i] * ys[i]));
+            }
+        }
+    }
+
     // y [n] = a [n] + b [n]
     private static void AddKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] + b[i];
 
@@ -183,6 +243,11 @@ public static class Elementwise
     private static void ScaleKernel(Index1D i, ArrayView<float> x, float alpha, ArrayView<float> y) => y[i] = alpha * x[i];
 
     private static void AddScaledKernel(Index1D i, ArrayView<float> y, float alpha, ArrayView<float> x) => y[i] += alpha * x[i];
+
+    private static void TanhKernel(Index1D i, ArrayView<float> x, ArrayView<float> y) => y[i] = XMath.Tanh(x[i]);
+
+    private static void TanhBackwardKernel(Index1D i, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
+        => dx[i] = dy[i] * (1f - (y[i] * y[i]));
 
     private static void MultiplyKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] * b[i];
 }
