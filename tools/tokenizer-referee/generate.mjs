@@ -104,6 +104,7 @@ const texts = [
   ['korean', '한국어 텍스트입니다'],
   ['cjk mixed with latin', 'Tokyo東京2024年 and 北京Beijing'],
   ['cjk compatibility ideograph', 'compat\uF900\uF901 ideographs'],
+  ['cjk outside the basic plane', 'a\u{20000}b \u{20001}\u{2A700}x \u{2F800}y'],
   ['emoji single', 'I love it 😀'],
   ['emoji glued', 'great😀job'],
   ['emoji skin tone', 'thumbs 👍🏽 up 👋🏿'],

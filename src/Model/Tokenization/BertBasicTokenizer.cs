@@ -184,11 +184,21 @@ internal sealed class NormalizedWords(int capacity)
     /// <summary>The normalised characters of all words.</summary>
     public ReadOnlySpan<char> Chars => chars.AsSpan(0, length);
 
-    /// <summary>Original-text start of normalised character <paramref name="index"/>.</summary>
-    public int SourceStart(int index) => sourceStart[index];
+    /// <summary>
+    /// The span of original text that normalised characters [start, end) came from. Sources only
+    /// run backwards where canonical ordering swapped two marks, so take the extremes.
+    /// </summary>
+    public TextSpan SourceSpan(int start, int end)
+    {
+        int from = sourceStart[start], to = sourceEnd[end - 1];
+        for (int i = start; i < end; i++)
+        {
+            from = Math.Min(from, sourceStart[i]);
+            to = Math.Max(to, sourceEnd[i]);
+        }
 
-    /// <summary>Original-text end of normalised character <paramref name="index"/>.</summary>
-    public int SourceEnd(int index) => sourceEnd[index];
+        return new TextSpan(from, to);
+    }
 
     /// <summary>Appends one code point (one or two UTF-16 units) that came from [start, end).</summary>
     public void Append(int cp, int start, int end)

@@ -225,10 +225,10 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
                     ids.Add(id);
                     types.Add(segment);
                     wordIndices.Add(words.Count);
-                    spans.Add(new TextSpan(normalized.SourceStart(start + pieceStart), normalized.SourceEnd(start + pieceEnd - 1)));
+                    spans.Add(normalized.SourceSpan(start + pieceStart, start + pieceEnd));
                 }
 
-                var span = new TextSpan(normalized.SourceStart(start), normalized.SourceEnd(end - 1));
+                TextSpan span = normalized.SourceSpan(start, end);
                 words.Add(new TokenizedWord(span.Of(text), new string(chars[start..end]), segment, span, firstToken, pieces.Count));
             }
         }

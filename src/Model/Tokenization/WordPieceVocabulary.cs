@@ -20,6 +20,10 @@ internal sealed class WordPieceVocabulary
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> continuations;
     private readonly Dictionary<string, int> ids;
 
+    // No candidate longer than the longest entry can match: the search starts there.
+    private readonly int longestStart;
+    private readonly int longestContinuation;
+
     private WordPieceVocabulary(string[] tokens, Dictionary<string, int> ids, string continuingSubwordPrefix)
     {
         this.tokens = tokens;
@@ -35,6 +39,8 @@ internal sealed class WordPieceVocabulary
 
         starts = ids.GetAlternateLookup<ReadOnlySpan<char>>();
         continuations = continuing.GetAlternateLookup<ReadOnlySpan<char>>();
+        longestStart = ids.Keys.Max(t => t.Length);
+        longestContinuation = continuing.Count == 0 ? 0 : continuing.Keys.Max(t => t.Length);
     }
 
     /// <summary>Number of tokens.</summary>
@@ -137,7 +143,12 @@ internal sealed class WordPieceVocabulary
         int start = 0;
         while (start < word.Length)
         {
-            int end = word.Length;
+            int end = Math.Min(word.Length, start + (start == 0 ? longestStart : longestContinuation));
+            if (end < word.Length && char.IsLowSurrogate(word[end]))
+            {
+                end--; // never cut a surrogate pair
+            }
+
             int id = -1;
             while (end > start)
             {
