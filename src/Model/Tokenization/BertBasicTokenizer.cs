@@ -1,0 +1,315 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Headlight.Model.Tokenization;
+
+/// <summary>
+/// BERT's basic tokenisation, in the order Hugging Face's BertNormalizer and BertPreTokenizer
+/// apply it: clean the text, put word boundaries around CJK ideographs, strip accents (NFD, then
+/// drop Mn marks), lower-case, then split on whitespace and punctuation. Every normalised
+/// character remembers the span of the original characters it came from, so word pieces map back
+/// to the caller's text.
+/// </summary>
+internal sealed class BertBasicTokenizer(bool lowerCase, bool stripAccents, bool isolateCjk)
+{
+    // One normalised code point and the original UTF-16 span it came from; CodePoint -1 is a word boundary.
+    private readonly record struct Entry(int CodePoint, int Start, int End);
+
+    private static readonly Entry Boundary = new(-1, 0, 0);
+
+    /// <summary>Splits <paramref name="text"/> into normalised words.</summary>
+    public NormalizedWords Split(string text)
+    {
+        // Pass 1: clean, isolate CJK ideographs, decompose (when stripping accents).
+        var entries = new List<Entry>(text.Length + 2);
+        bool reorder = false;
+        Span<int> decomposed = stackalloc int[UnicodeTables.MaxDecompositionLength];
+        for (int i = 0; i < text.Length;)
+        {
+            int start = i;
+            int cp = ReadCodePoint(text, ref i);
+            if (cp == 0 || cp == 0xFFFD || BertCharacters.IsControl(cp))
+            {
+                continue;
+            }
+
+            if (BertCharacters.IsWhitespace(cp))
+            {
+                entries.Add(Boundary);
+                continue;
+            }
+
+            bool cjk = isolateCjk && BertCharacters.IsCjkIdeograph(cp);
+            if (cjk)
+            {
+                entries.Add(Boundary);
+            }
+
+            if (stripAccents)
+            {
+                int n = UnicodeTables.Decompose(cp, decomposed);
+                for (int k = 0; k < n; k++)
+                {
+                    entries.Add(new Entry(decomposed[k], start, i));
+                    reorder |= UnicodeTables.CombiningClass(decomposed[k]) != 0;
+                }
+            }
+            else
+            {
+                entries.Add(new Entry(cp, start, i));
+            }
+
+            if (cjk)
+            {
+                entries.Add(Boundary);
+            }
+        }
+
+        if (reorder)
+        {
+            CanonicalOrder(CollectionsMarshal.AsSpan(entries));
+        }
+
+        // Pass 2: drop nonspacing marks, lower-case, split on boundaries and punctuation.
+        var words = new NormalizedWords(text.Length + 8);
+        foreach (Entry e in entries)
+        {
+            if (e.CodePoint < 0)
+            {
+                words.EndWord();
+                continue;
+            }
+
+            int cp = e.CodePoint;
+            if (stripAccents && BertCharacters.IsNonspacingMark(cp))
+            {
+                continue;
+            }
+
+            if (lowerCase)
+            {
+                if (cp == 0x130)
+                {
+                    // The one unconditional multi-character lower-case mapping (İ -> i + U+0307),
+                    // which invariant-culture casing leaves alone. Only reached when accents stay.
+                    words.Append('i', e.Start, e.End);
+                    words.Append(0x307, e.Start, e.End);
+                    continue;
+                }
+
+                cp = ToLower(cp);
+            }
+
+            if (BertCharacters.IsPunctuation(cp))
+            {
+                words.EndWord();
+                words.Append(cp, e.Start, e.End);
+                words.EndWord();
+            }
+            else
+            {
+                words.Append(cp, e.Start, e.End);
+            }
+        }
+
+        words.EndWord();
+        return words;
+    }
+
+    private static int ReadCodePoint(string text, ref int i)
+    {
+        char c = text[i++];
+        if (char.IsHighSurrogate(c) && i < text.Length && char.IsLowSurrogate(text[i]))
+        {
+            return char.ConvertToUtf32(c, text[i++]);
+        }
+
+        // A lone surrogate comes back as itself; its category (Cs) makes it a control character.
+        return c;
+    }
+
+    // Simple (per character, context-free) lower-casing, as Hugging Face's normaliser does: a final
+    // capital sigma becomes σ, not ς.
+    private static int ToLower(int cp)
+    {
+        if (cp < 0x80)
+        {
+            return (uint)(cp - 'A') <= 'Z' - 'A' ? cp + 32 : cp;
+        }
+
+        return cp <= 0xFFFF ? char.ToLowerInvariant((char)cp) : Rune.ToLowerInvariant(new Rune(cp)).Value;
+    }
+
+    // NFD's canonical ordering: within each run of non-starters, a stable sort by combining class.
+    // It runs before the marks are dropped, so the surviving spacing marks end up in NFD order.
+    private static void CanonicalOrder(Span<Entry> entries)
+    {
+        for (int i = 1; i < entries.Length; i++)
+        {
+            Entry e = entries[i];
+            int ccc = e.CodePoint < 0 ? 0 : UnicodeTables.CombiningClass(e.CodePoint);
+            if (ccc == 0)
+            {
+                continue;
+            }
+
+            int j = i - 1;
+            while (j >= 0 && entries[j].CodePoint >= 0 && UnicodeTables.CombiningClass(entries[j].CodePoint) > ccc)
+            {
+                entries[j + 1] = entries[j];
+                j--;
+            }
+
+            entries[j + 1] = e;
+        }
+    }
+}
+
+/// <summary>
+/// Words after basic tokenisation: their normalised characters back to back, and for every
+/// character the span [start, end) of the original text it came from.
+/// </summary>
+internal sealed class NormalizedWords(int capacity)
+{
+    private char[] chars = new char[capacity];
+    private int[] sourceStart = new int[capacity];
+    private int[] sourceEnd = new int[capacity];
+    private int length;
+    private int wordStart;
+
+    /// <summary>Each word as a range [Start, End) of <see cref="Chars"/>.</summary>
+    public List<(int Start, int End)> Words { get; } = [];
+
+    /// <summary>The normalised characters of all words.</summary>
+    public ReadOnlySpan<char> Chars => chars.AsSpan(0, length);
+
+    /// <summary>
+    /// The span of original text that normalised characters [start, end) came from. Sources only
+    /// run backwards where canonical ordering swapped two marks, so take the extremes.
+    /// </summary>
+    public TextSpan SourceSpan(int start, int end)
+    {
+        int from = sourceStart[start], to = sourceEnd[end - 1];
+        for (int i = start; i < end; i++)
+        {
+            from = Math.Min(from, sourceStart[i]);
+            to = Math.Max(to, sourceEnd[i]);
+        }
+
+        return new TextSpan(from, to);
+    }
+
+    /// <summary>Appends one code point (one or two UTF-16 units) that came from [start, end).</summary>
+    public void Append(int cp, int start, int end)
+    {
+        if (cp <= 0xFFFF)
+        {
+            Push((char)cp, start, end);
+        }
+        else
+        {
+            // Both halves of a surrogate pair map to the same original span.
+            int v = cp - 0x10000;
+            Push((char)(0xD800 + (v >> 10)), start, end);
+            Push((char)(0xDC00 + (v & 0x3FF)), start, end);
+        }
+    }
+
+    /// <summary>Closes the current word, if it has any characters.</summary>
+    public void EndWord()
+    {
+        if (length > wordStart)
+        {
+            Words.Add((wordStart, length));
+            wordStart = length;
+        }
+    }
+
+    private void Push(char c, int start, int end)
+    {
+        if (length == chars.Length)
+        {
+            int size = Math.Max(16, chars.Length * 2);
+            Array.Resize(ref chars, size);
+            Array.Resize(ref sourceStart, size);
+            Array.Resize(ref sourceEnd, size);
+        }
+
+        chars[length] = c;
+        sourceStart[length] = start;
+        sourceEnd[length] = end;
+        length++;
+    }
+}
+
+/// <summary>BERT's character classes.</summary>
+internal static class BertCharacters
+{
+    /// <summary>
+    /// Removed while cleaning: categories Cc, Cf, Co and Cs, except tab, newline and carriage
+    /// return (whitespace). Unassigned code points (Cn) are kept, as Hugging Face keeps them.
+    /// </summary>
+    public static bool IsControl(int cp)
+    {
+        if (cp is '\t' or '\n' or '\r')
+        {
+            return false;
+        }
+
+        if (cp is >= 0x20 and < 0x7F)
+        {
+            return false;
+        }
+
+        return CharUnicodeInfo.GetUnicodeCategory(cp) is UnicodeCategory.Control or UnicodeCategory.Format
+            or UnicodeCategory.PrivateUse or UnicodeCategory.Surrogate;
+    }
+
+    /// <summary>Word separators: tab, newline, carriage return and the Zs, Zl and Zp categories.</summary>
+    public static bool IsWhitespace(int cp)
+    {
+        if (cp is ' ' or '\t' or '\n' or '\r')
+        {
+            return true;
+        }
+
+        if (cp < 0x80)
+        {
+            return false;
+        }
+
+        return CharUnicodeInfo.GetUnicodeCategory(cp) is UnicodeCategory.SpaceSeparator
+            or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator;
+    }
+
+    /// <summary>ASCII 33–47, 58–64, 91–96, 123–126 (symbols included) and every Unicode P* category.</summary>
+    public static bool IsPunctuation(int cp)
+    {
+        if (cp < 0x80)
+        {
+            return cp is >= 33 and <= 47 or >= 58 and <= 64 or >= 91 and <= 96 or >= 123 and <= 126;
+        }
+
+        return CharUnicodeInfo.GetUnicodeCategory(cp) is >= UnicodeCategory.ConnectorPunctuation
+            and <= UnicodeCategory.OtherPunctuation;
+    }
+
+    /// <summary>Category Mn: what accent stripping drops after decomposition.</summary>
+    public static bool IsNonspacingMark(int cp) =>
+        cp >= 0x300 && CharUnicodeInfo.GetUnicodeCategory(cp) == UnicodeCategory.NonSpacingMark;
+
+    /// <summary>
+    /// BERT's "Chinese character" blocks: CJK Unified Ideographs, Extensions A–F and the
+    /// compatibility ideographs. Kana and Hangul are not included (BERT splits them like letters).
+    /// </summary>
+    public static bool IsCjkIdeograph(int cp) =>
+        cp is >= 0x4E00 and <= 0x9FFF
+            or >= 0x3400 and <= 0x4DBF
+            or >= 0x20000 and <= 0x2A6DF
+            or >= 0x2A700 and <= 0x2B73F
+            or >= 0x2B740 and <= 0x2B81F
+            or >= 0x2B820 and <= 0x2CEAF
+            or >= 0xF900 and <= 0xFAFF
+            or >= 0x2F800 and <= 0x2FA1F;
+}
