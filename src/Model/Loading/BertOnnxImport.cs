@@ -73,8 +73,18 @@ public sealed partial class BertOnnxImport
         }
 
         int hidden = words.Shape[1];
+        if (hidden <= 0 || words.Shape[0] <= 0)
+        {
+            throw new ModelFormatException(path, words.Source, "a non-empty [vocab, hidden] matrix", words.ShapeText);
+        }
+
         int layers = CountLayers(weights, path);
         var up = weights.TryGet(BertWeights.Layer(0) + "intermediate.dense.weight") ?? throw new ModelFormatException(path, BertWeights.Layer(0) + "intermediate.dense.weight", "the first feed-forward matrix (a MatMul whose product gets intermediate.dense.bias added)", "none");
+        if (up.Layout == TensorLayout.None)
+        {
+            throw new ModelFormatException(path, up.Source, "a matrix multiplied by a MatMul or Gemm", $"an initializer no MatMul uses, {up.ShapeText}");
+        }
+
         var (heads, headsSource) = InferHeads(graph, weights, hidden, headsHint);
         var config = new BertConfig(
             hidden,
@@ -180,7 +190,12 @@ public sealed partial class BertOnnxImport
             var match = LayerIndex().Match(name);
             if (match.Success)
             {
-                indices.Add(int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+                if (!int.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int index))
+                {
+                    throw new ModelFormatException(path, name, "a layer index below 2^31", match.Groups[1].Value);
+                }
+
+                indices.Add(index);
             }
         }
 
@@ -208,11 +223,12 @@ public sealed partial class BertOnnxImport
         string path = graph.FilePath;
         var query = weights.TryGet(BertWeights.Layer(0) + "attention.self.query.weight")
             ?? throw new ModelFormatException(path, BertWeights.Layer(0) + "attention.self.query.weight", "the query matrix (a MatMul whose product gets attention.self.query.bias added)", "none");
-        var matmul = graph.Nodes.First(n => (n.OpType is "MatMul" or "Gemm") && n.Inputs.Count > 1 && n.Inputs[1] == query.Source);
+        var matmul = graph.Nodes.FirstOrDefault(n => (n.OpType is "MatMul" or "Gemm") && n.Inputs.Count > 1 && n.Inputs[1] == query.Source && n.Outputs.Count > 0)
+            ?? throw new ModelFormatException(path, query.Source, "the query matrix as a MatMul or Gemm input", "an initializer no MatMul uses");
 
         int? fromReshape = null;
         int? fromScale = null;
-        string projected = matmul.OpType == "Gemm" ? matmul.Outputs[0] : graph.Consumers(matmul.Outputs[0]).FirstOrDefault()?.Outputs[0] ?? matmul.Outputs[0];
+        string projected = matmul.OpType == "Gemm" ? matmul.Outputs[0] : graph.Consumers(matmul.Outputs[0]).FirstOrDefault(n => n.Outputs.Count > 0)?.Outputs[0] ?? matmul.Outputs[0];
         foreach (var reshape in graph.Consumers(projected).Where(n => n.OpType == "Reshape" && n.Inputs.Count > 1 && n.Inputs[0] == projected))
         {
             long?[] shape = ShapeEntries(graph, reshape.Inputs[1]);
@@ -238,7 +254,7 @@ public sealed partial class BertOnnxImport
         }
 
         // The first Softmax's scores are scaled by 1/sqrt(headDim), as Div(c) or Mul(1/c).
-        var softmax = graph.Nodes.FirstOrDefault(n => n.OpType == "Softmax");
+        var softmax = graph.Nodes.FirstOrDefault(n => n.OpType == "Softmax" && n.Inputs.Count > 0);
         if (softmax is not null && ScoreScale(graph, softmax.Inputs[0]) is double scale && scale > 0)
         {
             double headDim = 1 / (scale * scale);
@@ -347,7 +363,7 @@ public sealed partial class BertOnnxImport
             {
                 values.Add(node.Attribute("epsilon")?.Float ?? 1e-5f);
             }
-            else if (node.OpType == "Sqrt" && graph.Producer(node.Inputs[0]) is { OpType: "Add" } add && add.Inputs.Count == 2)
+            else if (node.OpType == "Sqrt" && node.Inputs.Count > 0 && graph.Producer(node.Inputs[0]) is { OpType: "Add" } add && add.Inputs.Count == 2)
             {
                 // sqrt(ReduceMean((x - mean)^2) + eps)
                 int variance = add.Inputs.ToList().FindIndex(i => graph.Producer(i)?.OpType == "ReduceMean");
@@ -409,13 +425,19 @@ public sealed partial class BertOnnxImport
             var match = LayerIndex().Match(name);
             if (match.Success && weights[name].Layout != TensorLayout.None)
             {
-                layerOfMatrix[weights[name].Source] = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+                // CountLayers has already checked every index parses.
+                layerOfMatrix[weights[name].Source] = int.Parse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture);
             }
         }
 
         var result = new string?[layers];
         foreach (var softmax in graph.Nodes.Where(n => n.OpType == "Softmax"))
         {
+            if (softmax.Outputs.Count == 0)
+            {
+                throw new ModelFormatException(graph.FilePath, $"Softmax '{softmax.Name}'", "an output", "none");
+            }
+
             int layer = NearestLayer(graph, softmax, layerOfMatrix);
             if (layer < 0 || layer >= layers)
             {

@@ -138,7 +138,7 @@ public static partial class HfCheckpoint
         foreach (string name in weights.Names)
         {
             var match = LayerIndex().Match(name);
-            if (match.Success && int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) >= config.Layers)
+            if (match.Success && (!int.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int layer) || layer >= config.Layers))
             {
                 throw new ModelFormatException(weights.SourcePath, name, $"layers 0..{config.Layers - 1} (n_layer = {config.Layers})", "a tensor of a further layer");
             }

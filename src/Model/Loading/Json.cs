@@ -1,4 +1,6 @@
+using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Headlight.Model.Loading;
 
@@ -24,17 +26,24 @@ internal static class Json
             throw new ModelFormatException(path, "(file)", $"a JSON configuration of at most {MaxLength} bytes", $"{length} bytes");
         }
 
+        var bytes = new ReadOnlyMemory<byte>(File.ReadAllBytes(path));
+        if (bytes.Span.StartsWith(Encoding.UTF8.Preamble))
+        {
+            bytes = bytes[Encoding.UTF8.Preamble.Length..];
+        }
+
+        if (!Utf8.IsValid(bytes.Span))
+        {
+            throw new ModelFormatException(path, "(file)", "UTF-8 JSON", "bytes that are not valid UTF-8");
+        }
+
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
         }
         catch (JsonException e)
         {
             throw new ModelFormatException(path, "(file)", "valid JSON", $"invalid JSON ({e.Message})", e);
-        }
-        catch (ArgumentException e)
-        {
-            throw new ModelFormatException(path, "(file)", "UTF-8 JSON", $"invalid text ({e.Message})", e);
         }
     }
 

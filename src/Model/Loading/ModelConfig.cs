@@ -27,7 +27,7 @@ public enum Activation
 public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, Activation Activation, int MaxPositions, double LayerNormEps, int VocabSize)
 {
     /// <summary>The width of one head: <see cref="HiddenSize"/> / <see cref="Heads"/>.</summary>
-    public int HeadDim => HiddenSize / Heads;
+    public int HeadDim => Heads > 0 ? HiddenSize / Heads : 0;
 
     /// <summary>Checks sizes are positive, the width splits into heads and epsilon is positive.</summary>
     /// <param name="source">The file or description named in errors.</param>

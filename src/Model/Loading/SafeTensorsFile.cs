@@ -2,8 +2,8 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Headlight.Model.Loading;
 
@@ -100,7 +100,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         this.dataStart = dataStart;
         this.tensors = tensors;
         Metadata = metadata;
-        Names = tensors.Values.OrderBy(t => t.DataOffset).ThenBy(t => t.Name, StringComparer.Ordinal).Select(t => t.Name).ToArray();
+        Names = tensors.Values.OrderBy(t => t.DataOffset).ThenBy(t => t.ByteLength).ThenBy(t => t.Name, StringComparer.Ordinal).Select(t => t.Name).ToArray();
     }
 
     /// <summary>The file this was opened from.</summary>
@@ -334,6 +334,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private static (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, ReadOnlySpan<byte> header, long dataLength)
     {
+        if (!Utf8.IsValid(header))
+        {
+            throw new ModelFormatException(path, "header", "UTF-8 JSON", "bytes that are not valid UTF-8");
+        }
+
         JsonDocument document;
         try
         {
@@ -342,11 +347,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         catch (JsonException e)
         {
             throw new ModelFormatException(path, "header", "UTF-8 JSON", $"invalid JSON ({e.Message})", e);
-        }
-        catch (ArgumentException e)
-        {
-            // Invalid UTF-8 surfaces as an ArgumentException from the decoder.
-            throw new ModelFormatException(path, "header", "UTF-8 JSON", $"invalid text ({e.Message})", e);
         }
 
         using (document)
