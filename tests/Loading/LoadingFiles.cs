@@ -106,9 +106,20 @@ public static class LoadingFiles
     /// <summary>A shared fixture folder (<c>../shared/fixtures/NAME</c> beside the repository); fails clearly when missing.</summary>
     public static string SharedFixture(string name)
     {
-        string shared = Path.GetFullPath(Path.Combine(RepositoryRoot(), "..", "shared", "fixtures", name));
-        Assert.True(Directory.Exists(shared), $"The shared fixture '{name}' is missing: expected {shared} (shared/ must sit beside the checkout, as in CI).");
-        return shared;
+        // shared/ sits beside the checkout; a git worktree may sit one level further down.
+        var tried = new List<string>();
+        for (var dir = Directory.GetParent(RepositoryRoot()); dir is not null && tried.Count < 3; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "shared", "fixtures", name);
+            tried.Add(candidate);
+            if (Directory.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        Assert.Fail($"The shared fixture '{name}' is missing: looked in {string.Join(", ", tried)} (shared/ must sit beside the checkout, as in CI).");
+        return string.Empty;
     }
 
     /// <summary>Asserts <paramref name="action"/> throws a <see cref="ModelFormatException"/> naming <paramref name="file"/> and containing <paramref name="field"/> in its field.</summary>

@@ -78,6 +78,23 @@ public sealed class OnnxReaderTests
     }
 
     [Fact]
+    public void Extra_outputs_are_added_without_touching_the_rest()
+    {
+        byte[] bytes = new SyntheticBert(layers: 2).Bytes;
+        byte[] edited = OnnxEdit.AddOutputs(bytes, ["l0_probs", "l1_probs"]);
+        var before = OnnxModel.Parse(bytes, Source);
+        var after = OnnxModel.Parse(edited, Source);
+        Assert.Equal(["last_hidden_state", "l0_probs", "l1_probs"], after.Outputs);
+        Assert.Equal(before.Nodes.Select(n => n.ToString()), after.Nodes.Select(n => n.ToString()));
+        Assert.Equal(before.Initializers.Keys, after.Initializers.Keys);
+        Assert.Equal(before.Opsets, after.Opsets);
+        Assert.Equal(bytes.Length + (2 * 12), edited.Length);
+
+        LoadingFiles.ThrowsFormat(() => OnnxEdit.AddOutputs(new Proto().Varint(1, 8).ToArray(), ["x"], Source), Source, "graph");
+        LoadingFiles.ThrowsFormat(() => OnnxEdit.AddOutputs(bytes[..(bytes.Length / 2)], ["x"], Source), Source, "ModelProto");
+    }
+
+    [Fact]
     public void Unknown_fields_of_every_wire_type_are_skipped()
     {
         static Proto Junk(Proto p) => p.Varint(1000, -5).Float(1001, 2f).Bytes(1002, [1, 2, 3]).Message(1003, new Proto().Varint(1, 1))
