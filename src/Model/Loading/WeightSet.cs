@@ -1,3 +1,5 @@
+using Headlight.Kernels;
+
 namespace Headlight.Model.Loading;
 
 /// <summary>How a weight's two axes map to a linear layer's input and output.</summary>
@@ -22,15 +24,13 @@ public enum TensorLayout
 public sealed record Weight(string Name, int[] Shape, ReadOnlyMemory<float> Data, TensorLayout Layout, string Source)
 {
     /// <summary>Formats the shape as <c>[2, 3]</c>.</summary>
-    public string ShapeText => Format(Shape);
+    public string ShapeText => TensorShape.Format(Shape);
 
     /// <summary>The input width of a linear layer's matrix (or the last dimension otherwise).</summary>
     public int InFeatures => Layout == TensorLayout.OutIn ? Shape[1] : Shape[0];
 
     /// <summary>The output width of a linear layer's matrix.</summary>
     public int OutFeatures => Layout == TensorLayout.OutIn ? Shape[0] : Shape[^1];
-
-    internal static string Format(IEnumerable<int> shape) => "[" + string.Join(", ", shape) + "]";
 }
 
 /// <summary>
@@ -73,10 +73,14 @@ public sealed class WeightSet
     public void Add(Weight weight)
     {
         ArgumentNullException.ThrowIfNull(weight);
-        long count = 1;
-        foreach (int d in weight.Shape)
+        long count;
+        try
         {
-            count *= d;
+            count = TensorShape.Create(weight.Shape, weight.Source).ElementCount;
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFormatException(SourcePath, weight.Source, "non-negative dimensions whose product fits 64 bits", weight.ShapeText, e);
         }
 
         if (count != weight.Data.Length)
@@ -104,12 +108,12 @@ public sealed class WeightSet
         ArgumentNullException.ThrowIfNull(shape);
         if (!weights.TryGetValue(name, out var weight))
         {
-            throw new ModelFormatException(SourcePath, name, $"a tensor of shape {Weight.Format(shape)}", "no such tensor");
+            throw new ModelFormatException(SourcePath, name, $"a tensor of shape {TensorShape.Format(shape)}", "no such tensor");
         }
 
         if (!weight.Shape.AsSpan().SequenceEqual(shape))
         {
-            throw new ModelFormatException(SourcePath, name, $"shape {Weight.Format(shape)}", weight.ShapeText);
+            throw new ModelFormatException(SourcePath, name, $"shape {TensorShape.Format(shape)}", weight.ShapeText);
         }
 
         return weight;
@@ -123,7 +127,7 @@ public sealed class WeightSet
         int[] expected = weight.Layout == TensorLayout.OutIn ? [outFeatures, inFeatures] : [inFeatures, outFeatures];
         if (weight.Layout == TensorLayout.None || !weight.Shape.AsSpan().SequenceEqual(expected))
         {
-            throw new ModelFormatException(SourcePath, name, $"shape {Weight.Format(expected)} ({weight.Layout})", weight.ShapeText);
+            throw new ModelFormatException(SourcePath, name, $"shape {TensorShape.Format(expected)} ({weight.Layout})", weight.ShapeText);
         }
 
         return weight;
