@@ -1,0 +1,135 @@
+using Headlight.Kernels;
+
+namespace Headlight.Model.Loading;
+
+/// <summary>How a weight's two axes map to a linear layer's input and output.</summary>
+public enum TensorLayout
+{
+    /// <summary>Not a linear layer's matrix: a vector, or an embedding table [rows, width].</summary>
+    None,
+
+    /// <summary>[in, out]: y = x·W (ONNX MatMul initializers, GPT-2 Conv1D). GEMM with transposeB = false.</summary>
+    InOut,
+
+    /// <summary>[out, in]: y = x·Wᵀ (PyTorch nn.Linear, Hugging Face BERT). GEMM with transposeB = true.</summary>
+    OutIn,
+}
+
+/// <summary>One named float32 weight.</summary>
+/// <param name="Name">The canonical name (Hugging Face style, without a model prefix such as <c>bert.</c>).</param>
+/// <param name="Shape">The dimensions as stored.</param>
+/// <param name="Data">The elements, row-major.</param>
+/// <param name="Layout">How the axes map to a linear layer, for matrices.</param>
+/// <param name="Source">Where the weight came from in its file (initializer or tensor name).</param>
+public sealed record Weight(string Name, int[] Shape, ReadOnlyMemory<float> Data, TensorLayout Layout, string Source)
+{
+    /// <summary>Formats the shape as <c>[2, 3]</c>.</summary>
+    public string ShapeText => TensorShape.Format(Shape);
+
+    /// <summary>The input width of a linear layer's matrix (or the last dimension otherwise).</summary>
+    public int InFeatures => Layout == TensorLayout.OutIn ? Shape[1] : Shape[0];
+
+    /// <summary>The output width of a linear layer's matrix.</summary>
+    public int OutFeatures => Layout == TensorLayout.OutIn ? Shape[0] : Shape[^1];
+}
+
+/// <summary>
+/// A model's weights by canonical name, loaded from an ONNX graph, a safetensors file or a Hugging
+/// Face folder. Matrices carry their <see cref="TensorLayout"/> so the model can choose the GEMM
+/// transpose without caring where the weights came from.
+/// </summary>
+public sealed class WeightSet
+{
+    private readonly Dictionary<string, Weight> weights = new(StringComparer.Ordinal);
+    private readonly List<string> order = [];
+
+    /// <summary>Creates an empty set whose errors name <paramref name="sourcePath"/>.</summary>
+    public WeightSet(string sourcePath)
+    {
+        SourcePath = sourcePath;
+    }
+
+    /// <summary>The file the weights came from.</summary>
+    public string SourcePath { get; }
+
+    /// <summary>The number of weights.</summary>
+    public int Count => weights.Count;
+
+    /// <summary>Weight names in insertion order.</summary>
+    public IReadOnlyList<string> Names => order;
+
+    /// <summary>A weight by name.</summary>
+    /// <exception cref="KeyNotFoundException">No weight has that name.</exception>
+    public Weight this[string name] => weights.TryGetValue(name, out var w) ? w : throw new KeyNotFoundException($"{SourcePath}: no weight named '{name}'.");
+
+    /// <summary>Whether a weight of that name exists.</summary>
+    public bool Contains(string name) => weights.ContainsKey(name);
+
+    /// <summary>A weight, or null.</summary>
+    public Weight? TryGet(string name) => weights.TryGetValue(name, out var w) ? w : null;
+
+    /// <summary>Adds a weight.</summary>
+    /// <exception cref="ModelFormatException">A weight of that name exists, or the data does not match the shape.</exception>
+    public void Add(Weight weight)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        long count;
+        try
+        {
+            count = TensorShape.Create(weight.Shape, weight.Source).ElementCount;
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFormatException(SourcePath, weight.Source, "non-negative dimensions whose product fits 64 bits", weight.ShapeText, e);
+        }
+
+        if (count != weight.Data.Length)
+        {
+            throw new ModelFormatException(SourcePath, weight.Source, $"{count} elements for {weight.ShapeText}", $"{weight.Data.Length}");
+        }
+
+        if (weight.Layout != TensorLayout.None && weight.Shape.Length != 2)
+        {
+            throw new ModelFormatException(SourcePath, weight.Source, "a 2-D matrix for a linear layer", weight.ShapeText);
+        }
+
+        if (!weights.TryAdd(weight.Name, weight))
+        {
+            throw new ModelFormatException(SourcePath, weight.Name, "one weight of this name", $"a second one from '{weight.Source}' (first from '{weights[weight.Name].Source}')");
+        }
+
+        order.Add(weight.Name);
+    }
+
+    /// <summary>A weight that must exist with exactly <paramref name="shape"/>.</summary>
+    /// <exception cref="ModelFormatException">It is missing or shaped differently; the message names tensor, expected and found shape.</exception>
+    public Weight Require(string name, params int[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        if (!weights.TryGetValue(name, out var weight))
+        {
+            throw new ModelFormatException(SourcePath, name, $"a tensor of shape {TensorShape.Format(shape)}", "no such tensor");
+        }
+
+        if (!weight.Shape.AsSpan().SequenceEqual(shape))
+        {
+            throw new ModelFormatException(SourcePath, name, $"shape {TensorShape.Format(shape)}", weight.ShapeText);
+        }
+
+        return weight;
+    }
+
+    /// <summary>A linear layer's matrix that must exist with <paramref name="inFeatures"/> inputs and <paramref name="outFeatures"/> outputs, whatever its layout.</summary>
+    /// <exception cref="ModelFormatException">It is missing, not a matrix, or shaped differently.</exception>
+    public Weight RequireMatrix(string name, int inFeatures, int outFeatures)
+    {
+        var weight = TryGet(name) ?? throw new ModelFormatException(SourcePath, name, $"a matrix of {inFeatures} inputs x {outFeatures} outputs", "no such tensor");
+        int[] expected = weight.Layout == TensorLayout.OutIn ? [outFeatures, inFeatures] : [inFeatures, outFeatures];
+        if (weight.Layout == TensorLayout.None || !weight.Shape.AsSpan().SequenceEqual(expected))
+        {
+            throw new ModelFormatException(SourcePath, name, $"shape {TensorShape.Format(expected)} ({weight.Layout})", weight.ShapeText);
+        }
+
+        return weight;
+    }
+}
