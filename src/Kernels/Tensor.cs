@@ -270,6 +270,32 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
         }
     }
 
+    /// <summary>Copies this tensor into another tensor of the same element count on the same device.</summary>
+    public void CopyTo(Tensor<T> destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ThrowIfDisposed();
+        destination.ThrowIfDisposed();
+        if (!ReferenceEquals(destination.Device, Device) || destination.Length != Length)
+        {
+            throw new ArgumentException(
+                $"Tensor.CopyTo: destination {destination.Shape} on {destination.Device.Name} must hold {Length} elements on {Device.Name}.", nameof(destination));
+        }
+
+        if (storage is HostStorage<T>)
+        {
+            HostSpan.CopyTo(destination.HostSpan);
+        }
+        else
+        {
+            var ilgpu = (IlgpuDevice)Device;
+            lock (ilgpu.SyncRoot)
+            {
+                View.CopyTo(ilgpu.Accelerator.DefaultStream, destination.View);
+            }
+        }
+    }
+
     /// <summary>Copies the tensor into a new host array.</summary>
     public T[] ToArray()
     {

@@ -1,4 +1,4 @@
-namespace Headlight.Model;
+namespace Headlight.Models;
 
 /// <summary>
 /// A model file (weights, graph, configuration or vocabulary) is malformed or does not describe the

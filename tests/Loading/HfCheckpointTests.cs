@@ -2,8 +2,8 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Headlight.Model;
-using Headlight.Model.Loading;
+using Headlight.Models;
+using Headlight.Models.Loading;
 
 namespace Headlight.Tests.Loading;
 
@@ -25,7 +25,7 @@ public sealed class HfCheckpointTests : IDisposable
         string folder = LoadingFiles.SharedFixture("gpt2-tiny");
         var checkpoint = HfCheckpoint.LoadGpt2(folder);
 
-        Assert.Equal(new Gpt2Config(32, 2, 4, 128, Activation.GeluTanh, 64, 1e-5, 512), checkpoint.Config with { Architectures = [] });
+        Assert.Equal(new Gpt2Config(32, 2, 4, 128, ActivationFunction.GeluTanh, 64, 1e-5, 512), checkpoint.Config with { Architectures = [] });
         Assert.Equal(["GPT2LMHeadModel"], checkpoint.Config.Architectures);
 
         // wte, wpe, ln_f (2) and 12 per layer; the U8 causal-mask buffers are skipped.

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
-using Headlight.Model;
-using Headlight.Model.Loading;
+using Headlight.Models;
+using Headlight.Models.Loading;
 
 namespace Headlight.Tests.Loading;
 
@@ -49,7 +49,7 @@ public sealed class HfConfigTests : IDisposable
     {
         string path = Write(BertJson());
         var config = HfConfig.ReadBert(path);
-        Assert.Equal(new BertConfig(768, 12, 12, 3072, Activation.GeluErf, 512, 1e-12, 30522, 2), config with { Architectures = [] });
+        Assert.Equal(new BertConfig(768, 12, 12, 3072, ActivationFunction.GeluErf, 512, 1e-12, 30522, 2), config with { Architectures = [] });
         Assert.Equal(["BertModel"], config.Architectures);
         Assert.Equal(64, config.HeadDim);
         Assert.False(config.IsSequenceClassifier);
@@ -61,7 +61,7 @@ public sealed class HfConfigTests : IDisposable
     {
         var json = Gpt2Json();
         var config = HfConfig.ReadGpt2(Write(json));
-        Assert.Equal(new Gpt2Config(768, 12, 12, 3072, Activation.GeluTanh, 1024, 1e-5, 50257), config with { Architectures = [] });
+        Assert.Equal(new Gpt2Config(768, 12, 12, 3072, ActivationFunction.GeluTanh, 1024, 1e-5, 50257), config with { Architectures = [] });
 
         json["n_inner"] = 1000;
         json.Remove("model_type");

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Google.Protobuf;
-using Headlight.Model;
+using Headlight.Models;
 
 namespace Headlight.Tests.Loading;
 

@@ -1,5 +1,5 @@
-using Headlight.Model;
-using Headlight.Model.Loading;
+using Headlight.Models;
+using Headlight.Models.Loading;
 
 namespace Headlight.Tests.Loading;
 
@@ -18,7 +18,7 @@ public sealed class OnnxReaderTests
         Assert.Equal((SyntheticBert.Hidden, 2, SyntheticBert.Heads, SyntheticBert.Intermediate), (c.HiddenSize, c.Layers, c.Heads, c.IntermediateSize));
         Assert.Equal((SyntheticBert.Vocab, SyntheticBert.Positions, SyntheticBert.Types), (c.VocabSize, c.MaxPositions, c.TypeVocabSize));
         Assert.Equal(1e-5, c.LayerNormEps);
-        Assert.Equal(Activation.GeluErf, c.Activation);
+        Assert.Equal(ActivationFunction.GeluErf, c.Activation);
         Assert.Contains("Reshape", import.HeadsSource, StringComparison.Ordinal);
         Assert.Contains("scale", import.HeadsSource, StringComparison.Ordinal);
         Assert.Equal(["l0_probs", "l1_probs"], import.AttentionProbabilities);

@@ -1,5 +1,5 @@
-using Headlight.Model;
-using Headlight.Model.Loading;
+using Headlight.Models;
+using Headlight.Models.Loading;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -46,7 +46,7 @@ public sealed class PackagedModelTests(PackagedModelsFixture models) : IClassFix
     public void Imports_the_expected_bert_layout(string name)
     {
         var import = models.Import(name);
-        var expected = new BertConfig(384, 6, 12, 1536, Activation.GeluErf, 512, 1e-12, 30522, 2);
+        var expected = new BertConfig(384, 6, 12, 1536, ActivationFunction.GeluErf, 512, 1e-12, 30522, 2);
         Assert.Equal(expected, import.Config);
         Assert.Contains("Reshape", import.HeadsSource, StringComparison.Ordinal);
         Assert.Empty(import.Unidentified);

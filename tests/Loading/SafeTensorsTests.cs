@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
-using Headlight.Model;
-using Headlight.Model.Loading;
+using Headlight.Models;
+using Headlight.Models.Loading;
 
 namespace Headlight.Tests.Loading;
 

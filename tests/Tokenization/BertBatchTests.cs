@@ -1,4 +1,4 @@
-using Headlight.Model.Tokenization;
+using Headlight.Models.Tokenization;
 
 namespace Headlight.Tests.Tokenization;
 

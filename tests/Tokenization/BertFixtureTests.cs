@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using Headlight.Model.Tokenization;
+using Headlight.Models.Tokenization;
 
 namespace Headlight.Tests.Tokenization;
 

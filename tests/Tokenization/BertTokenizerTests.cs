@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using Headlight.Model.Tokenization;
+using Headlight.Models.Tokenization;
 using Xunit.Abstractions;
 
 namespace Headlight.Tests.Tokenization;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>
 /// A BERT encoder recovered from an ONNX graph: its weights under Hugging Face names, its
@@ -389,28 +389,28 @@ public sealed partial class BertOnnxImport
     }
 
     /// <summary>The feed-forward activation: an Erf node means exact GELU; a Gelu node says which; a Tanh of a cubic, the tanh form.</summary>
-    private static Activation InferActivation(OnnxModel graph)
+    private static ActivationFunction InferActivation(OnnxModel graph)
     {
         if (graph.Nodes.Any(n => n.OpType == "Erf"))
         {
-            return Activation.GeluErf;
+            return ActivationFunction.GeluErf;
         }
 
         var gelu = graph.Nodes.FirstOrDefault(n => n.OpType is "Gelu" or "FastGelu");
         if (gelu is not null)
         {
             string approximate = System.Text.Encoding.UTF8.GetString((gelu.Attribute("approximate")?.Bytes ?? ReadOnlyMemory<byte>.Empty).Span);
-            return gelu.OpType == "FastGelu" || approximate == "tanh" ? Activation.GeluTanh : Activation.GeluErf;
+            return gelu.OpType == "FastGelu" || approximate == "tanh" ? ActivationFunction.GeluTanh : ActivationFunction.GeluErf;
         }
 
         if (graph.Nodes.Any(n => n.OpType == "Pow" && n.Inputs.Count > 1 && graph.ConstantValue(n.Inputs[1])?.ScalarValue() == 3) && graph.Nodes.Any(n => n.OpType == "Tanh"))
         {
-            return Activation.GeluTanh;
+            return ActivationFunction.GeluTanh;
         }
 
         if (graph.Nodes.Any(n => n.OpType == "Relu"))
         {
-            return Activation.Relu;
+            return ActivationFunction.Relu;
         }
 
         throw new ModelFormatException(graph.FilePath, "activation", "Erf, Gelu, a tanh-form GELU or Relu nodes", "none of them");

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>
 /// Canonical BERT weight names (Hugging Face's, without the <c>bert.</c> prefix) and the check that

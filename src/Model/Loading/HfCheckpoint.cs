@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>A BERT checkpoint loaded from a Hugging Face folder.</summary>
 /// <param name="Folder">The folder.</param>

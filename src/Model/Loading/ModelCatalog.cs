@@ -1,6 +1,6 @@
 using System.Reflection;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>A model shipped inside a NuGet package's assembly as manifest resources.</summary>
 /// <param name="Name">Headlight's short name, e.g. <c>minilm</c>.</param>

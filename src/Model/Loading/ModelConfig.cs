@@ -1,9 +1,9 @@
 using System.Text.Json;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>The feed-forward activation of a transformer block.</summary>
-public enum Activation
+public enum ActivationFunction
 {
     /// <summary>Exact GELU: x·Φ(x) with the error function (BERT's <c>gelu</c>).</summary>
     GeluErf,
@@ -24,7 +24,7 @@ public enum Activation
 /// <param name="MaxPositions">The number of learned position embeddings.</param>
 /// <param name="LayerNormEps">LayerNorm's epsilon (added to the variance over d).</param>
 /// <param name="VocabSize">The number of token embeddings.</param>
-public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, Activation Activation, int MaxPositions, double LayerNormEps, int VocabSize)
+public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
 {
     /// <summary>The width of one head: <see cref="HiddenSize"/> / <see cref="Heads"/>.</summary>
     public int HeadDim => Heads > 0 ? HiddenSize / Heads : 0;
@@ -71,7 +71,7 @@ public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, 
 /// <param name="LayerNormEps">LayerNorm's epsilon.</param>
 /// <param name="VocabSize">The number of token embeddings.</param>
 /// <param name="TypeVocabSize">The number of token type (segment) embeddings.</param>
-public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, Activation Activation, int MaxPositions, double LayerNormEps, int VocabSize, int TypeVocabSize)
+public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize, int TypeVocabSize)
     : TransformerConfig(HiddenSize, Layers, Heads, IntermediateSize, Activation, MaxPositions, LayerNormEps, VocabSize)
 {
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
@@ -100,7 +100,7 @@ public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Inter
 /// <param name="MaxPositions">n_positions.</param>
 /// <param name="LayerNormEps">layer_norm_epsilon.</param>
 /// <param name="VocabSize">vocab_size.</param>
-public sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int IntermediateSize, Activation Activation, int MaxPositions, double LayerNormEps, int VocabSize)
+public sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
     : TransformerConfig(HiddenSize, Layers, Heads, IntermediateSize, Activation, MaxPositions, LayerNormEps, VocabSize)
 {
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
@@ -147,12 +147,12 @@ public static class HfConfig
         return family == "gpt2" ? ParseGpt2(path, root) : throw new ModelFormatException(path, "model_type", "a GPT-2 configuration", family);
     }
 
-    /// <summary>Maps a Hugging Face activation name to <see cref="Activation"/>, or null when unknown.</summary>
-    public static Activation? ParseActivation(string name) => name switch
+    /// <summary>Maps a Hugging Face activation name to <see cref="ActivationFunction"/>, or null when unknown.</summary>
+    public static ActivationFunction? ParseActivation(string name) => name switch
     {
-        "gelu" or "gelu_python" => Activation.GeluErf,
-        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => Activation.GeluTanh,
-        "relu" => Activation.Relu,
+        "gelu" or "gelu_python" => ActivationFunction.GeluErf,
+        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => ActivationFunction.GeluTanh,
+        "relu" => ActivationFunction.Relu,
         _ => null,
     };
 

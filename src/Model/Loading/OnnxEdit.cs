@@ -1,6 +1,6 @@
 using Google.Protobuf;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>Small edits of ONNX model bytes, made at the wire-format level so everything else is copied unchanged.</summary>
 public static class OnnxEdit

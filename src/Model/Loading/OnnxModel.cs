@@ -1,4 +1,4 @@
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>One attribute of an ONNX node (the scalar, list and tensor kinds; graphs are not kept).</summary>
 public sealed class OnnxAttribute

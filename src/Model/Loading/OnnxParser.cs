@@ -1,7 +1,7 @@
 using System.Text;
 using Google.Protobuf;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>
 /// Reads the parts of ONNX's protobuf messages Headlight needs, field by field with

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>ONNX <c>TensorProto.DataType</c> values this reader knows the size of.</summary>
 public enum OnnxDataType

@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>Element types a safetensors file may declare.</summary>
 public enum SafeTensorsDType

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>How token vectors [seq, hidden] become one sentence vector [hidden].</summary>
 public enum PoolingMode

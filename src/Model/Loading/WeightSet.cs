@@ -1,6 +1,6 @@
 using Headlight.Kernels;
 
-namespace Headlight.Model.Loading;
+namespace Headlight.Models.Loading;
 
 /// <summary>How a weight's two axes map to a linear layer's input and output.</summary>
 public enum TensorLayout

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// BERT's basic tokenisation, in the order Hugging Face's BertNormalizer and BertPreTokenizer

@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// How a BERT model's text is normalised and which vocabulary entries are its special tokens.

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// BERT's tokenizer: basic tokenisation (clean, isolate CJK ideographs, lower-case and strip

@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// Turns text into the token ids a model expects, remembering which word and which characters

@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>A range [Start, End) of UTF-16 code units in a text.</summary>
 /// <param name="Start">First code unit.</param>

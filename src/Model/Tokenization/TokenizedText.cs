@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// A text (or a pair of texts) as a model sees it: token ids with the special tokens added, and

@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// One word of a tokenised text (a run of letters and digits, or a single punctuation mark or CJK

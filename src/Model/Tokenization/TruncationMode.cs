@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>What to do with a text that has more tokens than the model has positions.</summary>
 public enum TruncationMode

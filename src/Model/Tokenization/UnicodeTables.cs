@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// Canonical decomposition (the D of NFD) and canonical combining classes, from tables generated

@@ -3,7 +3,7 @@
 // Do not edit by hand; regenerate instead.
 // </auto-generated>
 
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 internal static partial class UnicodeTables
 {

@@ -1,4 +1,4 @@
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>A vocabulary file that cannot be used: empty, malformed, or missing a required token.</summary>
 public sealed class VocabularyFormatException : FormatException

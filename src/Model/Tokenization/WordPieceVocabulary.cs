@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Headlight.Model.Tokenization;
+namespace Headlight.Models.Tokenization;
 
 /// <summary>
 /// A WordPiece vocabulary (vocab.txt: one token per line, the line number is the id) and BERT's

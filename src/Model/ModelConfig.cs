@@ -1,0 +1,106 @@
+using Headlight.Kernels;
+using Headlight.Models.Loading;
+
+namespace Headlight.Models;
+
+/// <summary>The two block layouts Headlight runs.</summary>
+public enum ModelFamily
+{
+    /// <summary>BERT-style encoder: bidirectional attention, post-LayerNorm blocks, embedding LayerNorm, optional pooler.</summary>
+    BertEncoder,
+
+    /// <summary>GPT-2-style decoder: causal attention, pre-LayerNorm blocks, final LayerNorm, LM head tied to the token embeddings.</summary>
+    Gpt2Decoder,
+}
+
+/// <summary>The shape and options of a transformer, whatever file it came from.</summary>
+public sealed record ModelConfig
+{
+    /// <summary>Encoder or decoder.</summary>
+    public required ModelFamily Family { get; init; }
+
+    /// <summary>Number of blocks.</summary>
+    public required int Layers { get; init; }
+
+    /// <summary>Width of the residual stream, d.</summary>
+    public required int Hidden { get; init; }
+
+    /// <summary>Attention heads per block.</summary>
+    public required int Heads { get; init; }
+
+    /// <summary>Width of the MLP's hidden layer.</summary>
+    public required int Intermediate { get; init; }
+
+    /// <summary>Vocabulary size.</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>Longest input the position embeddings allow.</summary>
+    public required int MaxPositions { get; init; }
+
+    /// <summary>Number of token types (segments); 0 for decoders.</summary>
+    public int TypeVocabSize { get; init; }
+
+    /// <summary>LayerNorm epsilon.</summary>
+    public required float LayerNormEpsilon { get; init; }
+
+    /// <summary>The MLP's activation.</summary>
+    public required GeluForm Activation { get; init; }
+
+    /// <summary>True when the model has BERT's pooler (tanh(W·h[CLS] + b)).</summary>
+    public bool HasPooler { get; init; }
+
+    /// <summary>Number of classes when a sequence-classification head is present, else 0.</summary>
+    public int NumLabels { get; init; }
+
+    /// <summary>Class names by index, when the checkpoint gives them.</summary>
+    public IReadOnlyList<string> Labels { get; init; } = [];
+
+    /// <summary>How the sentence embedding is pooled (sentence-transformers models); null when the model has none.</summary>
+    public PoolingMode? Pooling { get; init; }
+
+    /// <summary>True when the sentence embedding is L2-normalised.</summary>
+    public bool NormalizeEmbedding { get; init; }
+
+    /// <summary>Width of one head, <see cref="Hidden"/> / <see cref="Heads"/>.</summary>
+    public int HeadDim => Hidden / Heads;
+
+    /// <summary>True for decoders: attention is causal.</summary>
+    public bool IsCausal => Family == ModelFamily.Gpt2Decoder;
+
+    /// <summary>Number of weights, embeddings included.</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long d = Hidden;
+            long perLayer = (4 * d * d) + (4 * d) + (2 * d * Intermediate) + Intermediate + d + (4 * d);
+            long embeddings = ((long)VocabSize + MaxPositions + TypeVocabSize) * d + (2 * d);
+            long pooler = HasPooler ? (d * d) + d : 0;
+            long classifier = NumLabels > 0 ? (d * NumLabels) + NumLabels : 0;
+            return (Layers * perLayer) + embeddings + pooler + classifier;
+        }
+    }
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
+    public void Validate(string source)
+    {
+        static void Require(bool ok, string source, string field, string expectation, object found)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException($"{source}: '{field}' must be {expectation}, found {found}.");
+            }
+        }
+
+        Require(Layers > 0, source, "layers", "positive", Layers);
+        Require(Hidden > 0, source, "hidden", "positive", Hidden);
+        Require(Heads > 0, source, "heads", "positive", Heads);
+        Require(Hidden % Heads == 0, source, "heads", $"a divisor of hidden ({Hidden})", Heads);
+        Require(Intermediate > 0, source, "intermediate", "positive", Intermediate);
+        Require(VocabSize > 0, source, "vocab_size", "positive", VocabSize);
+        Require(MaxPositions > 0, source, "max_positions", "positive", MaxPositions);
+        Require(TypeVocabSize >= 0, source, "type_vocab_size", "non-negative", TypeVocabSize);
+        Require(LayerNormEpsilon > 0 && float.IsFinite(LayerNormEpsilon), source, "layer_norm_eps", "positive and finite", LayerNormEpsilon);
+        Require(NumLabels >= 0, source, "num_labels", "non-negative", NumLabels);
+    }
+}
