@@ -49,6 +49,7 @@ public sealed class NormValidationTests : IDisposable
         Rejects(() => LayerNorm.Forward(x, gamma, beta, y, 1e-5f, residual: residualWrong), "LayerNorm.Forward", "residual must have x's shape");
         Rejects(() => LayerNorm.Forward(x, gamma, beta, y, 1e-5f, sum: y), "LayerNorm.Forward", "sum is written only when residual is given");
         Rejects(() => LayerNorm.Forward(x, gamma, beta, y, 1e-5f, residual: residual, sum: yWrong), "LayerNorm.Forward", "sum must have x's shape");
+        Rejects(() => LayerNorm.Forward(x, gamma, beta, y, 1e-5f, residual: residual, sum: y), "LayerNorm.Forward", "sum and y must be different");
         Rejects(() => LayerNorm.Forward(x, gamma, beta, y, 0f), "LayerNorm.Forward", "epsilon");
         Rejects(() => LayerNorm.Forward(x, gamma, beta, y, float.NaN), "LayerNorm.Forward", "epsilon");
         StillPoisoned(y);

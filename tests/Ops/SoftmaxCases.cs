@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Headlight.Kernels;
 
 namespace Headlight.Tests.Ops;
@@ -199,9 +200,53 @@ public sealed class SoftmaxCases : IOpCaseSource
     }
 }
 
-/// <summary>Checks the float64 softmax backward reference against central finite differences of the float64 forward.</summary>
+/// <summary>
+/// Checks the float64 softmax backward reference against central finite differences of the float64 forward,
+/// and the host path's vector exponential against <see cref="Math.Exp(double)"/>.
+/// </summary>
 public sealed class SoftmaxReferenceTests
 {
+    /// <summary>The vector exp is within 2 ulp over [−87.3, 88], exactly 0 below (−∞ included), +∞ above, NaN for NaN.</summary>
+    [Fact]
+    public void HostExpIsAccurateAndExactAtTheEnds()
+    {
+        var values = new List<float> { 0f, -0f, 1e-30f, -1e-30f, 88f, -87.3f, 0.5f * MathF.Log(2) };
+        var random = new Random(69);
+        for (int i = 0; i < 100_000; i++)
+        {
+            values.Add((float)((random.NextDouble() * 175.3) - 87.3));
+        }
+
+        while (values.Count % 16 != 0)
+        {
+            values.Add(-1f);
+        }
+
+        var input = values.ToArray();
+        var output = new float[input.Length];
+        for (int i = 0; i < input.Length; i += 16)
+        {
+            Softmax.Exp(Vector512.Create(input.AsSpan(i, 16))).CopyTo(output.AsSpan(i, 16));
+        }
+
+        for (int i = 0; i < input.Length; i++)
+        {
+            double expected = Math.Exp(input[i]);
+            Assert.True(Math.Abs(output[i] - expected) <= 2.4e-7 * expected, $"exp({input[i]:R}) = {output[i]:R}, expected {expected:R}.");
+        }
+
+        float[] ends = [float.NegativeInfinity, -87.4f, -200f, -1e30f, 88.5f, float.PositiveInfinity, float.NaN, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f];
+        var e = Softmax.Exp(Vector512.Create(ends));
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(0f, e[i]);
+        }
+
+        Assert.Equal(float.PositiveInfinity, e[4]);
+        Assert.Equal(float.PositiveInfinity, e[5]);
+        Assert.True(float.IsNaN(e[6]), "exp(NaN) must be NaN.");
+    }
+
     /// <summary>dx of <c>L = Σ dy·softmax(scale·x)</c> (masked, causal) matches central differences; masked entries get 0.</summary>
     [Fact]
     public void BackwardReferenceMatchesFiniteDifferences()

@@ -61,6 +61,7 @@ public static class LayerNorm
             .Require(residual is null || residual.Shape == x.Shape, "residual must have x's shape")
             .Require(sum is null || residual is not null, "sum is written only when residual is given")
             .Require(sum is null || sum.Shape == x.Shape, "sum must have x's shape")
+            .Require(sum is null || !ReferenceEquals(sum, y), "sum and y must be different tensors")
             .Require(float.IsFinite(epsilon) && epsilon > 0, $"epsilon must be positive and finite (got {epsilon})");
         int d = x.Shape[-1];
         args.Require(gamma.Shape.Rank == 1 && gamma.Length == d, $"gamma must be [d] = [{d}]")
