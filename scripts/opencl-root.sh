@@ -17,9 +17,8 @@
 #   HEADLIGHT_OPENCL_RESULTS  where the default command writes opencl_*.trx (default: TestResults/opencl)
 #   HEADLIGHT_CACHE           cache folder; the root lives in trixie-root/ (default: ~/.cache/headlight)
 #   HEADLIGHT_DEBIAN_MIRROR   Debian mirror (default: the first one in this machine's apt sources)
-#
-#   HEADLIGHT_OPENCL_ALLOW_SKIPS=1  accept skipped cases in the root (by default they fail the run:
-#                             inside the root PoCL is present, so every OpenCL case must run)
+#   HEADLIGHT_OPENCL_ALLOW_SKIPS  1 accepts skipped cases in the root; by default a skip there fails
+#                             the run, since PoCL is present and every OpenCL case must run
 #
 # Exit status: the test command's; also non-zero when no case passed or a case skipped in the root.
 # When this machine cannot build or enter the root (not root, no mount permission, no package
@@ -52,6 +51,7 @@ seconds_since() { echo $((SECONDS - $1)); }
 # --- host side: checks, then re-enter this script in a private mount + PID namespace ----------
 
 outer() {
+    [[ $(id -u) -eq 0 ]] || skip "needs root for debootstrap, chroot and bind mounts (run it as root)"
     REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
     CACHE=${HEADLIGHT_CACHE:-${HOME:-/root}/.cache/headlight}
     mkdir -p "$CACHE" 2>/dev/null || skip "cannot create the cache folder $CACHE"
@@ -61,7 +61,6 @@ outer() {
         "$REPO"/*) echo "opencl-root: the cache ($CACHE) must lie outside the repository ($REPO)" >&2; exit 2 ;;
     esac
 
-    [[ $(id -u) -eq 0 ]] || skip "needs root for debootstrap, chroot and bind mounts (run it as root)"
     local tool
     for tool in unshare chroot mount umount findmnt flock; do
         command -v "$tool" >/dev/null || skip "the tool '$tool' is missing"
@@ -143,10 +142,10 @@ bind_at() {
     else
         mkdir -p "$(dirname "$target")" && touch "$target"
     fi
-    mount --rbind "$source" "$target"
+    mount --rbind "$source" "$target" || skip "cannot bind-mount $source into the root"
     MOUNTS+=("$target")
     if [[ $mode == ro ]]; then
-        mount -o remount,bind,ro "$target"
+        mount -o remount,bind,ro "$target" || skip "cannot make $target read-only"
     fi
 }
 
@@ -154,7 +153,7 @@ bind_at() {
 mount_fs() {
     local type=$1 target=$ROOT$2
     mkdir -p "$target"
-    mount -t "$type" "$type" "$target"
+    mount -t "$type" "$type" "$target" || skip "cannot mount $type in the root"
     MOUNTS+=("$target")
 }
 

@@ -54,8 +54,9 @@ public sealed class OpenClConcurrencyTests
     {
         OpenClLoader.SkipUnlessInstalled();
         using var start = new Barrier(2);
-        var first = Task.Run(() => TryOpen(start));
-        var second = Task.Run(() => TryOpen(start));
+        // Dedicated threads, so that both reach the barrier however busy the thread pool is.
+        var first = Task.Factory.StartNew(() => TryOpen(start), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var second = Task.Factory.StartNew(() => TryOpen(start), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         string?[] errors = await Task.WhenAll(first, second);
 
         string? failure = errors.FirstOrDefault(e => e is not null);
