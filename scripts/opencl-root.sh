@@ -120,9 +120,11 @@ host_mirror() {
 # --- inside the namespace: lock, build the root once, mount, run, unmount ---------------------
 
 MOUNTS=()
+TEST_LOG=
 
 cleanup() {
     local i m
+    [[ -z $TEST_LOG ]] || rm -f "$TEST_LOG"
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
         m=${MOUNTS[i]}
         umount -R "$m" 2>/dev/null || umount -R -l "$m" 2>/dev/null || say "could not unmount $m"
@@ -282,6 +284,7 @@ inner() {
 
     local log start=$SECONDS rc=0
     log=$(mktemp "$CACHE/test.XXXXXX.log")
+    TEST_LOG=$log
     # Skipped cases are counted below; their per-case lines would only bury failures.
     # (Inside `if` so that a failing run is reported below rather than by the ERR trap.)
     # shellcheck disable=SC2016 # $1 and $@ belong to the inner shell
