@@ -210,15 +210,19 @@ inner() {
     trap 'exit 143' TERM
     trap 'exit 129' HUP
 
+    # Runs share the ready root (each has its own mount namespace); building it is exclusive.
     exec 9>"$CACHE/lock"
-    if ! flock -x -n 9; then
-        say "waiting for another run that holds $CACHE/lock"
-        flock -x 9
-    fi
+    flock -s 9
     local building=0
     if ! root_ready; then
-        building=1
-        bootstrap_root
+        if ! flock -x -n 9; then
+            say "waiting for another run that holds $CACHE/lock"
+            flock -x 9
+        fi
+        if ! root_ready; then
+            building=1
+            bootstrap_root
+        fi
     fi
 
     mount_fs proc /proc
@@ -229,7 +233,6 @@ inner() {
     if [[ $building -eq 1 ]]; then
         install_packages
     fi
-    # Other runs may now share the ready root: each has its own mount namespace.
     flock -s 9
 
     bind_at "$DOTNET_DIR" "$DOTNET_DIR" ro
