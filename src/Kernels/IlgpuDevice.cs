@@ -21,6 +21,11 @@ public sealed class IlgpuDevice : Device
     private const int RequiredGroupSize = 256;
 
     private static readonly ConcurrentDictionary<DeviceKind, IReadOnlyList<DeviceInfo>> Listings = new();
+
+    // ILGPU's first OpenCL device scan is not thread-safe: two contexts created at once can leave
+    // one of them with no OpenCL device (seen with PoCL 6), so contexts are created one at a time.
+    private static readonly Lock ContextGate = new();
+
     private readonly Context context;
     private readonly ConcurrentDictionary<string, Lazy<object>> kernels = new(StringComparer.Ordinal);
 
@@ -138,22 +143,25 @@ public sealed class IlgpuDevice : Device
 
     private static Context CreateContext(DeviceKind kind)
     {
-        return Context.Create(builder =>
+        lock (ContextGate)
         {
-            builder.Math(MathMode.Default).EnableAlgorithms();
-            switch (kind)
+            return Context.Create(builder =>
             {
-                case DeviceKind.Cuda:
-                    builder.Cuda();
-                    break;
-                case DeviceKind.OpenCL:
-                    builder.OpenCL();
-                    break;
-                default:
-                    builder.CPU(_ => true);
-                    break;
-            }
-        });
+                builder.Math(MathMode.Default).EnableAlgorithms();
+                switch (kind)
+                {
+                    case DeviceKind.Cuda:
+                        builder.Cuda();
+                        break;
+                    case DeviceKind.OpenCL:
+                        builder.OpenCL();
+                        break;
+                    default:
+                        builder.CPU(_ => true);
+                        break;
+                }
+            });
+        }
     }
 
     private static List<ILGPU.Runtime.Device> Candidates(Context context, DeviceKind kind)
