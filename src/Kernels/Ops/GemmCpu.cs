@@ -1,0 +1,792 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+
+namespace Headlight.Kernels;
+
+/// <summary>Which register-blocked micro-kernel the CPU GEMM uses.</summary>
+internal enum GemmIsa
+{
+    /// <summary>8×32 tiles in Vector512 registers (AVX-512).</summary>
+    Vector512,
+
+    /// <summary>6×16 tiles in Vector256 registers (AVX2 machines).</summary>
+    Vector256,
+}
+
+/// <summary>
+/// The managed CPU GEMM behind <see cref="Gemm"/>: panels of <c>op(a)</c> and <c>op(b)</c> are packed into
+/// contiguous strips (transposes are absorbed there), a register-blocked FMA micro-kernel multiplies one
+/// strip pair at a time, and the epilogue (alpha, beta, bias, GELU, pre-activation) is applied as each
+/// micro-tile is stored. Blocking follows the caches of a Zen 4 core: a k-block of one A strip
+/// (≤ 12 KB) stays in L1 while it meets every B strip of a packed B block (≤ 576 KB) held in L2.
+/// Work is split once, over threads, along batches or along the larger of m and n.
+/// </summary>
+internal static unsafe class GemmCpu
+{
+    // Micro-tile sizes: rows of op(a) × columns of op(b).
+    private const int Mr512 = 8;
+    private const int Nr512 = 32;
+    private const int Mr256 = 6;
+    private const int Nr256 = 16;
+
+    // Cache blocking (elements): kc × mr A strips in L1, kc × nc B blocks in L2, mc × kc A blocks in L3.
+    private const int KcMax = 384;
+    private const int NcMax = 384;
+    private const int McMax = 1008; // a multiple of both micro-tile heights
+
+    // Below these amounts of work, threads or packing cost more than they save.
+    private const long ParallelFlops = 1L << 21;
+    private const long BatchSplitFlops = 1L << 24;
+    private const int DirectMaxRows = 3;
+    private const int DirectMaxColumns = 7;
+
+    /// <summary>The micro-kernel for this machine: Vector512 where it is accelerated, else Vector256.</summary>
+    public static GemmIsa DefaultIsa => Vector512.IsHardwareAccelerated ? GemmIsa.Vector512 : GemmIsa.Vector256;
+
+    /// <summary>Runs one validated problem; spans are the whole tensors (bias and pre empty when absent).</summary>
+    public static void Run(CpuDevice device, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c,
+        ReadOnlySpan<float> bias, Span<float> pre, in GemmDims d, GemmIsa isa)
+    {
+        fixed (float* pa = a, pb = b, pc = c, pbias = bias, ppre = pre)
+        {
+            var job = Job.ForThisThread();
+            job.A = pa;
+            job.B = pb;
+            job.C = pc;
+            job.Bias = d.HasBias != 0 ? pbias : null;
+            job.Pre = d.HasPre != 0 ? ppre : null;
+            job.D = d;
+            job.Isa = isa;
+
+            long flopsPerBatch = 2L * d.M * d.N * d.K * Math.Max(d.Reduce, 1);
+            int threads = device.Threads;
+            if (threads == 1 || flopsPerBatch * d.Batch < ParallelFlops)
+            {
+                job.Plan(parts: 1, splitRows: false);
+                for (int batch = 0; batch < d.Batch; batch++)
+                {
+                    job.Execute(batch);
+                }
+
+                return;
+            }
+
+            if (d.Batch >= 2 && (flopsPerBatch < BatchSplitFlops || d.Batch >= 4 * threads))
+            {
+                // Many small products (attention heads): each worker takes whole batches.
+                job.Plan(parts: 1, splitRows: false);
+                Parallel.For(0, d.Batch, device.ParallelOptions, job.Body);
+                return;
+            }
+
+            // One large product per batch: split it along the dimension that duplicates less packing.
+            bool direct = IsDirect(d);
+            int mr = isa == GemmIsa.Vector512 ? Mr512 : Mr256;
+            int nr = isa == GemmIsa.Vector512 ? Nr512 : Nr256;
+            bool splitRows = direct ? d.M > DirectMaxRows : d.M > d.N;
+            int units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
+            if (!direct && units < threads)
+            {
+                splitRows = !splitRows;
+                units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
+            }
+
+            int parts = Math.Clamp(units, 1, threads);
+            job.Plan(parts, splitRows);
+            Parallel.For(0, d.Batch * parts, device.ParallelOptions, job.Body);
+        }
+    }
+
+    private static int Ceiling(int x, int y) => (x + y - 1) / y;
+
+    // Too few rows or columns to fill a micro-tile: dot products or row updates without packing do better.
+    private static bool IsDirect(in GemmDims d) => d.Reduce == 1 && (d.M <= DirectMaxRows || d.N <= DirectMaxColumns);
+
+    /// <summary>One call's operands and its split into tasks; one per calling thread, reused, so a call allocates nothing here.</summary>
+    private sealed class Job
+    {
+        [ThreadStatic]
+        private static Job? current;
+
+        private int parts;
+        private bool splitRows;
+
+        private Job() => Body = Execute;
+
+        public Action<int> Body { get; }
+
+        public float* A { get; set; }
+
+        public float* B { get; set; }
+
+        public float* C { get; set; }
+
+        public float* Bias { get; set; }
+
+        public float* Pre { get; set; }
+
+        public GemmDims D { get; set; }
+
+        public GemmIsa Isa { get; set; }
+
+        public static Job ForThisThread() => current ??= new Job();
+
+        public void Plan(int parts, bool splitRows)
+        {
+            this.parts = parts;
+            this.splitRows = splitRows;
+        }
+
+        // Task t: batch t / parts, the (t % parts)-th share of its rows or columns.
+        public void Execute(int task)
+        {
+            var d = D;
+            int batch = task / parts;
+            int part = task % parts;
+            int r0 = 0, r1 = d.M, c0 = 0, c1 = d.N;
+            if (parts > 1)
+            {
+                int unit = splitRows ? (Isa == GemmIsa.Vector512 ? Mr512 : Mr256) : (Isa == GemmIsa.Vector512 ? Nr512 : Nr256);
+                int extent = splitRows ? d.M : d.N;
+                int units = Ceiling(extent, unit);
+                int start = Math.Min(extent, part * units / parts * unit);
+                int end = Math.Min(extent, (part + 1) * units / parts * unit);
+                if (splitRows)
+                {
+                    (r0, r1) = (start, end);
+                }
+                else
+                {
+                    (c0, c1) = (start, end);
+                }
+            }
+
+            if (r0 >= r1 || c0 >= c1)
+            {
+                return;
+            }
+
+            var block = new Block(
+                A + ((long)batch * d.ABatchStride),
+                B + ((long)batch * d.BBatchStride),
+                C + ((long)batch * d.CBatchStride),
+                Pre == null ? null : Pre + ((long)batch * d.CBatchStride),
+                Bias);
+            if (d.K == 0 || d.Reduce == 0)
+            {
+                EpilogueOnly(block, d, r0, r1, c0, c1);
+            }
+            else if (IsDirect(d))
+            {
+                Direct(block, d, r0, r1, c0, c1);
+            }
+            else
+            {
+                Packed(block, d, Isa, r0, r1, c0, c1);
+            }
+        }
+    }
+
+    /// <summary>One batch's operands.</summary>
+    private readonly struct Block(float* a, float* b, float* c, float* pre, float* bias)
+    {
+        public float* A { get; } = a;
+
+        public float* B { get; } = b;
+
+        public float* C { get; } = c;
+
+        public float* Pre { get; } = pre;
+
+        public float* Bias { get; } = bias;
+    }
+
+    /// <summary>Per-thread pack buffers, pinned and 64-byte aligned, allocated once and reused.</summary>
+    private sealed class Workspace
+    {
+        [ThreadStatic]
+        private static Workspace? current;
+
+        private readonly float[] packA = GC.AllocateUninitializedArray<float>(((McMax + 16) * KcMax) + 16, pinned: true);
+        private readonly float[] packB = GC.AllocateUninitializedArray<float>((KcMax * NcMax) + 16, pinned: true);
+        private readonly float[] tile = GC.AllocateUninitializedArray<float>((Mr512 * Nr512) + 16, pinned: true);
+        private float[] rows = [];
+
+        public static Workspace Get() => current ??= new Workspace();
+
+        public float* PackA => Align(packA);
+
+        public float* PackB => Align(packB);
+
+        public float* Tile => Align(tile);
+
+        /// <summary>A scratch buffer of at least <paramref name="length"/> floats; grows to the largest request, then stays.</summary>
+        public float* Rows(int length)
+        {
+            if (rows.Length < length + 16)
+            {
+                rows = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
+            }
+
+            return Align(rows);
+        }
+
+        private static float* Align(float[] pinned)
+        {
+            nint address = (nint)Unsafe.AsPointer(ref pinned[0]);
+            return (float*)((address + 63) & ~(nint)63);
+        }
+    }
+
+    // c [m, n] block rows r0..r1, columns c0..c1 through packed strips.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Packed(in Block blk, in GemmDims d, GemmIsa isa, int r0, int r1, int c0, int c1)
+    {
+        var ws = Workspace.Get();
+        float* packA = ws.PackA;
+        float* packB = ws.PackB;
+        float* tile = ws.Tile;
+        bool wide = isa == GemmIsa.Vector512;
+        int mr = wide ? Mr512 : Mr256;
+        int nr = wide ? Nr512 : Nr256;
+        int lda = d.TransA == 0 ? d.K : d.M;
+        int ldb = d.TransB == 0 ? d.N : d.K;
+
+        // Even splits avoid a thin last block: k = 600 becomes 300 + 300 rather than 384 + 216.
+        int kSteps = Ceiling(d.K, KcMax);
+        int kc0 = Ceiling(d.K, kSteps);
+        int nSteps = Ceiling(c1 - c0, NcMax);
+        int nc0 = Ceiling(Ceiling(c1 - c0, nSteps), nr) * nr;
+        int mSteps = Ceiling(r1 - r0, McMax);
+        int mc0 = Ceiling(Ceiling(r1 - r0, mSteps), mr) * mr;
+
+        for (int ic = r0; ic < r1; ic += mc0)
+        {
+            int mc = Math.Min(mc0, r1 - ic);
+            for (int rb = 0; rb < d.Reduce; rb++)
+            {
+                float* a = blk.A + ((long)rb * d.AReduceStride);
+                float* b = blk.B + ((long)rb * d.BReduceStride);
+                for (int pc = 0; pc < d.K; pc += kc0)
+                {
+                    int kc = Math.Min(kc0, d.K - pc);
+                    bool first = rb == 0 && pc == 0;
+                    bool last = rb == d.Reduce - 1 && pc + kc == d.K;
+                    PackA(a, lda, d.TransA != 0, ic, mc, pc, kc, mr, packA);
+                    for (int jc = c0; jc < c1; jc += nc0)
+                    {
+                        int nc = Math.Min(nc0, c1 - jc);
+                        PackB(b, ldb, d.TransB != 0, pc, kc, jc, nc, nr, packB);
+                        for (int ir = 0; ir < mc; ir += mr)
+                        {
+                            int rows = Math.Min(mr, mc - ir);
+                            float* aStrip = packA + ((long)ir * kc);
+                            long rowOffset = (long)(ic + ir) * d.N;
+                            for (int jr = 0; jr < nc; jr += nr)
+                            {
+                                int cols = Math.Min(nr, nc - jr);
+                                if (wide)
+                                {
+                                    Kernel8x32(aStrip, packB + ((long)jr * kc), kc, tile);
+                                }
+                                else
+                                {
+                                    Kernel6x16(aStrip, packB + ((long)jr * kc), kc, tile);
+                                }
+
+                                int col = jc + jr;
+                                float* cTile = blk.C + rowOffset + col;
+                                float* preTile = blk.Pre == null ? null : blk.Pre + rowOffset + col;
+                                float* biasTile = blk.Bias == null ? null : blk.Bias + col;
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    EpilogueRow(tile + (r * nr), cTile + ((long)r * d.N), preTile == null ? null : preTile + ((long)r * d.N),
+                                        biasTile, cols, first, last, d);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // op(a) rows row0..row0+rows, k0..k0+kc -> strips of mr rows, each [kc][mr], the last zero-padded.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackA(float* a, int lda, bool transposed, int row0, int rows, int k0, int kc, int mr, float* dst)
+    {
+        for (int s = 0; s < rows; s += mr)
+        {
+            int h = Math.Min(mr, rows - s);
+            float* strip = dst + ((long)s * kc);
+            if (!transposed)
+            {
+                // a [m, k]: each row is contiguous in k; scatter it down the strip's column r.
+                for (int r = 0; r < h; r++)
+                {
+                    float* src = a + ((long)(row0 + s + r) * lda) + k0;
+                    float* o = strip + r;
+                    for (int p = 0; p < kc; p++)
+                    {
+                        o[p * mr] = src[p];
+                    }
+                }
+
+                for (int r = h; r < mr; r++)
+                {
+                    for (int p = 0; p < kc; p++)
+                    {
+                        strip[(p * mr) + r] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                // a [k, m]: the strip's mr values at each k are already contiguous.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = a + ((long)(k0 + p) * lda) + row0 + s;
+                    float* o = strip + (p * mr);
+                    int r = 0;
+                    for (; r < h; r++)
+                    {
+                        o[r] = src[r];
+                    }
+
+                    for (; r < mr; r++)
+                    {
+                        o[r] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    // op(b) k0..k0+kc, columns col0..col0+cols -> strips of nr columns, each [kc][nr], the last zero-padded.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackB(float* b, int ldb, bool transposed, int k0, int kc, int col0, int cols, int nr, float* dst)
+    {
+        for (int s = 0; s < cols; s += nr)
+        {
+            int w = Math.Min(nr, cols - s);
+            float* strip = dst + ((long)s * kc);
+            if (!transposed)
+            {
+                // b [k, n]: rows of the strip are contiguous slices of b's rows.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = b + ((long)(k0 + p) * ldb) + col0 + s;
+                    float* o = strip + (p * nr);
+                    if (w == nr)
+                    {
+                        int j = 0;
+                        if (Vector512.IsHardwareAccelerated)
+                        {
+                            for (; j < nr; j += 16)
+                            {
+                                Vector512.Store(Vector512.Load(src + j), o + j);
+                            }
+                        }
+                        else
+                        {
+                            for (; j < nr; j += 8)
+                            {
+                                Vector256.Store(Vector256.Load(src + j), o + j);
+                            }
+                        }
+                    }
+                    else
+                    {
+                        int j = 0;
+                        for (; j < w; j++)
+                        {
+                            o[j] = src[j];
+                        }
+
+                        for (; j < nr; j++)
+                        {
+                            o[j] = 0f;
+                        }
+                    }
+                }
+            }
+            else
+            {
+                // b [n, k]: each of the strip's columns is a contiguous row of b.
+                for (int j = 0; j < w; j++)
+                {
+                    float* src = b + ((long)(col0 + s + j) * ldb) + k0;
+                    float* o = strip + j;
+                    for (int p = 0; p < kc; p++)
+                    {
+                        o[p * nr] = src[p];
+                    }
+                }
+
+                for (int j = w; j < nr; j++)
+                {
+                    for (int p = 0; p < kc; p++)
+                    {
+                        strip[(p * nr) + j] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    // tile [8, 32] = a strip [kc][8] · b strip [kc][32]: 16 accumulators, one broadcast of a per row.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel8x32(float* a, float* b, int kc, float* tile)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(x, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(x, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(x, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(x, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(x, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(x, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]);
+            c60 = Vector512.FusedMultiplyAdd(x, b0, c60);
+            c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]);
+            c70 = Vector512.FusedMultiplyAdd(x, b0, c70);
+            c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            a += 8;
+            b += 32;
+        }
+
+        c00.Store(tile);
+        c01.Store(tile + 16);
+        c10.Store(tile + 32);
+        c11.Store(tile + 48);
+        c20.Store(tile + 64);
+        c21.Store(tile + 80);
+        c30.Store(tile + 96);
+        c31.Store(tile + 112);
+        c40.Store(tile + 128);
+        c41.Store(tile + 144);
+        c50.Store(tile + 160);
+        c51.Store(tile + 176);
+        c60.Store(tile + 192);
+        c61.Store(tile + 208);
+        c70.Store(tile + 224);
+        c71.Store(tile + 240);
+    }
+
+    // tile [6, 16] = a strip [kc][6] · b strip [kc][16]: 12 of the 16 ymm registers hold accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16(float* a, float* b, int kc, float* tile)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var x = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(x, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(x, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            a += 6;
+            b += 16;
+        }
+
+        c00.Store(tile);
+        c01.Store(tile + 8);
+        c10.Store(tile + 16);
+        c11.Store(tile + 24);
+        c20.Store(tile + 32);
+        c21.Store(tile + 40);
+        c30.Store(tile + 48);
+        c31.Store(tile + 56);
+        c40.Store(tile + 64);
+        c41.Store(tile + 72);
+        c50.Store(tile + 80);
+        c51.Store(tile + 88);
+    }
+
+    /// <summary>
+    /// Stores one row of results: on the first pass over k, <c>c = alpha·acc (+ beta·c)</c>; on later passes
+    /// <c>c += alpha·acc</c>; on the last pass, then bias, pre-activation and the activation. <paramref name="acc"/>
+    /// null means zeros (k = 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void EpilogueRow(float* acc, float* c, float* pre, float* bias, int count, bool first, bool last, in GemmDims d)
+    {
+        float alpha = d.Alpha;
+        float beta = d.Beta;
+        bool useBeta = first && beta != 0f;
+        int act = last ? d.Activation : 0;
+        var form = (GeluForm)(act - 1);
+        if (!last)
+        {
+            bias = null;
+            pre = null;
+        }
+
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var va = Vector512.Create(alpha);
+            var vb = Vector512.Create(beta);
+            for (; j <= count - 16; j += 16)
+            {
+                var v = acc == null ? Vector512<float>.Zero : Vector512.Load(acc + j) * va;
+                if (!first)
+                {
+                    v += Vector512.Load(c + j);
+                }
+                else if (useBeta)
+                {
+                    v = Vector512.FusedMultiplyAdd(vb, Vector512.Load(c + j), v);
+                }
+
+                if (bias != null)
+                {
+                    v += Vector512.Load(bias + j);
+                }
+
+                if (pre != null)
+                {
+                    v.Store(pre + j);
+                }
+
+                if (act != 0)
+                {
+                    v = Gelu.ValueVector(v, form);
+                }
+
+                v.Store(c + j);
+            }
+        }
+
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(alpha);
+            var vb = Vector256.Create(beta);
+            for (; j <= count - 8; j += 8)
+            {
+                var v = acc == null ? Vector256<float>.Zero : Vector256.Load(acc + j) * va;
+                if (!first)
+                {
+                    v += Vector256.Load(c + j);
+                }
+                else if (useBeta)
+                {
+                    v = Vector256.FusedMultiplyAdd(vb, Vector256.Load(c + j), v);
+                }
+
+                if (bias != null)
+                {
+                    v += Vector256.Load(bias + j);
+                }
+
+                if (pre != null)
+                {
+                    v.Store(pre + j);
+                }
+
+                if (act != 0)
+                {
+                    v = Gelu.ValueVector256(v, form);
+                }
+
+                v.Store(c + j);
+            }
+        }
+
+        for (; j < count; j++)
+        {
+            float v = acc == null ? 0f : acc[j] * alpha;
+            if (!first)
+            {
+                v += c[j];
+            }
+            else if (useBeta)
+            {
+                v += beta * c[j];
+            }
+
+            if (bias != null)
+            {
+                v += bias[j];
+            }
+
+            if (pre != null)
+            {
+                pre[j] = v;
+            }
+
+            if (act != 0)
+            {
+                v = Gelu.Value(v, (int)form);
+            }
+
+            c[j] = v;
+        }
+    }
+
+    // k = 0 (or an empty sum over batches): c = act(beta·c + bias).
+    private static void EpilogueOnly(in Block blk, in GemmDims d, int r0, int r1, int c0, int c1)
+    {
+        for (int i = r0; i < r1; i++)
+        {
+            long row = (long)i * d.N;
+            EpilogueRow(null, blk.C + row + c0, blk.Pre == null ? null : blk.Pre + row + c0,
+                blk.Bias == null ? null : blk.Bias + c0, c1 - c0, first: true, last: true, d);
+        }
+    }
+
+    // Few rows or few columns: each row of c from dot products (b transposed, or few columns) or from
+    // scaled rows of b (few rows of a), without packing the large operand.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Direct(in Block blk, in GemmDims d, int r0, int r1, int c0, int c1)
+    {
+        var ws = Workspace.Get();
+        int k = d.K;
+        int cols = c1 - c0;
+        bool dots = d.TransB != 0 || cols <= DirectMaxColumns;
+        float* scratch = ws.Rows(cols + k + (dots && d.TransB == 0 ? cols * k : 0));
+        float* acc = scratch;
+        float* aRow = scratch + cols;
+        float* bT = aRow + k;
+        if (dots && d.TransB == 0)
+        {
+            // Few columns of b [k, n]: gather them as rows so that every output is a contiguous dot product.
+            for (int j = 0; j < cols; j++)
+            {
+                for (int p = 0; p < k; p++)
+                {
+                    bT[((long)j * k) + p] = blk.B[((long)p * d.N) + c0 + j];
+                }
+            }
+        }
+
+        for (int i = r0; i < r1; i++)
+        {
+            float* x = blk.A + ((long)i * k);
+            if (d.TransA != 0)
+            {
+                for (int p = 0; p < k; p++)
+                {
+                    aRow[p] = blk.A[((long)p * d.M) + i];
+                }
+
+                x = aRow;
+            }
+
+            var xs = new ReadOnlySpan<float>(x, k);
+            if (dots)
+            {
+                float* rowsOfB = d.TransB != 0 ? blk.B + ((long)c0 * k) : bT;
+                for (int j = 0; j < cols; j++)
+                {
+                    acc[j] = TensorPrimitives.Dot(xs, new ReadOnlySpan<float>(rowsOfB + ((long)j * k), k));
+                }
+            }
+            else
+            {
+                RowUpdate(x, blk.B + c0, d.N, k, acc, cols);
+            }
+
+            long row = (long)i * d.N;
+            EpilogueRow(acc, blk.C + row + c0, blk.Pre == null ? null : blk.Pre + row + c0,
+                blk.Bias == null ? null : blk.Bias + c0, cols, first: true, last: true, d);
+        }
+    }
+
+    // acc [cols] = Σ_p x[p] · b[p, 0..cols], four rows of b per pass to cut the traffic on acc.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowUpdate(float* x, float* b, int ldb, int k, float* acc, int cols)
+    {
+        new Span<float>(acc, cols).Clear();
+        int p = 0;
+        for (; p + 4 <= k; p += 4)
+        {
+            float* b0 = b + ((long)p * ldb);
+            float* b1 = b0 + ldb;
+            float* b2 = b1 + ldb;
+            float* b3 = b2 + ldb;
+            float x0 = x[p], x1 = x[p + 1], x2 = x[p + 2], x3 = x[p + 3];
+            int j = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var v0 = Vector512.Create(x0);
+                var v1 = Vector512.Create(x1);
+                var v2 = Vector512.Create(x2);
+                var v3 = Vector512.Create(x3);
+                for (; j <= cols - 16; j += 16)
+                {
+                    var s = Vector512.Load(acc + j);
+                    s = Vector512.FusedMultiplyAdd(v0, Vector512.Load(b0 + j), s);
+                    s = Vector512.FusedMultiplyAdd(v1, Vector512.Load(b1 + j), s);
+                    s = Vector512.FusedMultiplyAdd(v2, Vector512.Load(b2 + j), s);
+                    s = Vector512.FusedMultiplyAdd(v3, Vector512.Load(b3 + j), s);
+                    s.Store(acc + j);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                var v0 = Vector256.Create(x0);
+                var v1 = Vector256.Create(x1);
+                var v2 = Vector256.Create(x2);
+                var v3 = Vector256.Create(x3);
+                for (; j <= cols - 8; j += 8)
+                {
+                    var s = Vector256.Load(acc + j);
+                    s = Vector256.FusedMultiplyAdd(v0, Vector256.Load(b0 + j), s);
+                    s = Vector256.FusedMultiplyAdd(v1, Vector256.Load(b1 + j), s);
+                    s = Vector256.FusedMultiplyAdd(v2, Vector256.Load(b2 + j), s);
+                    s = Vector256.FusedMultiplyAdd(v3, Vector256.Load(b3 + j), s);
+                    s.Store(acc + j);
+                }
+            }
+
+            for (; j < cols; j++)
+            {
+                acc[j] += (x0 * b0[j]) + (x1 * b1[j]) + (x2 * b2[j]) + (x3 * b3[j]);
+            }
+        }
+
+        for (; p < k; p++)
+        {
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(b + ((long)p * ldb), cols), x[p],
+                new ReadOnlySpan<float>(acc, cols), new Span<float>(acc, cols));
+        }
+    }
+}
