@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Headlight.Kernels;
@@ -286,19 +287,37 @@ internal static unsafe class GemmCpu
                             for (int jr = 0; jr < nc; jr += nr)
                             {
                                 int cols = Math.Min(nr, nc - jr);
+                                int col = jc + jr;
+                                float* bStrip = packB + ((long)jr * kc);
+                                float* cTile = blk.C + rowOffset + col;
+                                float* biasTile = blk.Bias == null ? null : blk.Bias + col;
+
+                                // Full tiles whose epilogue is only alpha, bias and accumulation go straight from registers to c.
+                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || (d.Activation == 0 && blk.Pre == null)))
+                                {
+                                    float* tileBias = last ? biasTile : null;
+                                    if (wide)
+                                    {
+                                        Kernel8x32(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
+                                    }
+                                    else
+                                    {
+                                        Kernel6x16(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
+                                    }
+
+                                    continue;
+                                }
+
                                 if (wide)
                                 {
-                                    Kernel8x32(aStrip, packB + ((long)jr * kc), kc, tile);
+                                    Kernel8x32(aStrip, bStrip, kc, tile, nr, false, 1f, null);
                                 }
                                 else
                                 {
-                                    Kernel6x16(aStrip, packB + ((long)jr * kc), kc, tile);
+                                    Kernel6x16(aStrip, bStrip, kc, tile, nr, false, 1f, null);
                                 }
 
-                                int col = jc + jr;
-                                float* cTile = blk.C + rowOffset + col;
                                 float* preTile = blk.Pre == null ? null : blk.Pre + rowOffset + col;
-                                float* biasTile = blk.Bias == null ? null : blk.Bias + col;
                                 for (int r = 0; r < rows; r++)
                                 {
                                     EpilogueRow(tile + (r * nr), cTile + ((long)r * d.N), preTile == null ? null : preTile + ((long)r * d.N),
@@ -322,12 +341,22 @@ internal static unsafe class GemmCpu
             float* strip = dst + ((long)s * kc);
             if (!transposed)
             {
-                // a [m, k]: each row is contiguous in k; scatter it down the strip's column r.
+                // a [m, k]: each row is contiguous in k; 8×8 blocks are transposed in registers, the rest scattered.
+                int p0 = 0;
+                if (h == 8 && mr == 8 && Avx.IsSupported)
+                {
+                    float* src = a + ((long)(row0 + s) * lda) + k0;
+                    for (; p0 + 8 <= kc; p0 += 8)
+                    {
+                        Transpose8x8(src + p0, lda, strip + (p0 * 8), 8);
+                    }
+                }
+
                 for (int r = 0; r < h; r++)
                 {
                     float* src = a + ((long)(row0 + s + r) * lda) + k0;
                     float* o = strip + r;
-                    for (int p = 0; p < kc; p++)
+                    for (int p = p0; p < kc; p++)
                     {
                         o[p * mr] = src[p];
                     }
@@ -413,12 +442,26 @@ internal static unsafe class GemmCpu
             }
             else
             {
-                // b [n, k]: each of the strip's columns is a contiguous row of b.
+                // b [n, k]: each of the strip's columns is a contiguous row of b; transpose 8×8 blocks in registers.
+                int j0 = 0;
+                int p0 = kc & ~7;
+                if (Avx.IsSupported)
+                {
+                    for (; j0 + 8 <= w; j0 += 8)
+                    {
+                        float* src = b + ((long)(col0 + s + j0) * ldb) + k0;
+                        for (int p = 0; p < p0; p += 8)
+                        {
+                            Transpose8x8(src + p, ldb, strip + (p * nr) + j0, nr);
+                        }
+                    }
+                }
+
                 for (int j = 0; j < w; j++)
                 {
                     float* src = b + ((long)(col0 + s + j) * ldb) + k0;
                     float* o = strip + j;
-                    for (int p = 0; p < kc; p++)
+                    for (int p = j < j0 ? p0 : 0; p < kc; p++)
                     {
                         o[p * nr] = src[p];
                     }
@@ -435,9 +478,49 @@ internal static unsafe class GemmCpu
         }
     }
 
-    // tile [8, 32] = a strip [kc][8] · b strip [kc][32]: 16 accumulators, one broadcast of a per row.
+    // dst[q * dstStride + r] = src[r * srcStride + q] for an 8×8 block.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, int srcStride, float* dst, int dstStride)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + (2 * srcStride));
+        var r3 = Avx.LoadVector256(src + (3 * srcStride));
+        var r4 = Avx.LoadVector256(src + (4 * srcStride));
+        var r5 = Avx.LoadVector256(src + (5 * srcStride));
+        var r6 = Avx.LoadVector256(src + (6 * srcStride));
+        var r7 = Avx.LoadVector256(src + (7 * srcStride));
+
+        // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44);
+        var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44);
+        var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44);
+        var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44);
+        var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + (2 * dstStride), Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + (3 * dstStride), Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + (4 * dstStride), Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + (5 * dstStride), Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + (6 * dstStride), Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(s3, s7, 0x31));
+    }
+
+    // dst [8, 32] (=|+=) alpha · a strip [kc][8] · b strip [kc][32] (+ bias [32]): 16 accumulators, one broadcast of a per row.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel8x32(float* a, float* b, int kc, float* tile)
+    private static void Kernel8x32(float* a, float* b, int kc, float* dst, int ldd, bool add, float alpha, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -475,27 +558,35 @@ internal static unsafe class GemmCpu
             b += 32;
         }
 
-        c00.Store(tile);
-        c01.Store(tile + 16);
-        c10.Store(tile + 32);
-        c11.Store(tile + 48);
-        c20.Store(tile + 64);
-        c21.Store(tile + 80);
-        c30.Store(tile + 96);
-        c31.Store(tile + 112);
-        c40.Store(tile + 128);
-        c41.Store(tile + 144);
-        c50.Store(tile + 160);
-        c51.Store(tile + 176);
-        c60.Store(tile + 192);
-        c61.Store(tile + 208);
-        c70.Store(tile + 224);
-        c71.Store(tile + 240);
+        var va = Vector512.Create(alpha);
+        var z0 = bias == null ? Vector512<float>.Zero : Vector512.Load(bias);
+        var z1 = bias == null ? Vector512<float>.Zero : Vector512.Load(bias + 16);
+        StoreRow(dst, c00, c01, va, z0, z1, add);
+        StoreRow(dst + ldd, c10, c11, va, z0, z1, add);
+        StoreRow(dst + (2 * ldd), c20, c21, va, z0, z1, add);
+        StoreRow(dst + (3 * ldd), c30, c31, va, z0, z1, add);
+        StoreRow(dst + (4 * ldd), c40, c41, va, z0, z1, add);
+        StoreRow(dst + (5 * ldd), c50, c51, va, z0, z1, add);
+        StoreRow(dst + (6 * ldd), c60, c61, va, z0, z1, add);
+        StoreRow(dst + (7 * ldd), c70, c71, va, z0, z1, add);
     }
 
-    // tile [6, 16] = a strip [kc][6] · b strip [kc][16]: 12 of the 16 ymm registers hold accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* dst, Vector512<float> x0, Vector512<float> x1, Vector512<float> alpha, Vector512<float> z0, Vector512<float> z1, bool add)
+    {
+        if (add)
+        {
+            z0 += Vector512.Load(dst);
+            z1 += Vector512.Load(dst + 16);
+        }
+
+        Vector512.FusedMultiplyAdd(x0, alpha, z0).Store(dst);
+        Vector512.FusedMultiplyAdd(x1, alpha, z1).Store(dst + 16);
+    }
+
+    // dst [6, 16] (=|+=) alpha · a strip [kc][6] · b strip [kc][16] (+ bias [16]): 12 of the 16 ymm registers hold accumulators.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel6x16(float* a, float* b, int kc, float* tile)
+    private static void Kernel6x16(float* a, float* b, int kc, float* dst, int ldd, bool add, float alpha, float* bias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -526,18 +617,28 @@ internal static unsafe class GemmCpu
             b += 16;
         }
 
-        c00.Store(tile);
-        c01.Store(tile + 8);
-        c10.Store(tile + 16);
-        c11.Store(tile + 24);
-        c20.Store(tile + 32);
-        c21.Store(tile + 40);
-        c30.Store(tile + 48);
-        c31.Store(tile + 56);
-        c40.Store(tile + 64);
-        c41.Store(tile + 72);
-        c50.Store(tile + 80);
-        c51.Store(tile + 88);
+        var va = Vector256.Create(alpha);
+        var z0 = bias == null ? Vector256<float>.Zero : Vector256.Load(bias);
+        var z1 = bias == null ? Vector256<float>.Zero : Vector256.Load(bias + 8);
+        StoreRow(dst, c00, c01, va, z0, z1, add);
+        StoreRow(dst + ldd, c10, c11, va, z0, z1, add);
+        StoreRow(dst + (2 * ldd), c20, c21, va, z0, z1, add);
+        StoreRow(dst + (3 * ldd), c30, c31, va, z0, z1, add);
+        StoreRow(dst + (4 * ldd), c40, c41, va, z0, z1, add);
+        StoreRow(dst + (5 * ldd), c50, c51, va, z0, z1, add);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* dst, Vector256<float> x0, Vector256<float> x1, Vector256<float> alpha, Vector256<float> z0, Vector256<float> z1, bool add)
+    {
+        if (add)
+        {
+            z0 += Vector256.Load(dst);
+            z1 += Vector256.Load(dst + 8);
+        }
+
+        Vector256.FusedMultiplyAdd(x0, alpha, z0).Store(dst);
+        Vector256.FusedMultiplyAdd(x1, alpha, z1).Store(dst + 8);
     }
 
     /// <summary>
