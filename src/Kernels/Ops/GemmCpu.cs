@@ -93,7 +93,14 @@ internal static unsafe class GemmCpu
                 units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             }
 
+            // Large products get two shares per thread, so a thread slowed by other work on its core is
+            // covered by the other; the extra packing of the unsplit operand costs about 1% at that size.
             int parts = Math.Clamp(units, 1, threads);
+            if (!direct && units >= 16 * threads)
+            {
+                parts = 2 * threads;
+            }
+
             job.Plan(parts, splitRows);
             Parallel.For(0, d.Batch * parts, device.ParallelOptions, job.Body);
         }
@@ -396,83 +403,88 @@ internal static unsafe class GemmCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackB(float* b, int ldb, bool transposed, int k0, int kc, int col0, int cols, int nr, float* dst)
     {
-        for (int s = 0; s < cols; s += nr)
+        if (!transposed)
         {
-            int w = Math.Min(nr, cols - s);
-            float* strip = dst + ((long)s * kc);
-            if (!transposed)
+            // b [k, n]: walk b's rows in memory order (prefetch-friendly), dealing each row out to the strips.
+            int full = cols - (cols % nr);
+            for (int p = 0; p < kc; p++)
             {
-                // b [k, n]: rows of the strip are contiguous slices of b's rows.
-                for (int p = 0; p < kc; p++)
+                float* src = b + ((long)(k0 + p) * ldb) + col0;
+                float* o = dst + (p * nr);
+                int s = 0;
+                for (; s < full; s += nr)
                 {
-                    float* src = b + ((long)(k0 + p) * ldb) + col0 + s;
-                    float* o = strip + (p * nr);
-                    if (w == nr)
+                    float* strip = o + ((long)s * kc);
+                    if (Vector512.IsHardwareAccelerated)
                     {
-                        int j = 0;
-                        if (Vector512.IsHardwareAccelerated)
+                        for (int j = 0; j < nr; j += 16)
                         {
-                            for (; j < nr; j += 16)
-                            {
-                                Vector512.Store(Vector512.Load(src + j), o + j);
-                            }
-                        }
-                        else
-                        {
-                            for (; j < nr; j += 8)
-                            {
-                                Vector256.Store(Vector256.Load(src + j), o + j);
-                            }
+                            Vector512.Store(Vector512.Load(src + s + j), strip + j);
                         }
                     }
                     else
                     {
-                        int j = 0;
-                        for (; j < w; j++)
+                        for (int j = 0; j < nr; j += 8)
                         {
-                            o[j] = src[j];
+                            Vector256.Store(Vector256.Load(src + s + j), strip + j);
                         }
+                    }
+                }
 
-                        for (; j < nr; j++)
-                        {
-                            o[j] = 0f;
-                        }
+                if (s < cols)
+                {
+                    float* strip = o + ((long)s * kc);
+                    int j = 0;
+                    for (; s + j < cols; j++)
+                    {
+                        strip[j] = src[s + j];
+                    }
+
+                    for (; j < nr; j++)
+                    {
+                        strip[j] = 0f;
                     }
                 }
             }
-            else
+
+            return;
+        }
+
+        for (int s = 0; s < cols; s += nr)
+        {
+            int w = Math.Min(nr, cols - s);
+            float* strip = dst + ((long)s * kc);
+
+            // b [n, k]: each of the strip's columns is a contiguous row of b; transpose 8×8 blocks in registers.
+            int j0 = 0;
+            int p0 = kc & ~7;
+            if (Avx.IsSupported)
             {
-                // b [n, k]: each of the strip's columns is a contiguous row of b; transpose 8×8 blocks in registers.
-                int j0 = 0;
-                int p0 = kc & ~7;
-                if (Avx.IsSupported)
+                for (; j0 + 8 <= w; j0 += 8)
                 {
-                    for (; j0 + 8 <= w; j0 += 8)
+                    float* src = b + ((long)(col0 + s + j0) * ldb) + k0;
+                    for (int p = 0; p < p0; p += 8)
                     {
-                        float* src = b + ((long)(col0 + s + j0) * ldb) + k0;
-                        for (int p = 0; p < p0; p += 8)
-                        {
-                            Transpose8x8(src + p, ldb, strip + (p * nr) + j0, nr);
-                        }
+                        Transpose8x8(src + p, ldb, strip + (p * nr) + j0, nr);
                     }
                 }
+            }
 
-                for (int j = 0; j < w; j++)
+            for (int j = 0; j < w; j++)
+            {
+                float* src = b + ((long)(col0 + s + j) * ldb) + k0;
+                float* o = strip + j;
+                for (int p = j < j0 ? p0 : 0; p < kc; p++)
                 {
-                    float* src = b + ((long)(col0 + s + j) * ldb) + k0;
-                    float* o = strip + j;
-                    for (int p = j < j0 ? p0 : 0; p < kc; p++)
-                    {
-                        o[p * nr] = src[p];
-                    }
+                    o[p * nr] = src[p];
                 }
+            }
 
-                for (int j = w; j < nr; j++)
+            for (int j = w; j < nr; j++)
+            {
+                for (int p = 0; p < kc; p++)
                 {
-                    for (int p = 0; p < kc; p++)
-                    {
-                        strip[(p * nr) + j] = 0f;
-                    }
+                    strip[(p * nr) + j] = 0f;
                 }
             }
         }
