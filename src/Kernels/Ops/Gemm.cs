@@ -93,13 +93,10 @@ public static class Gemm
             .RequireShape("da", da, a.Shape.Dims)
             .RequireShape("db", db, b.Shape.Dims)
             .RequireShape("dbias", dbias, shape.N);
-        foreach (var (name, output) in new[] { ("da", da), ("db", db), ("dbias", dbias) })
-        {
-            args.Require(output is null || (!ReferenceEquals(output, a) && !ReferenceEquals(output, b) && !ReferenceEquals(output, dc)),
-                $"'{name}' must not be a, b or dc");
-        }
-
-        args.Require(da is null || (!ReferenceEquals(da, db) && !ReferenceEquals(da, dbias)), "da, db and dbias must be distinct")
+        args.Require(!IsInput(da, a, b, dc), "'da' must not be a, b or dc")
+            .Require(!IsInput(db, a, b, dc), "'db' must not be a, b or dc")
+            .Require(!IsInput(dbias, a, b, dc), "'dbias' must not be a, b or dc")
+            .Require(da is null || (!ReferenceEquals(da, db) && !ReferenceEquals(da, dbias)), "da, db and dbias must be distinct")
             .Require(db is null || !ReferenceEquals(db, dbias), "da, db and dbias must be distinct");
 
         float beta = accumulate ? 1f : 0f;
@@ -198,7 +195,11 @@ public static class Gemm
             int k = sa[-1];
             int bk = transposeB ? sb[1] : sb[0];
             int n = transposeB ? sb[0] : sb[1];
-            args.Require(bk == k, $"a's last dimension ({k}) must equal b's {(transposeB ? "second" : "first")} dimension ({bk})");
+            if (bk != k)
+            {
+                args.Fail($"a's last dimension ({k}) must equal b's {(transposeB ? "second" : "first")} dimension ({bk})");
+            }
+
             long rows = 1;
             for (int i = 0; i < sa.Rank - 1; i++)
             {
@@ -220,7 +221,11 @@ public static class Gemm
             int k = transposeA ? sa[-2] : sa[-1];
             int bk = transposeB ? sb[-1] : sb[-2];
             int n = transposeB ? sb[-2] : sb[-1];
-            args.Require(bk == k, $"the inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{bk}, {n}]");
+            if (bk != k)
+            {
+                args.Fail($"the inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{bk}, {n}]");
+            }
+
             var leadA = sa.Dims[..^2];
             var leadB = sb.Dims[..^2];
             args.Require(leadA.Length == 0 || leadB.Length == 0 || leadA.SequenceEqual(leadB),
@@ -244,6 +249,9 @@ public static class Gemm
 
         return new Resolved(d, cShape, d.N);
     }
+
+    private static bool IsInput(Tensor<float>? output, Tensor<float> a, Tensor<float> b, Tensor<float> dc)
+        => output is not null && (ReferenceEquals(output, a) || ReferenceEquals(output, b) || ReferenceEquals(output, dc));
 
     // A gradient GEMM out [m, n] = op(x) [m, k] · op(y) [k, n] over the forward problem's batches; when the
     // gradient's operand was shared by every batch, the batches are summed into one output instead.
