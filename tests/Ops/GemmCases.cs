@@ -32,7 +32,7 @@ public sealed class GemmCases : IOpCaseSource
         }
 
         // Every transpose at shapes that need edge tiles everywhere and k blocks on the CPU.
-        foreach (var (m, k, n) in new[] { (3, 17, 1), (17, 3, 17), (67, 257, 130), (130, 600, 67), (1030, 65, 67), (33, 65, 900) })
+        foreach (var (m, k, n) in new[] { (3, 17, 1), (17, 3, 17), (7, 130, 67), (67, 257, 130), (130, 600, 67), (1030, 65, 67), (33, 65, 900) })
         {
             for (int t = 0; t < 4; t++)
             {
@@ -42,7 +42,7 @@ public sealed class GemmCases : IOpCaseSource
 
         // Fused epilogues: bias, both GELU forms with the pre-activation saved, through each CPU path
         // (direct rows, direct columns, packed) and both operand forms.
-        foreach (var (m, k, n) in new[] { (17, 17, 17), (1, 33, 130), (130, 65, 3), (67, 600, 65), (3, 3, 1) })
+        foreach (var (m, k, n) in new[] { (17, 17, 17), (1, 33, 130), (5, 65, 67), (130, 65, 3), (67, 600, 65), (3, 3, 1) })
         {
             foreach (var epilogue in new[] { Epilogue.None, Epilogue.GeluErf, Epilogue.GeluTanh })
             {
