@@ -83,6 +83,21 @@ public sealed class AttentionCases : IOpCaseSource
             yield return new OpCase("Attention.Backward", setup.Name, setup.Tiny, d => Backward(d, setup));
         }
 
+        // Long but thin: more keys than one shared-memory tile and more queries than one group, so the
+        // simulator also runs the kernels' tile loops and block indexing (one head, dims 2-3).
+        var crossing = new[]
+        {
+            new Setup(2, 1, 3, 67, 3, Mask: MaskKind.Holes, Probabilities: true),
+            new Setup(1, 1, 67, 67, 2, Causal: true, Probabilities: true),
+            new Setup(1, 2, 67, 5, 3, Causal: true),
+            new Setup(1, 1, 33, 130, 2, Causal: true, Mask: MaskKind.Padding),
+        };
+        foreach (var setup in crossing)
+        {
+            yield return new OpCase("Attention.Forward", setup.Name + " tiles", true, d => Forward(d, setup));
+            yield return new OpCase("Attention.Backward", setup.Name + " tiles", true, d => Backward(d, setup));
+        }
+
         yield return new OpCase("Attention.Forward", "batch row alone = the same row padded in a batch", true, RowAloneEqualsPadded);
         yield return new OpCase("Attention.Backward", "finite differences of the float64 forward", true, FiniteDifferences);
     }
