@@ -850,38 +850,30 @@ public static class Attention
                     for (int r = 0; r < rows; r++)
                     {
                         int i = qb + r;
-                        int visible = VisibleKeys(p, i, kb, kn);
-                        var row = new Span<float>(s + (r * KeyBlock), knPad);
-                        var live = row[..visible];
-                        TensorPrimitives.Add(live, new ReadOnlySpan<float>(bias + kb, visible), live);
-                        row[visible..].Fill(float.NegativeInfinity);
+                        float* row = s + (r * KeyBlock);
+                        float blockMax = BiasMax(row, bias + kb, VisibleKeys(p, i, kb, kn), knPad);
                         if (probs != null)
                         {
-                            row[..kn].CopyTo(new Span<float>(probs + ((((bh * p.QueryLength) + i) * p.KeyLength) + kb), kn));
+                            new ReadOnlySpan<float>(row, kn).CopyTo(new Span<float>(probs + ((((bh * p.QueryLength) + i) * p.KeyLength) + kb), kn));
                         }
 
-                        float blockMax = visible == 0 ? float.NegativeInfinity : TensorPrimitives.Max(live);
                         if (blockMax == float.NegativeInfinity)
                         {
-                            row.Clear();
+                            new Span<float>(row, knPad).Clear();
                             continue;
                         }
 
                         float mOld = rowMax[r];
-                        float mNew = Math.Max(mOld, blockMax);
-                        TensorPrimitives.Subtract(live, mNew, live);
-                        TensorPrimitives.Exp(live, live);
-                        row[visible..].Clear();
-                        if (mNew != mOld)
+                        if (blockMax > mOld)
                         {
-                            float alpha = MathF.Exp(mOld - mNew);
+                            float alpha = MathF.Exp(mOld - blockMax);
                             rowSum[r] *= alpha;
                             var accRow = new Span<float>(acc + (r * dimPad), dimPad);
                             TensorPrimitives.Multiply(accRow, alpha, accRow);
-                            rowMax[r] = mNew;
+                            rowMax[r] = blockMax;
                         }
 
-                        rowSum[r] += TensorPrimitives.Sum(live);
+                        rowSum[r] += ExpSum(row, rowMax[r], knPad);
                     }
 
                     // acc [rows, dimPad] += s [rows, kn] · vPad[kb.., :]
@@ -1007,22 +999,16 @@ public static class Attention
                     MultiplyAdd(pb, KeyBlock, qs, dimPad, 1, kT + kb, keyPad, rows, dim, knPad, accumulate: false);
                     for (int r = 0; r < rows; r++)
                     {
-                        int visible = VisibleKeys(p, qb + r, kb, kn);
-                        var row = new Span<float>(pb + (r * KeyBlock), knPad);
-                        var live = row[..visible];
-                        TensorPrimitives.Add(live, new ReadOnlySpan<float>(bias + kb, visible), live);
-                        TensorPrimitives.Subtract(live, rowLse[r], live);
-                        TensorPrimitives.Exp(live, live);
-                        row[visible..].Clear();
+                        float* row = pb + (r * KeyBlock);
+                        BiasMax(row, bias + kb, VisibleKeys(p, qb + r, kb, kn), knPad);
+                        ExpSum(row, rowLse[r], knPad);
                     }
 
                     // dP = dO·vᵀ, then dS = P∘(dP − D)
                     MultiplyAdd(ds, KeyBlock, g, dimPad, 1, vT + kb, keyPad, rows, dim, knPad, accumulate: false);
                     for (int r = 0; r < rows; r++)
                     {
-                        var dsRow = new Span<float>(ds + (r * KeyBlock), knPad);
-                        TensorPrimitives.Subtract(dsRow, rowDelta[r], dsRow);
-                        TensorPrimitives.Multiply(dsRow, new ReadOnlySpan<float>(pb + (r * KeyBlock), knPad), dsRow);
+                        SoftmaxGradient(ds + (r * KeyBlock), pb + (r * KeyBlock), rowDelta[r], knPad);
                     }
 
                     // dV[kb..] += Pᵀ·dO, dK[kb..] += dSᵀ·qs, dQ += dS·K
@@ -1105,6 +1091,128 @@ public static class Attention
         for (int j = 0; j < pad; j++)
         {
             bias[j] = j < count && (mask == null || mask[(b * p.KeyLength) + j] != 0) ? 0f : float.NegativeInfinity;
+        }
+    }
+
+    /// <summary>
+    /// Adds the key bias to the first <paramref name="visible"/> scores of a row, sets the rest of its
+    /// <paramref name="n"/> (a multiple of 16) to −∞, and returns the row's maximum.
+    /// </summary>
+    private static unsafe float BiasMax(float* row, float* bias, int visible, int n)
+    {
+        float max = float.NegativeInfinity;
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var best = Vector512.Create(float.NegativeInfinity);
+            var lane = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            var limit = Vector512.Create(visible);
+            for (; j < n; j += 16)
+            {
+                var keep = Vector512.LessThan(lane + Vector512.Create(j), limit).AsSingle();
+                var x = Vector512.ConditionalSelect(keep, Vector512.Load(row + j) + Vector512.Load(bias + j), Vector512.Create(float.NegativeInfinity));
+                x.Store(row + j);
+                best = Vector512.Max(best, x);
+            }
+
+            for (int e = 0; e < Vector512<float>.Count; e++)
+            {
+                max = MathF.Max(max, best[e]);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var best = Vector256.Create(float.NegativeInfinity);
+            var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+            var limit = Vector256.Create(visible);
+            for (; j < n; j += 8)
+            {
+                var keep = Vector256.LessThan(lane + Vector256.Create(j), limit).AsSingle();
+                var x = Vector256.ConditionalSelect(keep, Vector256.Load(row + j) + Vector256.Load(bias + j), Vector256.Create(float.NegativeInfinity));
+                x.Store(row + j);
+                best = Vector256.Max(best, x);
+            }
+
+            for (int e = 0; e < Vector256<float>.Count; e++)
+            {
+                max = MathF.Max(max, best[e]);
+            }
+        }
+
+        for (; j < n; j++)
+        {
+            row[j] = j < visible ? row[j] + bias[j] : float.NegativeInfinity;
+            max = MathF.Max(max, row[j]);
+        }
+
+        return max;
+    }
+
+    /// <summary><c>row = exp(row − shift)</c> over <paramref name="n"/> entries (−∞ gives 0); returns the sum.</summary>
+    private static unsafe float ExpSum(float* row, float shift, int n)
+    {
+        float sum = 0f;
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var total = Vector512<float>.Zero;
+            var m = Vector512.Create(shift);
+            for (; j < n; j += 16)
+            {
+                var e = Vector512.Exp(Vector512.Load(row + j) - m);
+                e.Store(row + j);
+                total += e;
+            }
+
+            sum = Vector512.Sum(total);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var total = Vector256<float>.Zero;
+            var m = Vector256.Create(shift);
+            for (; j < n; j += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(row + j) - m);
+                e.Store(row + j);
+                total += e;
+            }
+
+            sum = Vector256.Sum(total);
+        }
+
+        for (; j < n; j++)
+        {
+            row[j] = MathF.Exp(row[j] - shift);
+            sum += row[j];
+        }
+
+        return sum;
+    }
+
+    /// <summary><c>dS = P∘(dP − D)</c> in place over <paramref name="n"/> entries of a row.</summary>
+    private static unsafe void SoftmaxGradient(float* ds, float* probabilities, float delta, int n)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var d = Vector512.Create(delta);
+            for (; j < n; j += 16)
+            {
+                ((Vector512.Load(ds + j) - d) * Vector512.Load(probabilities + j)).Store(ds + j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var d = Vector256.Create(delta);
+            for (; j < n; j += 8)
+            {
+                ((Vector256.Load(ds + j) - d) * Vector256.Load(probabilities + j)).Store(ds + j);
+            }
+        }
+
+        for (; j < n; j++)
+        {
+            ds[j] = (ds[j] - delta) * probabilities[j];
         }
     }
 
