@@ -323,11 +323,12 @@ public static class Attention
         layout.Blocks = DivUp(layout.QueryLength, group);
         int groups = layout.Batch * layout.Heads * layout.Blocks;
 
-        // Without a mask the kernel never reads its mask view; any int view of the device will do.
-        var maskView = mask is null ? lse.View.Cast<int>() : mask.View;
+        // Without keys (or a mask) the kernel never reads those views; stand-ins avoid empty views.
+        var standIn = q.View;
+        var maskView = ViewOr(mask, standIn.Cast<int>());
         lock (gpu.SyncRoot)
         {
-            forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, k.View, v.View, o.View, lse.View, maskView, layout);
+            forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
         }
 
         if (probabilities is not null && probabilities.Length > 0)
@@ -350,32 +351,43 @@ public static class Attention
         var dkvKernel = gpu.GetKernel("Attention.BackwardKeyValue", static acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Layout>(BackwardKeyValueKernel));
         int group = Math.Min(GroupRows, gpu.MaxGroupSize);
-        var maskView = t.Mask is null ? t.Lse.View.Cast<int>() : t.Mask.View;
         int rows = layout.Batch * layout.Heads * layout.QueryLength;
         var stream = gpu.Accelerator.DefaultStream;
         lock (gpu.SyncRoot)
         {
             if (rows > 0)
             {
+                // Without keys the query kernel reads no key, value or mask: stand-ins avoid empty views.
+                var standIn = t.Q.View;
                 deltaKernel(stream, rows, t.O.View, t.DOutput!.View, t.Delta!.View, layout);
                 var queryLayout = layout;
                 queryLayout.Blocks = DivUp(layout.QueryLength, group);
                 dqKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * queryLayout.Blocks, group),
-                    t.Q.View, t.K.View, t.V.View, t.DOutput.View, t.Lse.View, t.Delta.View, maskView, t.Dq!.View, queryLayout);
+                    t.Q.View, ViewOr(t.K, standIn), ViewOr(t.V, standIn), t.DOutput.View, t.Lse.View, t.Delta.View, ViewOr(t.Mask, standIn.Cast<int>()), t.Dq!.View, queryLayout);
             }
 
             if (layout.KeyLength > 0)
             {
+                // Without queries the key kernel reads no query-side view: it writes zeros.
+                var standIn = t.K.View;
                 var keyLayout = layout;
                 keyLayout.Blocks = DivUp(layout.KeyLength, group);
                 dkvKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * keyLayout.Blocks, group),
-                    t.Q.View, t.K.View, t.V.View, t.DOutput!.View, t.Lse.View, t.Delta!.View, maskView, t.Dk!.View, t.Dv!.View, keyLayout);
+                    ViewOr(t.Q, standIn), t.K.View, t.V.View, ViewOr(t.DOutput, standIn), ViewOr(t.Lse, standIn), ViewOr(t.Delta, standIn),
+                    ViewOr(t.Mask, standIn.Cast<int>()), t.Dk!.View, t.Dv!.View, keyLayout);
             }
         }
+    }
+
+    // The tensor's view, or a stand-in when the tensor is absent or empty (ILGPU rejects empty sub-views).
+    private static ArrayView<T> ViewOr<T>(Tensor<T>? tensor, ArrayView<T> standIn)
+        where T : unmanaged
+    {
+        return tensor is null || tensor.Length == 0 ? standIn : tensor.View;
     }
 
     // One group per (batch, head, block of queries), one thread per query row; K and V tiles staged in
