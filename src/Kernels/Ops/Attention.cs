@@ -44,7 +44,7 @@ public static class Attention
 
     // Managed path: query rows and keys per block; a key block is a multiple of the 16-float vector.
     private const int QueryBlock = 32;
-    private const int KeyBlock = 64;
+    private const int KeyBlock = 128;
     private const int Lane = 16;
 
     /// <summary>
