@@ -83,8 +83,8 @@ public static class Attention
         (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength);
         (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
         (layout.OStride, layout.OColumn) = CheckOperand(args, "output", output, shape, shape.QueryLength);
-        args.RequireShape("logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
-        args.RequireShape("probabilities", probabilities, shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength);
+        CheckDims(args, "logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
+        CheckDims(args, "probabilities", probabilities, shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength);
         CheckNoOverlap(
             args,
             [Region("output", output, layout.Heads * layout.HeadDim), Region("logSumExp", logSumExp), Region("probabilities", probabilities)],
@@ -156,8 +156,8 @@ public static class Attention
         (layout.DqStride, layout.DqColumn) = CheckOperand(args, "dq", dq, shape, shape.QueryLength);
         (layout.DkStride, layout.DkColumn) = CheckOperand(args, "dk", dk, shape, shape.KeyLength);
         (layout.DvStride, layout.DvColumn) = CheckOperand(args, "dv", dv, shape, shape.KeyLength);
-        args.RequireShape("logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
-        args.RequireShape("delta", delta, shape.Batch, shape.Heads, shape.QueryLength);
+        CheckDims(args, "logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
+        CheckDims(args, "delta", delta, shape.Batch, shape.Heads, shape.QueryLength);
         int hd = layout.Heads * layout.HeadDim;
         CheckNoOverlap(
             args,
@@ -227,14 +227,31 @@ public static class Attention
         Tensor<float>? Dv = null,
         Tensor<float>? Delta = null);
 
+    // Messages are built only on failure: validation runs on every call.
     private static Layout CheckShape(OpArgs args, AttentionShape shape, float scale, bool causal, Tensor<int>? keyMask)
     {
-        args.Require(shape.Batch >= 0 && shape.Heads >= 1 && shape.QueryLength >= 0 && shape.KeyLength >= 0, $"{shape} needs batch ≥ 0, heads ≥ 1 and lengths ≥ 0")
-            .Require(shape.HeadDim >= 1 && shape.HeadDim <= MaxHeadDim, $"{shape}: head dimension must be 1 to {MaxHeadDim}")
-            .Require(float.IsFinite(scale), $"scale must be finite, got {scale.ToString(CultureInfo.InvariantCulture)}");
-        args.ToInt32((long)shape.Heads * shape.HeadDim, $"heads·headDim for {shape}");
-        args.ToInt32((long)shape.Batch * shape.Heads * Math.Max(shape.QueryLength, shape.KeyLength), $"batch·heads·length for {shape}");
-        args.RequireShape("keyMask", keyMask, shape.Batch, shape.KeyLength);
+        if (shape.Batch < 0 || shape.Heads < 1 || shape.QueryLength < 0 || shape.KeyLength < 0)
+        {
+            args.Fail($"{shape} needs batch ≥ 0, heads ≥ 1 and lengths ≥ 0");
+        }
+
+        if (shape.HeadDim < 1 || shape.HeadDim > MaxHeadDim)
+        {
+            args.Fail($"{shape}: head dimension must be 1 to {MaxHeadDim}");
+        }
+
+        if (!float.IsFinite(scale))
+        {
+            args.Fail($"scale must be finite, got {scale.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        if ((long)shape.Heads * shape.HeadDim > int.MaxValue || (long)shape.Batch * shape.Heads * Math.Max(shape.QueryLength, shape.KeyLength) > int.MaxValue)
+        {
+            args.ToInt32((long)shape.Heads * shape.HeadDim, $"heads·headDim for {shape}");
+            args.ToInt32((long)shape.Batch * shape.Heads * Math.Max(shape.QueryLength, shape.KeyLength), $"batch·heads·length for {shape}");
+        }
+
+        CheckDims(args, "keyMask", keyMask, shape.Batch, shape.KeyLength);
         return new Layout
         {
             Batch = shape.Batch,
@@ -249,14 +266,26 @@ public static class Attention
         };
     }
 
+    // OpArgs.RequireShape, with its message built only on a mismatch.
+    private static void CheckDims<T>(OpArgs args, string name, Tensor<T>? tensor, params ReadOnlySpan<int> dims)
+        where T : unmanaged
+    {
+        if (tensor is not null && !tensor.Shape.Dims.SequenceEqual(dims))
+        {
+            args.RequireShape(name, tensor, dims);
+        }
+    }
+
     // An operand must be [batch, length, width] with its heads inside width; returns (width, first column).
     private static (int Stride, int Column) CheckOperand(OpArgs args, string name, AttentionOperand operand, AttentionShape shape, int length)
     {
         var dims = operand.Tensor.Shape;
         long end = (long)operand.FirstColumn + ((long)shape.Heads * shape.HeadDim);
-        args.Require(
-            dims.Rank == 3 && dims[0] == shape.Batch && dims[1] == length && operand.FirstColumn >= 0 && end <= dims[2],
-            $"'{name}' must be [{shape.Batch}, {length}, width] with FirstColumn {operand.FirstColumn} ≥ 0 and FirstColumn + heads·headDim = {end} ≤ width, for {shape}");
+        if (!(dims.Rank == 3 && dims[0] == shape.Batch && dims[1] == length && operand.FirstColumn >= 0 && end <= dims[2]))
+        {
+            args.Fail($"'{name}' must be [{shape.Batch}, {length}, width] with FirstColumn {operand.FirstColumn} ≥ 0 and FirstColumn + heads·headDim = {end} ≤ width, for {shape}");
+        }
+
         return (dims[2], operand.FirstColumn);
     }
 
@@ -267,7 +296,7 @@ public static class Attention
     private static MemoryRegion Region(string name, Tensor<float>? tensor) => new(name, tensor, 0, -1);
 
     // Outputs may not share memory with any other operand, except column ranges of one buffer that do not meet (packed dQKV).
-    private static void CheckNoOverlap(OpArgs args, MemoryRegion[] written, MemoryRegion[] read)
+    private static void CheckNoOverlap(OpArgs args, ReadOnlySpan<MemoryRegion> written, ReadOnlySpan<MemoryRegion> read)
     {
         for (int i = 0; i < written.Length; i++)
         {
