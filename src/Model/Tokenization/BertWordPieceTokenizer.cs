@@ -124,6 +124,9 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
     public TokenBatch Batch(IReadOnlyList<TokenizedText> texts, int maxLength, TruncationMode truncation = TruncationMode.None) =>
         TokenBatch.Create(texts, maxLength, truncation, PadTokenId);
 
+    /// <inheritdoc/>
+    public bool IsControlToken(int id) => id == ClsTokenId || id == SepTokenId || id == PadTokenId;
+
     /// <summary>Whether <paramref name="id"/> is one of [CLS], [SEP], [PAD], [MASK], [UNK].</summary>
     public bool IsSpecial(int id) =>
         id == ClsTokenId || id == SepTokenId || id == PadTokenId || id == MaskTokenId || id == UnknownTokenId;

@@ -9,6 +9,12 @@ public interface ITextTokenizer
     /// <summary>Number of ids the vocabulary has (valid ids are 0 to this minus one).</summary>
     int VocabularySize { get; }
 
+    /// <summary>The id padding positions are filled with.</summary>
+    int PadTokenId { get; }
+
+    /// <summary>True for the tokens the tokenizer adds itself and that stand for no text ([CLS], [SEP], [PAD], &lt;|endoftext|&gt;).</summary>
+    bool IsControlToken(int id);
+
     /// <summary>Tokenises one text, adding the model's special tokens.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     TokenizedText Encode(string text);

@@ -41,6 +41,49 @@ public sealed class TokenizedText
         Words = Array.AsReadOnly(words);
     }
 
+    /// <summary>
+    /// Wraps token ids given directly instead of text. The text is the tokens joined by spaces; every
+    /// token is its own word spanning its token string, except where <paramref name="isSpecial"/> says
+    /// it is a special token (no word, empty span).
+    /// </summary>
+    /// <exception cref="ArgumentException">The id and token counts differ.</exception>
+    public static TokenizedText FromIds(IReadOnlyList<int> ids, IReadOnlyList<string> tokens, Func<int, bool>? isSpecial = null)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (ids.Count != tokens.Count)
+        {
+            throw new ArgumentException($"{ids.Count} ids but {tokens.Count} token strings.", nameof(tokens));
+        }
+
+        var text = new System.Text.StringBuilder();
+        var spans = new TextSpan[ids.Count];
+        var wordIndices = new int[ids.Count];
+        var words = new List<TokenizedWord>();
+        for (int i = 0; i < ids.Count; i++)
+        {
+            if (text.Length > 0)
+            {
+                text.Append(' ');
+            }
+
+            int start = text.Length;
+            text.Append(tokens[i]);
+            if (isSpecial?.Invoke(ids[i]) == true)
+            {
+                spans[i] = new TextSpan(0, 0);
+                wordIndices[i] = -1;
+                continue;
+            }
+
+            spans[i] = new TextSpan(start, text.Length);
+            wordIndices[i] = words.Count;
+            words.Add(new TokenizedWord(tokens[i], tokens[i], 0, spans[i], i, 1));
+        }
+
+        return new TokenizedText(text.ToString(), null, ids.ToArray(), tokens.ToArray(), new int[ids.Count], wordIndices, spans, words.ToArray(), isTruncated: false);
+    }
+
     /// <summary>The (first) text, as given.</summary>
     public string Text { get; }
 

@@ -1,0 +1,253 @@
+using Headlight.Kernels;
+using Headlight.Models.Loading;
+
+namespace Headlight.Models;
+
+/// <summary>One block's weights on the device. Matrices are stored [in, out]; Q, K and V are fused into one [d, 3d] projection.</summary>
+internal sealed class LayerWeights : IDisposable
+{
+    public required Tensor<float> QkvWeight { get; init; }      // [d, 3d]
+    public required Tensor<float> QkvBias { get; init; }        // [3d]
+    public required Tensor<float> OutWeight { get; init; }      // [d, d]
+    public required Tensor<float> OutBias { get; init; }        // [d]
+    public required Tensor<float> Norm1Gamma { get; init; }     // [d]  BERT: after attention; GPT-2: before attention
+    public required Tensor<float> Norm1Beta { get; init; }      // [d]
+    public required Tensor<float> FfnInWeight { get; init; }    // [d, intermediate]
+    public required Tensor<float> FfnInBias { get; init; }      // [intermediate]
+    public required Tensor<float> FfnOutWeight { get; init; }   // [intermediate, d]
+    public required Tensor<float> FfnOutBias { get; init; }     // [d]
+    public required Tensor<float> Norm2Gamma { get; init; }     // [d]  BERT: after the MLP; GPT-2: before the MLP
+    public required Tensor<float> Norm2Beta { get; init; }      // [d]
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { QkvWeight, QkvBias, OutWeight, OutBias, Norm1Gamma, Norm1Beta, FfnInWeight, FfnInBias, FfnOutWeight, FfnOutBias, Norm2Gamma, Norm2Beta })
+        {
+            t.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// Every weight of a model on one device, owned here. Built from a weight source by family-specific
+/// name rules (Hugging Face names for BERT and GPT-2); every tensor's shape is checked against the
+/// config before it is uploaded.
+/// </summary>
+internal sealed class DeviceWeights : IDisposable
+{
+    private readonly List<IDisposable> owned = [];
+
+    private DeviceWeights() { }
+
+    public required Tensor<float> TokenEmbeddings { get; init; }          // [vocab, d]; also the tied LM head of decoders
+    public required Tensor<float> PositionEmbeddings { get; init; }       // [positions, d]
+    public Tensor<float>? TokenTypeEmbeddings { get; init; }              // [types, d]
+    public Tensor<float>? EmbeddingNormGamma { get; init; }               // [d] BERT
+    public Tensor<float>? EmbeddingNormBeta { get; init; }
+    public Tensor<float>? FinalNormGamma { get; init; }                   // [d] GPT-2
+    public Tensor<float>? FinalNormBeta { get; init; }
+    public Tensor<float>? PoolerWeight { get; init; }                     // [d, d]
+    public Tensor<float>? PoolerBias { get; init; }                       // [d]
+    public Tensor<float>? ClassifierWeight { get; init; }                 // [d, labels]
+    public Tensor<float>? ClassifierBias { get; init; }                   // [labels]
+    public required IReadOnlyList<LayerWeights> Layers { get; init; }
+
+    public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source)
+    {
+        var loader = new Uploader(device, config, source);
+        try
+        {
+            return config.Family == ModelFamily.BertEncoder ? loader.Bert() : loader.Gpt2();
+        }
+        catch
+        {
+            loader.DisposeAll();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var o in owned)
+        {
+            o.Dispose();
+        }
+
+        owned.Clear();
+    }
+
+    private sealed class Uploader(Device device, ModelConfig config, WeightSet source)
+    {
+        private readonly List<IDisposable> uploaded = [];
+
+        public void DisposeAll()
+        {
+            foreach (var u in uploaded)
+            {
+                u.Dispose();
+            }
+        }
+
+        public DeviceWeights Bert()
+        {
+            int d = config.Hidden;
+            var layers = new List<LayerWeights>();
+            for (int i = 0; i < config.Layers; i++)
+            {
+                string p = $"encoder.layer.{i}.";
+                layers.Add(new LayerWeights
+                {
+                    QkvWeight = FusedQkv(p + "attention.self.query.weight", p + "attention.self.key.weight", p + "attention.self.value.weight"),
+                    QkvBias = Upload(Concat(Vector(p + "attention.self.query.bias", d), Vector(p + "attention.self.key.bias", d), Vector(p + "attention.self.value.bias", d)), 3 * d),
+                    OutWeight = Matrix(p + "attention.output.dense.weight", d, d),
+                    OutBias = Upload(Vector(p + "attention.output.dense.bias", d), d),
+                    Norm1Gamma = Upload(Vector(p + "attention.output.LayerNorm.weight", d), d),
+                    Norm1Beta = Upload(Vector(p + "attention.output.LayerNorm.bias", d), d),
+                    FfnInWeight = Matrix(p + "intermediate.dense.weight", d, config.Intermediate),
+                    FfnInBias = Upload(Vector(p + "intermediate.dense.bias", config.Intermediate), config.Intermediate),
+                    FfnOutWeight = Matrix(p + "output.dense.weight", config.Intermediate, d),
+                    FfnOutBias = Upload(Vector(p + "output.dense.bias", d), d),
+                    Norm2Gamma = Upload(Vector(p + "output.LayerNorm.weight", d), d),
+                    Norm2Beta = Upload(Vector(p + "output.LayerNorm.bias", d), d),
+                });
+            }
+
+            var weights = new DeviceWeights
+            {
+                TokenEmbeddings = Table("embeddings.word_embeddings.weight", config.VocabSize, d),
+                PositionEmbeddings = Table("embeddings.position_embeddings.weight", config.MaxPositions, d),
+                TokenTypeEmbeddings = config.TypeVocabSize > 0 ? Table("embeddings.token_type_embeddings.weight", config.TypeVocabSize, d) : null,
+                EmbeddingNormGamma = Upload(Vector("embeddings.LayerNorm.weight", d), d),
+                EmbeddingNormBeta = Upload(Vector("embeddings.LayerNorm.bias", d), d),
+                PoolerWeight = config.HasPooler ? Matrix("pooler.dense.weight", d, d) : null,
+                PoolerBias = config.HasPooler ? Upload(Vector("pooler.dense.bias", d), d) : null,
+                ClassifierWeight = config.NumLabels > 0 ? Matrix("classifier.weight", d, config.NumLabels) : null,
+                ClassifierBias = config.NumLabels > 0 ? Upload(Vector("classifier.bias", config.NumLabels), config.NumLabels) : null,
+                Layers = layers,
+            };
+            weights.owned.AddRange(uploaded);
+            return weights;
+        }
+
+        public DeviceWeights Gpt2()
+        {
+            int d = config.Hidden;
+            var layers = new List<LayerWeights>();
+            for (int i = 0; i < config.Layers; i++)
+            {
+                string p = $"h.{i}.";
+                layers.Add(new LayerWeights
+                {
+                    QkvWeight = Matrix(p + "attn.c_attn.weight", d, 3 * d),
+                    QkvBias = Upload(Vector(p + "attn.c_attn.bias", 3 * d), 3 * d),
+                    OutWeight = Matrix(p + "attn.c_proj.weight", d, d),
+                    OutBias = Upload(Vector(p + "attn.c_proj.bias", d), d),
+                    Norm1Gamma = Upload(Vector(p + "ln_1.weight", d), d),
+                    Norm1Beta = Upload(Vector(p + "ln_1.bias", d), d),
+                    FfnInWeight = Matrix(p + "mlp.c_fc.weight", d, config.Intermediate),
+                    FfnInBias = Upload(Vector(p + "mlp.c_fc.bias", config.Intermediate), config.Intermediate),
+                    FfnOutWeight = Matrix(p + "mlp.c_proj.weight", config.Intermediate, d),
+                    FfnOutBias = Upload(Vector(p + "mlp.c_proj.bias", d), d),
+                    Norm2Gamma = Upload(Vector(p + "ln_2.weight", d), d),
+                    Norm2Beta = Upload(Vector(p + "ln_2.bias", d), d),
+                });
+            }
+
+            var weights = new DeviceWeights
+            {
+                TokenEmbeddings = Table("wte.weight", config.VocabSize, d),
+                PositionEmbeddings = Table("wpe.weight", config.MaxPositions, d),
+                FinalNormGamma = Upload(Vector("ln_f.weight", d), d),
+                FinalNormBeta = Upload(Vector("ln_f.bias", d), d),
+                Layers = layers,
+            };
+            weights.owned.AddRange(uploaded);
+            return weights;
+        }
+
+        private Weight Read(string name) => source.TryGet(name)
+            ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");
+
+        private float[] Vector(string name, int length)
+        {
+            var t = Read(name);
+            if (t.Shape.Length != 1 || t.Shape[0] != length)
+            {
+                throw ShapeError(name, $"[{length}]", t.Shape);
+            }
+
+            return t.Data.ToArray();
+        }
+
+        // A [rows, columns] table (embeddings), never transposed.
+        private Tensor<float> Table(string name, int rows, int columns)
+        {
+            var t = Read(name);
+            if (t.Shape.Length != 2 || t.Shape[0] != rows || t.Shape[1] != columns)
+            {
+                throw ShapeError(name, $"[{rows}, {columns}]", t.Shape);
+            }
+
+            return Upload(t.Data.ToArray(), rows, columns);
+        }
+
+        // A weight matrix brought to [in, out] whatever its stored layout.
+        private Tensor<float> Matrix(string name, int inDim, int outDim) => Upload(MatrixInOut(name, inDim, outDim), inDim, outDim);
+
+        private float[] MatrixInOut(string name, int inDim, int outDim)
+        {
+            var t = Read(name);
+            bool outIn = t.Layout == TensorLayout.OutIn;
+            int[] expected = outIn ? [outDim, inDim] : [inDim, outDim];
+            if (t.Shape.Length != 2 || t.Shape[0] != expected[0] || t.Shape[1] != expected[1])
+            {
+                throw ShapeError(name, TensorShape.Format(expected) + (outIn ? " ([out, in])" : " ([in, out])"), t.Shape);
+            }
+
+            return outIn ? Transpose(t.Data.Span, outDim, inDim) : t.Data.ToArray();
+        }
+
+        // Q, K and V side by side: [d, 3d], so one GEMM projects all three.
+        private Tensor<float> FusedQkv(string q, string k, string v)
+        {
+            int d = config.Hidden;
+            var parts = new[] { MatrixInOut(q, d, d), MatrixInOut(k, d, d), MatrixInOut(v, d, d) };
+            var fused = new float[d * 3 * d];
+            for (int row = 0; row < d; row++)
+            {
+                for (int p = 0; p < 3; p++)
+                {
+                    parts[p].AsSpan(row * d, d).CopyTo(fused.AsSpan((row * 3 * d) + (p * d), d));
+                }
+            }
+
+            return Upload(fused, d, 3 * d);
+        }
+
+        private static float[] Concat(params float[][] parts) => parts.SelectMany(p => p).ToArray();
+
+        private static float[] Transpose(ReadOnlySpan<float> data, int rows, int columns)
+        {
+            var result = new float[data.Length];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int c = 0; c < columns; c++)
+                {
+                    result[(c * rows) + r] = data[(r * columns) + c];
+                }
+            }
+
+            return result;
+        }
+
+        private Tensor<float> Upload(float[] data, params int[] shape)
+        {
+            var t = device.FromHost<float>(data, shape);
+            uploaded.Add(t);
+            return t;
+        }
+
+        private ModelFormatException ShapeError(string name, string expected, int[] found)
+            => new(source.SourcePath, name, $"shape {expected} (from the config: hidden {config.Hidden}, intermediate {config.Intermediate}, vocab {config.VocabSize}, positions {config.MaxPositions})", TensorShape.Format(found));
+    }
+}

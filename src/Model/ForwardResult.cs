@@ -1,0 +1,53 @@
+using Headlight.Models.Tokenization;
+
+namespace Headlight.Models;
+
+/// <summary>What one forward pass hands back, copied to the host. Arrays are row-major with the shapes given.</summary>
+public sealed class ForwardResult
+{
+    internal ForwardResult(
+        int batchSize, int sequenceLength, int hidden, TokenBatch batch, float[] lastHiddenState, float[]? pooler,
+        float[]? classLogits, float[]? logits, float[][]? sentenceEmbeddings, ActivationCache activations)
+    {
+        BatchSize = batchSize;
+        SequenceLength = sequenceLength;
+        Hidden = hidden;
+        Batch = batch;
+        LastHiddenState = lastHiddenState;
+        Pooler = pooler;
+        ClassLogits = classLogits;
+        Logits = logits;
+        SentenceEmbeddings = sentenceEmbeddings;
+        Activations = activations;
+    }
+
+    /// <summary>Rows in the batch.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Tokens per row (padded).</summary>
+    public int SequenceLength { get; }
+
+    /// <summary>Width of the hidden state, d.</summary>
+    public int Hidden { get; }
+
+    /// <summary>The input batch.</summary>
+    public TokenBatch Batch { get; }
+
+    /// <summary>The last hidden state [batch, seq, d] (after GPT-2's final LayerNorm).</summary>
+    public float[] LastHiddenState { get; }
+
+    /// <summary>BERT's pooler output tanh(W·h[CLS] + b) [batch, d], when the model has a pooler.</summary>
+    public float[]? Pooler { get; }
+
+    /// <summary>Sequence-classification logits [batch, labels], when the model has a classifier.</summary>
+    public float[]? ClassLogits { get; }
+
+    /// <summary>Next-token logits [batch, seq, vocab], for decoders.</summary>
+    public float[]? Logits { get; }
+
+    /// <summary>Sentence embeddings [batch][d], for models that define one.</summary>
+    public float[][]? SentenceEmbeddings { get; }
+
+    /// <summary>The activations that were asked for.</summary>
+    public ActivationCache Activations { get; }
+}

@@ -1,0 +1,180 @@
+using Headlight.Kernels;
+
+namespace Headlight.Models;
+
+/// <summary>
+/// Every device buffer one forward pass of one (batch, seq) shape needs, owned here and reused by
+/// every call of that shape. With <see cref="SavesForBackward"/> each block keeps its own
+/// intermediates (what the backward pass reads); without, blocks share one set.
+/// </summary>
+internal sealed class ForwardState : IDisposable
+{
+    private readonly List<IDisposable> owned = [];
+    private readonly Dictionary<int, Tensor<float>> probabilities = [];
+    private readonly Device device;
+    private readonly int heads;
+
+    public ForwardState(Device device, ModelConfig config, int batch, int seq, bool savesForBackward)
+    {
+        this.device = device;
+        Batch = batch;
+        Seq = seq;
+        SavesForBackward = savesForBackward;
+        int n = batch * seq;
+        int d = config.Hidden;
+        int layerSets = savesForBackward ? config.Layers : 1;
+        heads = config.Heads;
+
+        Ids = Int(batch, seq);
+        Positions = Int(batch, seq);
+        TypeIds = Int(batch, seq);
+        KeyMask = Int(batch, seq);
+        TokenEmbeds = Float(batch, seq, d);
+        EmbedSum = Float(batch, seq, d);
+        EmbedMean = Float(n);
+        EmbedRstd = Float(n);
+
+        // Residual stream at block boundaries: all of them when saving, else two that alternate.
+        Stream = Enumerable.Range(0, savesForBackward ? config.Layers + 1 : 2).Select(_ => Float(batch, seq, d)).ToArray();
+        Layers = Enumerable.Range(0, layerSets).Select(_ => new LayerState(this, config, batch, seq)).ToArray();
+        if (config.Family == ModelFamily.Gpt2Decoder)
+        {
+            Final = Float(batch, seq, d);
+            FinalMean = Float(n);
+            FinalRstd = Float(n);
+        }
+    }
+
+    public int Batch { get; }
+
+    public int Seq { get; }
+
+    public bool SavesForBackward { get; }
+
+    public Tensor<int> Ids { get; }              // [batch, seq]
+
+    public Tensor<int> Positions { get; }        // [batch, seq]
+
+    public Tensor<int> TypeIds { get; }          // [batch, seq]
+
+    public Tensor<int> KeyMask { get; }          // [batch, seq] 1 = real token
+
+    public Tensor<float> TokenEmbeds { get; }    // [batch, seq, d] the word embeddings fed in (gathered, or given for IG)
+
+    public Tensor<float> EmbedSum { get; }       // [batch, seq, d] token + position (+ type) embeddings
+
+    public Tensor<float> EmbedMean { get; }      // [batch·seq] BERT embedding LayerNorm statistics
+
+    public Tensor<float> EmbedRstd { get; }
+
+    public Tensor<float>[] Stream { get; }       // [batch, seq, d] residual stream at block boundaries
+
+    public LayerState[] Layers { get; }
+
+    public Tensor<float>? Final { get; }         // [batch, seq, d] GPT-2 final LayerNorm output
+
+    public Tensor<float>? FinalMean { get; }
+
+    public Tensor<float>? FinalRstd { get; }
+
+    /// <summary>The residual stream entering block <paramref name="layer"/> (the embedding output for 0).</summary>
+    public Tensor<float> StreamAt(int layer) => SavesForBackward ? Stream[layer] : Stream[layer % 2];
+
+    /// <summary>Block <paramref name="layer"/>'s intermediates.</summary>
+    public LayerState LayerAt(int layer) => SavesForBackward ? Layers[layer] : Layers[0];
+
+    /// <summary>The attention-probability buffer [batch, head, query, key] of block <paramref name="layer"/>, made on first use.</summary>
+    public Tensor<float> ProbabilitiesFor(int layer)
+    {
+        if (!probabilities.TryGetValue(layer, out var t))
+        {
+            t = Float(Batch, heads, Seq, Seq);
+            probabilities[layer] = t;
+        }
+
+        return t;
+    }
+
+    /// <summary>Allocates a buffer owned by this state (for optional outputs such as probabilities or logits).</summary>
+    public Tensor<float> Float(params int[] shape)
+    {
+        var t = device.Allocate<float>(shape);
+        owned.Add(t);
+        return t;
+    }
+
+    private Tensor<int> Int(params int[] shape)
+    {
+        var t = device.Allocate<int>(shape);
+        owned.Add(t);
+        return t;
+    }
+
+    public void Dispose()
+    {
+        foreach (var o in owned)
+        {
+            o.Dispose();
+        }
+
+        owned.Clear();
+    }
+
+    /// <summary>One block's intermediates.</summary>
+    internal sealed class LayerState
+    {
+        public LayerState(ForwardState owner, ModelConfig config, int batch, int seq)
+        {
+            int n = batch * seq;
+            int d = config.Hidden;
+            NormIn = owner.Float(batch, seq, d);
+            Qkv = owner.Float(batch, seq, 3 * d);
+            Context = owner.Float(batch, seq, d);
+            LogSumExp = owner.Float(batch, config.Heads, seq);
+            AttnOut = owner.Float(batch, seq, d);
+            Mid = owner.Float(batch, seq, d);
+            Sum1 = owner.Float(batch, seq, d);
+            Mean1 = owner.Float(n);
+            Rstd1 = owner.Float(n);
+            NormMid = owner.Float(batch, seq, d);
+            FfnPre = owner.Float(batch, seq, config.Intermediate);
+            FfnAct = owner.Float(batch, seq, config.Intermediate);
+            MlpOut = owner.Float(batch, seq, d);
+            Sum2 = owner.Float(batch, seq, d);
+            Mean2 = owner.Float(n);
+            Rstd2 = owner.Float(n);
+        }
+
+        public Tensor<float> NormIn { get; }     // [batch, seq, d] GPT-2: ln_1 output (attention input)
+
+        public Tensor<float> Qkv { get; }        // [batch, seq, 3d] fused projections
+
+        public Tensor<float> Context { get; }    // [batch, seq, d] per-head weighted values (attn.z)
+
+        public Tensor<float> LogSumExp { get; }  // [batch, head, seq]
+
+        public Tensor<float> AttnOut { get; }    // [batch, seq, d] output projection
+
+        public Tensor<float> Mid { get; }        // [batch, seq, d] stream between attention and MLP
+
+        public Tensor<float> Sum1 { get; }       // [batch, seq, d] BERT: attn.out + stream (LayerNorm 1 input)
+
+        public Tensor<float> Mean1 { get; }      // [batch·seq] LayerNorm 1 statistics
+
+        public Tensor<float> Rstd1 { get; }
+
+        public Tensor<float> NormMid { get; }    // [batch, seq, d] GPT-2: ln_2 output (MLP input)
+
+        public Tensor<float> FfnPre { get; }     // [batch, seq, intermediate] before GELU
+
+        public Tensor<float> FfnAct { get; }     // [batch, seq, intermediate] after GELU
+
+        public Tensor<float> MlpOut { get; }     // [batch, seq, d]
+
+        public Tensor<float> Sum2 { get; }       // [batch, seq, d] BERT: mlp.out + mid (LayerNorm 2 input)
+
+        public Tensor<float> Mean2 { get; }      // [batch·seq] LayerNorm 2 statistics
+
+        public Tensor<float> Rstd2 { get; }
+    }
+}

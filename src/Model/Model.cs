@@ -1,0 +1,418 @@
+using Headlight.Kernels;
+using Headlight.Models.Loading;
+using Headlight.Models.Tokenization;
+
+namespace Headlight.Models;
+
+/// <summary>
+/// A transformer with its weights on one device and its tokenizer: load it by catalogue name
+/// (<c>minilm</c>, <c>arcticxs</c>), from a Hugging Face folder (BERT or GPT-2) or from an ONNX file,
+/// then run forward passes with named activation capture.
+/// </summary>
+/// <remarks>
+/// One forward pass runs at a time per model (calls from several threads are serialised); buffers
+/// for each (batch, sequence) shape are kept and reused, a few shapes at a time.
+/// </remarks>
+public sealed class Model : IDisposable
+{
+    private const int CachedShapes = 4;
+
+    private readonly DeviceWeights weights;
+    private readonly bool ownsDevice;
+    private readonly object gate = new();
+    private readonly LinkedList<((int Batch, int Seq, bool Saves) Key, ForwardState State)> states = new();
+    private bool disposed;
+
+    private Model(string name, string source, ModelConfig config, Device device, bool ownsDevice, DeviceWeights weights, ITextTokenizer? tokenizer)
+    {
+        Name = name;
+        Source = source;
+        Config = config;
+        Device = device;
+        this.ownsDevice = ownsDevice;
+        this.weights = weights;
+        Tokenizer = tokenizer;
+    }
+
+    /// <summary>The name it was loaded by (catalogue name or path).</summary>
+    public string Name { get; }
+
+    /// <summary>The file or folder the weights came from.</summary>
+    public string Source { get; }
+
+    /// <summary>The architecture and sizes.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The device the weights live on and ops run on.</summary>
+    public Device Device { get; }
+
+    /// <summary>The tokenizer, or null when the model came without tokenizer files (token ids only).</summary>
+    public ITextTokenizer? Tokenizer { get; }
+
+    internal DeviceWeights Weights => weights;
+
+    /// <summary>
+    /// Loads a model: a catalogue name (<c>minilm</c>, <c>arcticxs</c>), a Hugging Face folder
+    /// (<c>config.json</c> + <c>model.safetensors</c>, BERT or GPT-2) or a BERT <c>.onnx</c> file
+    /// (with <c>vocab.txt</c> beside it for text input).
+    /// </summary>
+    /// <param name="nameOrPath">What to load.</param>
+    /// <param name="device">Where to put it; null opens <see cref="Device.Open(string?)"/>'s default, owned by the model.</param>
+    /// <exception cref="ModelFormatException">A file is malformed or describes a model Headlight cannot run.</exception>
+    /// <exception cref="FileNotFoundException">The path does not exist, or a required file is missing.</exception>
+    /// <exception cref="ArgumentException">The name is neither a catalogue name nor a path.</exception>
+    public static Model Load(string nameOrPath, Device? device = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(nameOrPath);
+        bool ownsDevice = device is null;
+        device ??= Device.Open();
+        try
+        {
+            var (config, weightSet, tokenizer, source) = Read(nameOrPath);
+            config.Validate(source);
+            var uploaded = DeviceWeights.Upload(device, config, weightSet);
+            return new Model(nameOrPath, source, config, device, ownsDevice, uploaded, tokenizer);
+        }
+        catch
+        {
+            if (ownsDevice)
+            {
+                device.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Tokenises and pads texts into one batch (the model's special tokens added).</summary>
+    /// <exception cref="InvalidOperationException">The model has no tokenizer.</exception>
+    /// <exception cref="ArgumentException">A text is empty or has no tokens.</exception>
+    /// <exception cref="InputTooLongException">A text needs more positions than the model has and <paramref name="truncation"/> is <see cref="TruncationMode.None"/>.</exception>
+    public TokenBatch Tokenize(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var tokenizer = RequireTokenizer();
+        var encoded = new TokenizedText[texts.Count];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            string text = texts[i] ?? throw new ArgumentException($"Text {i} is null.", nameof(texts));
+            var e = tokenizer.Encode(text);
+            if (e.IsEmpty)
+            {
+                throw new ArgumentException($"Text {i} is empty: it has no words to run the model on.", nameof(texts));
+            }
+
+            encoded[i] = e;
+        }
+
+        return tokenizer.Batch(encoded, Config.MaxPositions, truncation);
+    }
+
+    /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models.</summary>
+    public TokenBatch TokenizePair(string first, string second, TruncationMode truncation = TruncationMode.None)
+    {
+        if (RequireTokenizer() is not BertWordPieceTokenizer bert)
+        {
+            throw new InvalidOperationException($"Model '{Name}' does not take text pairs.");
+        }
+
+        return bert.Batch([bert.EncodePair(first, second)], Config.MaxPositions, truncation);
+    }
+
+    /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
+    /// <exception cref="ArgumentException">A row is empty, too long, or holds an id outside the vocabulary.</exception>
+    public TokenBatch FromIds(IReadOnlyList<IReadOnlyList<int>> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var texts = new TokenizedText[rows.Count];
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var ids = rows[r];
+            if (ids is null || ids.Count == 0)
+            {
+                throw new ArgumentException($"Row {r} has no token ids.", nameof(rows));
+            }
+
+            for (int i = 0; i < ids.Count; i++)
+            {
+                if ((uint)ids[i] >= (uint)Config.VocabSize)
+                {
+                    throw new ArgumentException($"Token id {ids[i]} at row {r}, position {i} is outside the vocabulary [0, {Config.VocabSize}).", nameof(rows));
+                }
+            }
+
+            var tokens = ids.Select(id => Tokenizer is null ? $"#{id}" : Tokenizer.GetToken(id)).ToArray();
+            texts[r] = TokenizedText.FromIds(ids, tokens, Tokenizer is null ? null : Tokenizer.IsControlToken);
+        }
+
+        int pad = Tokenizer?.PadTokenId ?? 0;
+        return TokenBatch.Create(texts, Config.MaxPositions, TruncationMode.None, pad);
+    }
+
+    /// <summary>
+    /// Runs the model on a batch and copies back the last hidden state, the pooler output and
+    /// classifier logits where the model has them, decoder logits, and the activations named in
+    /// <paramref name="capture"/> (see <see cref="ActivationNames"/>). Capturing nothing costs nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch is longer than the model's positions, holds ids outside the vocabulary, or a capture name is unknown.</exception>
+    public ForwardResult Forward(TokenBatch batch, IEnumerable<string>? capture = null)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var names = ActivationNames.Validate(capture, Config.Layers);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            var state = Prepare(batch, savesForBackward: false);
+            var cache = new ActivationCache();
+            TransformerForward.Run(Config, weights, state, names, cache);
+            return Collect(batch, state, cache);
+        }
+    }
+
+    /// <summary>Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model asks for it).</summary>
+    /// <exception cref="InvalidOperationException">The model defines no sentence embedding.</exception>
+    public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None)
+    {
+        if (Config.Pooling is null)
+        {
+            throw new InvalidOperationException($"Model '{Name}' defines no sentence embedding (no pooling).");
+        }
+
+        var result = Forward(Tokenize(texts, truncation));
+        return result.SentenceEmbeddings!;
+    }
+
+    /// <summary>Uploads a batch's ids into the cached state for its shape and returns the state.</summary>
+    internal ForwardState Prepare(TokenBatch batch, bool savesForBackward)
+    {
+        int b = batch.BatchSize;
+        int t = batch.SequenceLength;
+        if (t > Config.MaxPositions)
+        {
+            throw new ArgumentException($"Model '{Name}': the batch has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", nameof(batch));
+        }
+
+        var ids = batch.InputIds.Span;
+        var types = batch.TokenTypeIds.Span;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if ((uint)ids[i] >= (uint)Config.VocabSize)
+            {
+                throw new ArgumentException($"Model '{Name}': token id {ids[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize}).", nameof(batch));
+            }
+
+            if (Config.TypeVocabSize > 0 && (uint)types[i] >= (uint)Config.TypeVocabSize)
+            {
+                throw new ArgumentException($"Model '{Name}': token type {types[i]} at row {i / t}, position {i % t} is outside [0, {Config.TypeVocabSize}).", nameof(batch));
+            }
+        }
+
+        var state = StateFor(b, t, savesForBackward);
+        state.Ids.CopyFrom(ids);
+        state.KeyMask.CopyFrom(batch.AttentionMask.Span);
+        state.TypeIds.CopyFrom(Config.TypeVocabSize > 0 ? types : new int[ids.Length]);
+        var positions = new int[b * t];
+        for (int i = 0; i < positions.Length; i++)
+        {
+            positions[i] = i % t;
+        }
+
+        state.Positions.CopyFrom(positions);
+        return state;
+    }
+
+    private ForwardState StateFor(int batch, int seq, bool saves)
+    {
+        var key = (batch, seq, saves);
+        for (var node = states.First; node is not null; node = node.Next)
+        {
+            if (node.Value.Key == key)
+            {
+                states.Remove(node);
+                states.AddFirst(node);
+                return node.Value.State;
+            }
+        }
+
+        var state = new ForwardState(Device, Config, batch, seq, saves);
+        states.AddFirst((key, state));
+        if (states.Count > CachedShapes)
+        {
+            states.Last!.Value.State.Dispose();
+            states.RemoveLast();
+        }
+
+        return state;
+    }
+
+    private ForwardResult Collect(TokenBatch batch, ForwardState state, ActivationCache cache)
+    {
+        int b = batch.BatchSize;
+        int t = batch.SequenceLength;
+        int d = Config.Hidden;
+        var hidden = TransformerForward.LastHidden(Config, state).ToArray();
+        float[]? pooler = null;
+        float[]? classLogits = null;
+        if (weights.PoolerWeight is not null)
+        {
+            pooler = Pooler(hidden, b, t);
+            if (weights.ClassifierWeight is not null)
+            {
+                classLogits = Linear(pooler, b, d, weights.ClassifierWeight, weights.ClassifierBias!, Config.NumLabels);
+            }
+        }
+
+        float[]? logits = null;
+        if (Config.Family == ModelFamily.Gpt2Decoder)
+        {
+            using var output = Device.Allocate<float>(b, t, Config.VocabSize);
+            Gemm.Forward(state.Final!, weights.TokenEmbeddings, output, transposeB: true);
+            logits = output.ToArray();
+        }
+
+        float[][]? embeddings = Config.Pooling is { } mode
+            ? SentencePooling.Pool(hidden, batch.AttentionMask.Span, b, t, d, mode, Config.NormalizeEmbedding)
+            : null;
+        return new ForwardResult(b, t, d, batch, hidden, pooler, classLogits, logits, embeddings, cache);
+    }
+
+    // BERT's pooler: tanh(W·h[CLS] + b) per row, on the device.
+    private float[] Pooler(float[] hidden, int b, int t)
+    {
+        int d = Config.Hidden;
+        var cls = new float[b * d];
+        for (int r = 0; r < b; r++)
+        {
+            hidden.AsSpan(r * t * d, d).CopyTo(cls.AsSpan(r * d, d));
+        }
+
+        using var input = Device.FromHost<float>(cls, b, d);
+        using var output = Device.Allocate<float>(b, d);
+        Gemm.Forward(input, weights.PoolerWeight!, output, bias: weights.PoolerBias);
+        Elementwise.Tanh(output, output);
+        return output.ToArray();
+    }
+
+    private float[] Linear(float[] x, int rows, int inDim, Tensor<float> weight, Tensor<float> bias, int outDim)
+    {
+        using var input = Device.FromHost<float>(x, rows, inDim);
+        using var output = Device.Allocate<float>(rows, outDim);
+        Gemm.Forward(input, weight, output, bias: bias);
+        return output.ToArray();
+    }
+
+    private ITextTokenizer RequireTokenizer() => Tokenizer
+        ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
+
+    private static (ModelConfig Config, WeightSet Weights, ITextTokenizer? Tokenizer, string Source) Read(string nameOrPath)
+    {
+        var packaged = ModelCatalog.All.FirstOrDefault(m => string.Equals(m.Name, nameOrPath, StringComparison.OrdinalIgnoreCase));
+        if (packaged is not null)
+        {
+            var files = ModelCatalog.Extract(packaged);
+            var import = BertOnnxImport.Load(files.ModelPath);
+            var config = FromBert(import.Config, files.ModelPath, import.Weights, packaged.Pooling, packaged.Normalize);
+            return (config, import.Weights, BertWordPieceTokenizer.FromFile(files.VocabPath), files.ModelPath);
+        }
+
+        if (File.Exists(nameOrPath) && nameOrPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+        {
+            var import = BertOnnxImport.Load(nameOrPath);
+            string vocab = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!, "vocab.txt");
+            var tokenizer = File.Exists(vocab) ? BertWordPieceTokenizer.FromFile(vocab) : null;
+            return (FromBert(import.Config, nameOrPath, import.Weights, null, false), import.Weights, tokenizer, nameOrPath);
+        }
+
+        if (Directory.Exists(nameOrPath))
+        {
+            string configPath = Path.Combine(nameOrPath, "config.json");
+            var header = HfConfig.Read(configPath);
+            if (header is Gpt2Config)
+            {
+                var gpt2 = HfCheckpoint.LoadGpt2(nameOrPath);
+                return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, null, nameOrPath);
+            }
+
+            var bert = HfCheckpoint.LoadBert(nameOrPath);
+            var bertTokenizer = bert.VocabPath is null ? null : BertWordPieceTokenizer.FromFile(bert.VocabPath);
+            var se = bert.SentenceEmbedding;
+            return (FromBert(bert.Config, configPath, bert.Weights, se?.Pooling, se?.Normalize ?? false), bert.Weights, bertTokenizer, nameOrPath);
+        }
+
+        if (File.Exists(nameOrPath))
+        {
+            throw new ArgumentException($"'{nameOrPath}' is a file but not an .onnx model; give a Hugging Face folder, an .onnx file or one of: {string.Join(", ", ModelCatalog.All.Select(m => m.Name))}.", nameof(nameOrPath));
+        }
+
+        throw new FileNotFoundException(
+            $"No model '{nameOrPath}': not a catalogue name ({string.Join(", ", ModelCatalog.All.Select(m => m.Name))}), and no such file or folder.", nameOrPath);
+    }
+
+    private static ModelConfig FromBert(BertConfig c, string source, WeightSet weights, PoolingMode? pooling, bool normalize)
+    {
+        int labels = weights.TryGet("classifier.bias")?.Shape[0] ?? 0;
+        return new ModelConfig
+        {
+            Family = ModelFamily.BertEncoder,
+            Layers = c.Layers,
+            Hidden = c.HiddenSize,
+            Heads = c.Heads,
+            Intermediate = c.IntermediateSize,
+            VocabSize = c.VocabSize,
+            MaxPositions = c.MaxPositions,
+            TypeVocabSize = c.TypeVocabSize,
+            LayerNormEpsilon = (float)c.LayerNormEps,
+            Activation = Gelu(c.Activation, source),
+            HasPooler = weights.Contains("pooler.dense.weight"),
+            NumLabels = labels,
+            Labels = c.Labels,
+            Pooling = pooling,
+            NormalizeEmbedding = normalize,
+        };
+    }
+
+    private static ModelConfig FromGpt2(Gpt2Config c, string source) => new()
+    {
+        Family = ModelFamily.Gpt2Decoder,
+        Layers = c.Layers,
+        Hidden = c.HiddenSize,
+        Heads = c.Heads,
+        Intermediate = c.IntermediateSize,
+        VocabSize = c.VocabSize,
+        MaxPositions = c.MaxPositions,
+        LayerNormEpsilon = (float)c.LayerNormEps,
+        Activation = Gelu(c.Activation, source),
+    };
+
+    private static GeluForm Gelu(ActivationFunction activation, string source) => activation switch
+    {
+        ActivationFunction.GeluErf => GeluForm.Erf,
+        ActivationFunction.GeluTanh => GeluForm.Tanh,
+        _ => throw new ModelFormatException(source, "hidden_act", "a GELU activation (gelu, gelu_new)", activation.ToString()),
+    };
+
+    /// <summary>Frees the weights, every cached buffer, and the device if the model opened it.</summary>
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            if (disposed)
+            {
+                return;
+            }
+
+            disposed = true;
+            foreach (var (_, state) in states)
+            {
+                state.Dispose();
+            }
+
+            states.Clear();
+            weights.Dispose();
+            if (ownsDevice)
+            {
+                Device.Dispose();
+            }
+        }
+    }
+}
