@@ -5,7 +5,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate" };
 
     private static int Main(string[] args)
     {
@@ -15,6 +15,8 @@ internal static class Program
             return cli.Command switch
             {
                 "devices" => DevicesCommand.Run(cli, Console.Out),
+                "embed" => EmbedCommand.Run(cli, Console.Out),
+                "attend" => AttendCommand.Run(cli, Console.Out),
                 "help" or "--help" or "-h" => Help(Console.Out),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -24,11 +26,28 @@ internal static class Program
             Console.Error.WriteLine($"headlight: {e.Message}");
             return 2;
         }
-        catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException)
+        catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
+            or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
         {
-            Console.Error.WriteLine($"headlight: {e.Message}");
+            Console.Error.WriteLine($"headlight: {Message(e)}");
             return 1;
         }
+    }
+
+    // ArgumentException appends " (Parameter 'x')"; a command-line user needs only the sentence.
+    private static string Message(Exception e)
+    {
+        string message = e.Message;
+        if (e is ArgumentException { ParamName: { } name })
+        {
+            string suffix = $" (Parameter '{name}')";
+            if (message.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                message = message[..^suffix.Length];
+            }
+        }
+
+        return message;
     }
 
     private static int Help(TextWriter output)
@@ -37,9 +56,14 @@ internal static class Program
             headlight — run transformer models as GPU kernels and explain what they do.
 
             Commands:
-              devices [--json]           list the devices Headlight can run on
+              attend TEXT [--top K]      for each layer and head, where it attends most (--json: all probabilities)
+              embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
+              devices                    list the devices Headlight can run on
 
             Common options:
+              --model NAME|PATH                         minilm (default), arcticxs, a Hugging Face folder or an .onnx file
+              --ids 1,2,3[;4,5]                         token ids instead of text (rows separated by ';')
+              --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
             """);
