@@ -58,58 +58,70 @@ internal sealed class BpeMerges : IBpeEncoder
         var lines = new Dictionary<long, int>(50_000);
         var encoding = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using var reader = new StreamReader(stream, encoding, detectEncodingFromByteOrderMarks: false, leaveOpen: true);
-        int lineNumber = 0;
-        try
+        using var buffer = new MemoryStream();
+        stream.CopyTo(buffer);
+        ReadOnlySpan<byte> rest = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (rest.StartsWith("\uFEFF"u8))
         {
-            string? line;
-            int emptyLine = 0;
-            while ((line = reader.ReadLine()) is not null)
-            {
-                lineNumber++;
-                if (lineNumber == 1 && line.StartsWith('\uFEFF'))
-                {
-                    line = line[1..];
-                }
-
-                if (lineNumber == 1 && line.StartsWith("#version", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                if (line.Length == 0)
-                {
-                    emptyLine = emptyLine == 0 ? lineNumber : emptyLine;
-                    continue;
-                }
-
-                if (emptyLine != 0)
-                {
-                    throw new VocabularyFormatException(source, $"line {emptyLine} is empty (empty lines may only end the file)", emptyLine, null);
-                }
-
-                int space = line.IndexOf(' ', StringComparison.Ordinal);
-                if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
-                {
-                    throw new VocabularyFormatException(
-                        source, $"line {lineNumber} '{line}' is not a merge: two tokens separated by one space", lineNumber, line);
-                }
-
-                string left = line[..space], right = line[(space + 1)..];
-                int leftId = Id(left), rightId = Id(right), mergedId = Id(left + right);
-                long key = Key(leftId, rightId);
-                if (!lines.TryAdd(key, lineNumber))
-                {
-                    throw new VocabularyFormatException(source, $"line {lineNumber} repeats the merge '{line}' of line {lines[key]}", lineNumber, line);
-                }
-
-                ranks.Add(key, (ranks.Count, mergedId));
-                hash.AppendData(Encoding.UTF8.GetBytes($"{left} {right}\n"));
-            }
+            rest = rest[3..];
         }
-        catch (DecoderFallbackException e)
+
+        int lineNumber = 0, emptyLine = 0;
+        while (!rest.IsEmpty)
         {
-            throw new VocabularyFormatException(source, $"is not valid UTF-8 after line {lineNumber}", lineNumber + 1, null, e);
+            // One line, \n or \r\n ended (the last may have no end).
+            lineNumber++;
+            int newline = rest.IndexOf((byte)'\n');
+            ReadOnlySpan<byte> bytes = newline < 0 ? rest : rest[..newline];
+            rest = newline < 0 ? [] : rest[(newline + 1)..];
+            if (bytes.EndsWith("\r"u8))
+            {
+                bytes = bytes[..^1];
+            }
+
+            string line;
+            try
+            {
+                line = encoding.GetString(bytes);
+            }
+            catch (DecoderFallbackException e)
+            {
+                throw new VocabularyFormatException(source, $"line {lineNumber} is not valid UTF-8", lineNumber, null, e);
+            }
+
+            if (lineNumber == 1 && line.StartsWith("#version", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            if (line.Length == 0)
+            {
+                emptyLine = emptyLine == 0 ? lineNumber : emptyLine;
+                continue;
+            }
+
+            if (emptyLine != 0)
+            {
+                throw new VocabularyFormatException(source, $"line {emptyLine} is empty (empty lines may only end the file)", emptyLine, null);
+            }
+
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
+            {
+                throw new VocabularyFormatException(
+                    source, $"line {lineNumber} '{line}' is not a merge: two tokens separated by one space", lineNumber, line);
+            }
+
+            string left = line[..space], right = line[(space + 1)..];
+            int leftId = Id(left), rightId = Id(right), mergedId = Id(left + right);
+            long key = Key(leftId, rightId);
+            if (!lines.TryAdd(key, lineNumber))
+            {
+                throw new VocabularyFormatException(source, $"line {lineNumber} repeats the merge '{line}' of line {lines[key]}", lineNumber, line);
+            }
+
+            ranks.Add(key, (ranks.Count, mergedId));
+            hash.AppendData(Encoding.UTF8.GetBytes($"{left} {right}\n"));
         }
 
         return new BpeMerges(vocabulary, ranks, Convert.ToHexStringLower(hash.GetHashAndReset()));

@@ -117,16 +117,17 @@ internal sealed class BpeVocabulary
     {
         byte[] json = ReadAll(stream);
         int bom = json.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0;
+        if (json.AsSpan(bom).Trim(" \t\r\n"u8).IsEmpty)
+        {
+            throw new VocabularyFormatException(source, "is empty", null, null);
+        }
+
         var ids = new Dictionary<string, int>(json.Length / 16, StringComparer.Ordinal);
         var byId = new Dictionary<int, string>(json.Length / 16);
         var reader = new Utf8JsonReader(json.AsSpan(bom), new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
         try
         {
-            if (!reader.Read())
-            {
-                throw new VocabularyFormatException(source, "is empty", null, null);
-            }
-
+            reader.Read();
             if (reader.TokenType != JsonTokenType.StartObject)
             {
                 throw Error(json, bom, ref reader, $"is not a JSON object of token → id (it starts with {reader.TokenType})", null);
@@ -165,7 +166,11 @@ internal sealed class BpeVocabulary
         }
         catch (JsonException e)
         {
-            throw new VocabularyFormatException(source, $"is not valid JSON at line {e.LineNumber + 1}: {e.Message}", (int?)e.LineNumber + 1, null, e);
+            // The reader's message ends with its own 0-based "LineNumber: …"; keep only the reason.
+            string reason = e.Message;
+            int position = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
+            reason = (position > 0 ? reason[..position] : reason).TrimEnd('.', ' ');
+            throw new VocabularyFormatException(source, $"is not valid JSON at line {e.LineNumber + 1}: {reason}", (int?)e.LineNumber + 1, null, e);
         }
 
         if (ids.Count == 0)
