@@ -13,7 +13,7 @@ public sealed record Gpt2FixtureCase(string Name, string Text, int[] Ids, string
 /// </summary>
 public static class Gpt2Fixture
 {
-    private static readonly Lazy<(JsonDocument Document, Dictionary<string, Gpt2FixtureCase> Cases)> Loaded = new(Load);
+    private static readonly Lazy<(JsonDocument Document, Dictionary<string, Gpt2FixtureCase> Cases, Gpt2FixtureCase[] Random)> Loaded = new(Load);
     private static readonly Lazy<Gpt2Tokenizer> FilesTokenizer = new(() => Gpt2Tokenizer.FromFiles(EncoderJson, VocabBpe));
     private static readonly Lazy<Gpt2Tokenizer> OwnTokenizer = new(() => LoadOwn(File.ReadAllBytes(VocabBpe)));
 
@@ -31,6 +31,9 @@ public static class Gpt2Fixture
 
     /// <summary>Cases by name.</summary>
     public static IReadOnlyDictionary<string, Gpt2FixtureCase> Cases => Loaded.Value.Cases;
+
+    /// <summary>The random texts (named "random N"), with the referee's ids and chunks.</summary>
+    public static IReadOnlyList<Gpt2FixtureCase> Random => Loaded.Value.Random;
 
     /// <summary>The default tokenizer (tiktoken data from the NuGet package).</summary>
     public static Gpt2Tokenizer Default { get; } = Gpt2Tokenizer.CreateDefault();
@@ -78,7 +81,7 @@ public static class Gpt2Fixture
         throw new FileNotFoundException($"{relative}/expected.json not found above {AppContext.BaseDirectory}; it is committed with the repository (regenerate with tools/gpt2-referee).", relative);
     }
 
-    private static (JsonDocument, Dictionary<string, Gpt2FixtureCase>) Load()
+    private static (JsonDocument, Dictionary<string, Gpt2FixtureCase>, Gpt2FixtureCase[]) Load()
     {
         var document = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Folder, "expected.json")));
         var cases = new Dictionary<string, Gpt2FixtureCase>(StringComparer.Ordinal);
@@ -93,7 +96,13 @@ public static class Gpt2Fixture
             Assert.True(cases.TryAdd(fixtureCase.Name, fixtureCase), $"Duplicate fixture case {fixtureCase.Name}.");
         }
 
-        return (document, cases);
+        Gpt2FixtureCase[] random = [.. document.RootElement.GetProperty("random").EnumerateArray().Select((c, i) => new Gpt2FixtureCase(
+            $"random {i}",
+            c.GetProperty("text").GetString()!,
+            c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+            [],
+            Strings(c.GetProperty("chunks"))))];
+        return (document, cases, random);
     }
 
     private static string[] Strings(JsonElement array) => array.EnumerateArray().Select(e => e.GetString()!).ToArray();

