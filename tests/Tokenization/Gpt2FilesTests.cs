@@ -182,6 +182,19 @@ public sealed class Gpt2FilesTests : IDisposable
     }
 
     [Fact]
+    public void Array_value_and_invalid_utf8_are_named()
+    {
+        string json = VocabJson("ab").Replace("\"ab\": 256", "\"ab\": [256]", StringComparison.Ordinal);
+        var array = Assert.Throws<VocabularyFormatException>(() => Load(json, ""));
+        Assert.Equal("Vocabulary 'vocab.json' line 258 gives token 'ab' the value an array, not a non-negative 32-bit integer id.", array.Message);
+
+        byte[] bad = [.. "{\n\"a\": 0,\n\""u8, 0xC3, 0x28, .. "\": 1}"u8];
+        var utf8 = Assert.Throws<VocabularyFormatException>(() => Gpt2Tokenizer.FromStreams(new MemoryStream(bad), new MemoryStream()));
+        Assert.Equal(3, utf8.LineNumber);
+        Assert.Contains("line 3", utf8.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Repeated_token_or_id_and_gaps_are_errors()
     {
         string repeatedToken = VocabJson("ab", "cd").Replace("\"cd\": 257", "\"ab\": 257", StringComparison.Ordinal);

@@ -199,6 +199,8 @@ internal sealed class BpeVocabulary
     {
         JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False or JsonTokenType.Null => Encoding.UTF8.GetString(reader.ValueSpan),
         JsonTokenType.String => $"\"{reader.GetString()}\"",
+        JsonTokenType.StartArray => "an array",
+        JsonTokenType.StartObject => "an object",
         _ => reader.TokenType.ToString(),
     };
 
