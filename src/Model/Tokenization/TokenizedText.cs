@@ -99,7 +99,7 @@ public sealed class TokenizedText
     /// <summary>Token ids, special tokens included.</summary>
     public IReadOnlyList<int> Ids { get; }
 
-    /// <summary>Token strings from the vocabulary ("##" marks a continuation piece).</summary>
+    /// <summary>Token strings: BERT's vocabulary pieces ("##" marks a continuation piece); GPT-2's token bytes as text (see <see cref="Gpt2Tokenizer"/>).</summary>
     public IReadOnlyList<string> Tokens { get; }
 
     /// <summary>Token type (segment) ids: 0 for the first text, 1 for the second text of a pair.</summary>
