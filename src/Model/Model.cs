@@ -330,7 +330,10 @@ public sealed class Model : IDisposable
             if (header is Gpt2Config)
             {
                 var gpt2 = HfCheckpoint.LoadGpt2(nameOrPath);
-                return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, null, nameOrPath);
+                ITextTokenizer? tokenizer = gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
+                    ? Gpt2Tokenizer.FromFiles(gpt2.VocabJsonPath, gpt2.MergesPath)
+                    : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null;
+                return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, tokenizer, nameOrPath);
             }
 
             var bert = HfCheckpoint.LoadBert(nameOrPath);

@@ -222,8 +222,14 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     public TokenBatch Batch(IReadOnlyList<TokenizedText> texts, int maxLength, TruncationMode truncation = TruncationMode.None) =>
         TokenBatch.Create(texts, maxLength, truncation, PadTokenId);
 
+    /// <summary>Size of GPT-2's own vocabulary (50,000 merges, 256 bytes and &lt;|endoftext|&gt;).</summary>
+    public const int Gpt2VocabularySize = 50257;
+
     /// <summary>Whether <paramref name="id"/> is &lt;|endoftext|&gt;.</summary>
     public bool IsSpecial(int id) => id == EndOfTextTokenId;
+
+    /// <inheritdoc/>
+    public bool IsControlToken(int id) => IsSpecial(id);
 
     /// <summary>Looks up a vocabulary token in its byte-alphabet form ("Ġworld" for " world"; exact).</summary>
     public bool TryGetId(string vocabularyToken, out int id)
