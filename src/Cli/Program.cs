@@ -17,6 +17,8 @@ internal static class Program
                 "devices" => DevicesCommand.Run(cli, Console.Out),
                 "embed" => EmbedCommand.Run(cli, Console.Out),
                 "attend" => AttendCommand.Run(cli, Console.Out),
+                "logits" => LogitsCommand.Run(cli, Console.Out),
+                "generate" => GenerateCommand.Run(cli, Console.Out),
                 "help" or "--help" or "-h" => Help(Console.Out),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -58,6 +60,8 @@ internal static class Program
             Commands:
               attend TEXT [--top K]      for each layer and head, where it attends most (--json: all probabilities)
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
+              logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
+              generate TEXT [-n N]       greedy continuation by a decoder
               devices                    list the devices Headlight can run on
 
             Common options:

@@ -51,3 +51,10 @@ public sealed class ForwardResult
     /// <summary>The activations that were asked for.</summary>
     public ActivationCache Activations { get; }
 }
+
+/// <summary>One candidate next token.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Token">Its text (or <c>#id</c> without a tokenizer).</param>
+/// <param name="Logit">Its logit.</param>
+/// <param name="Probability">Its softmax probability over the vocabulary.</param>
+public sealed record TokenPrediction(int Id, string Token, float Logit, float Probability);

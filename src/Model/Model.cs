@@ -169,6 +169,64 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>The <paramref name="k"/> most likely next tokens after <paramref name="position"/> of <paramref name="row"/>, with their logits and probabilities (decoders).</summary>
+    /// <exception cref="InvalidOperationException">The result has no decoder logits.</exception>
+    public IReadOnlyList<TokenPrediction> TopK(ForwardResult result, int row, int position, int k)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var logits = result.Logits ?? throw new InvalidOperationException($"Model '{Name}' is not a decoder: it has no next-token logits.");
+        ArgumentOutOfRangeException.ThrowIfNegative(row);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, result.BatchSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(position, result.SequenceLength);
+        ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
+        int v = Config.VocabSize;
+        var span = logits.AsSpan(((row * result.SequenceLength) + position) * v, v).ToArray();
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(span);
+        double sum = 0;
+        foreach (float x in span)
+        {
+            sum += Math.Exp(x - max);
+        }
+
+        var order = Enumerable.Range(0, v).OrderByDescending(i => span[i]).ThenBy(i => i).Take(Math.Min(k, v)).ToArray();
+        return order.Select(i => new TokenPrediction(i, Tokenizer?.GetToken(i) ?? $"#{i}", span[i], (float)(Math.Exp(span[i] - max) / sum))).ToArray();
+    }
+
+    /// <summary>
+    /// Greedy generation for decoders: appends the most likely token <paramref name="count"/> times
+    /// (each step reruns the whole prefix; no key–value cache) and returns the new ids.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model is not a decoder.</exception>
+    /// <exception cref="ArgumentException">The prompt plus <paramref name="count"/> exceeds the model's positions.</exception>
+    public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (Config.Family != ModelFamily.Gpt2Decoder)
+        {
+            throw new InvalidOperationException($"Model '{Name}' is an encoder; only decoders generate text.");
+        }
+
+        if (prompt.Count == 0 || prompt.Count + count > Config.MaxPositions)
+        {
+            throw new ArgumentException($"Generation needs a non-empty prompt and at most {Config.MaxPositions} positions in all; asked for {prompt.Count} + {count}.", nameof(count));
+        }
+
+        var ids = prompt.ToList();
+        var generated = new List<int>(count);
+        for (int step = 0; step < count; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var result = Forward(FromIds([ids]));
+            int next = TopK(result, 0, ids.Count - 1, 1)[0].Id;
+            ids.Add(next);
+            generated.Add(next);
+        }
+
+        return generated;
+    }
+
     /// <summary>Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model asks for it).</summary>
     /// <exception cref="InvalidOperationException">The model defines no sentence embedding.</exception>
     public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None)
