@@ -231,6 +231,11 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
             throw new ArgumentException($"Tensor.CopyFrom: source has {source.Length} elements, tensor {Shape} has {Length}.", nameof(source));
         }
 
+        if (Length == 0)
+        {
+            return;
+        }
+
         if (storage is HostStorage<T>)
         {
             source.CopyTo(HostSpan);
@@ -253,6 +258,11 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
         if (destination.Length != Length)
         {
             throw new ArgumentException($"Tensor.CopyTo: destination has {destination.Length} elements, tensor {Shape} has {Length}.", nameof(destination));
+        }
+
+        if (Length == 0)
+        {
+            return;
         }
 
         if (storage is HostStorage<T>)
@@ -282,6 +292,11 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
                 $"Tensor.CopyTo: destination {destination.Shape} on {destination.Device.Name} must hold {Length} elements on {Device.Name}.", nameof(destination));
         }
 
+        if (Length == 0)
+        {
+            return;
+        }
+
         if (storage is HostStorage<T>)
         {
             HostSpan.CopyTo(destination.HostSpan);
@@ -308,6 +323,11 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
     public void Fill(T value)
     {
         ThrowIfDisposed();
+        if (Length == 0)
+        {
+            return;
+        }
+
         if (storage is HostStorage<T>)
         {
             HostSpan.Fill(value);
