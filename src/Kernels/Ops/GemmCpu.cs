@@ -93,14 +93,8 @@ internal static unsafe class GemmCpu
                 units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             }
 
-            // Large products get two shares per thread, so a thread slowed by other work on its core is
-            // covered by the other; the extra packing of the unsplit operand costs about 1% at that size.
+            // One share per thread: more shares would pack the unsplit operand again for each (measured slower).
             int parts = Math.Clamp(units, 1, threads);
-            if (!direct && units >= 16 * threads)
-            {
-                parts = 2 * threads;
-            }
-
             job.Plan(parts, splitRows);
             Parallel.For(0, d.Batch * parts, device.ParallelOptions, job.Body);
         }
