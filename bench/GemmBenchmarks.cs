@@ -58,9 +58,18 @@ public class GemmBenchmarks
         }
     }
 
-    /// <summary>Allocates and fills the operands, and builds the ONNX Runtime sessions on the CPU.</summary>
-    [GlobalSetup]
-    public void Setup()
+    /// <summary>
+    /// Allocates and fills the operands. ONNX Runtime is loaded only for its own rows: its idle intra-op
+    /// threads spin for a while and would take CPU from the other methods.
+    /// </summary>
+    [GlobalSetup(Targets = [nameof(Headlight), nameof(TensorPrimitivesDot)])]
+    public void Setup() => Setup(withOnnxRuntime: false);
+
+    /// <summary>Allocates and fills the operands and builds the ONNX Runtime sessions.</summary>
+    [GlobalSetup(Targets = [nameof(OnnxRuntimeConstantB), nameof(OnnxRuntimeInputB)])]
+    public void SetupOnnxRuntime() => Setup(withOnnxRuntime: true);
+
+    private void Setup(bool withOnnxRuntime)
     {
         int[] dims = Shape.Split('x').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         (m, k, n) = (dims[0], dims[1], dims[2]);
@@ -86,6 +95,11 @@ public class GemmBenchmarks
             {
                 hostBt[(j * k) + p] = hostB[(p * n) + j];
             }
+        }
+
+        if (!withOnnxRuntime)
+        {
+            return;
         }
 
         runOptions = new RunOptions();

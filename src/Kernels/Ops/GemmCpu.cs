@@ -20,7 +20,7 @@ internal enum GemmIsa
 /// contiguous strips (transposes are absorbed there), a register-blocked FMA micro-kernel multiplies one
 /// strip pair at a time, and the epilogue (alpha, beta, bias, GELU, pre-activation) is applied as each
 /// micro-tile is stored. Blocking follows the caches of a Zen 4 core: a k-block of one A strip
-/// (≤ 12 KB) stays in L1 while it meets every B strip of a packed B block (≤ 576 KB) held in L2.
+/// (≤ 16 KB) stays in L1 while it meets every B strip of a packed B block (≤ 768 KB) held in L2.
 /// Work is split once, over threads, along batches or along the larger of m and n.
 /// </summary>
 internal static unsafe class GemmCpu
@@ -32,7 +32,7 @@ internal static unsafe class GemmCpu
     private const int Nr256 = 16;
 
     // Cache blocking (elements): kc × mr A strips in L1, kc × nc B blocks in L2, mc × kc A blocks in L3.
-    private const int KcMax = 384;
+    private const int KcMax = 512;
     private const int NcMax = 384;
     private const int McMax = 1008; // a multiple of both micro-tile heights
 
@@ -93,14 +93,8 @@ internal static unsafe class GemmCpu
                 units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             }
 
-            // Large products get two shares per thread, so a thread slowed by other work on its core is
-            // covered by the other; the extra packing of the unsplit operand costs about 1% at that size.
+            // One share per thread: more shares would pack the unsplit operand again for each (measured slower).
             int parts = Math.Clamp(units, 1, threads);
-            if (!direct && units >= 16 * threads)
-            {
-                parts = 2 * threads;
-            }
-
             job.Plan(parts, splitRows);
             Parallel.For(0, d.Batch * parts, device.ParallelOptions, job.Body);
         }
@@ -261,7 +255,7 @@ internal static unsafe class GemmCpu
         int lda = d.TransA == 0 ? d.K : d.M;
         int ldb = d.TransB == 0 ? d.N : d.K;
 
-        // Even splits avoid a thin last block: k = 600 becomes 300 + 300 rather than 384 + 216.
+        // Even splits avoid a thin last block: k = 600 becomes 300 + 300 rather than 512 + 88.
         int kSteps = Ceiling(d.K, KcMax);
         int kc0 = Ceiling(d.K, kSteps);
         int nSteps = Ceiling(c1 - c0, NcMax);
