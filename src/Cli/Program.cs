@@ -19,6 +19,7 @@ internal static class Program
                 "attend" => AttendCommand.Run(cli, Console.Out),
                 "logits" => LogitsCommand.Run(cli, Console.Out),
                 "generate" => GenerateCommand.Run(cli, Console.Out),
+                "bench" => BenchCommand.Run(cli, Console.Out),
                 "help" or "--help" or "-h" => Help(Console.Out),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -63,6 +64,8 @@ internal static class Program
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
               devices                    list the devices Headlight can run on
+              bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
+                                         --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
 
             Common options:
               --model NAME|PATH                         minilm (default), arcticxs, a Hugging Face folder or an .onnx file

@@ -42,6 +42,10 @@ public static class Attention
     private const int GroupRows = 64;
     private const int TileRows = 32;
 
+    // On ILGPU's CPU accelerator, problems up to this many multiply-adds per score pass keep the tiled kernel (so
+    // tests of tiny shapes still run it there); larger ones take the barrier-free kernel.
+    private const long SimulatorTiledWork = 1 << 14;
+
     // Managed path: query rows and keys per block; a key block is a multiple of the 16-float vector.
     private const int QueryBlock = 32;
     private const int KeyBlock = 128;
@@ -74,6 +78,26 @@ public static class Attention
         bool causal = false,
         Tensor<float>? probabilities = null)
     {
+        ForwardWith(q, k, v, output, logSumExp, shape, scale, keyMask, causal, probabilities, perThread: null);
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> with the ILGPU kernel chosen: <paramref name="perThread"/> true runs one thread per query
+    /// row without shared memory or barriers, false the tiled group kernel; null chooses (tests run both this way).
+    /// </summary>
+    internal static void ForwardWith(
+        AttentionOperand q,
+        AttentionOperand k,
+        AttentionOperand v,
+        AttentionOperand output,
+        Tensor<float> logSumExp,
+        AttentionShape shape,
+        float scale,
+        Tensor<int>? keyMask,
+        bool causal,
+        Tensor<float>? probabilities,
+        bool? perThread)
+    {
         const string op = "Attention.Forward";
         var args = new OpArgs(op)
             .Add("q", q.Tensor).Add("k", k.Tensor).Add("v", v.Tensor).Add("output", output.Tensor)
@@ -97,11 +121,11 @@ public static class Attention
 
         if (args.Device is IlgpuDevice gpu)
         {
-            ForwardIlgpu(gpu, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout);
+            ForwardIlgpu(gpu, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout, perThread);
         }
         else
         {
-            ForwardManaged((CpuDevice)args.Device, new Operands(q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities), layout);
+            ForwardManaged((CpuDevice)args.Device, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout);
         }
     }
 
@@ -175,7 +199,7 @@ public static class Attention
         }
         else
         {
-            BackwardManaged((CpuDevice)args.Device, new Operands(q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, null, dOutput.Tensor, dq.Tensor, dk.Tensor, dv.Tensor, delta), layout);
+            BackwardManaged((CpuDevice)args.Device, q.Tensor, k.Tensor, v.Tensor, output.Tensor, dOutput.Tensor, logSumExp, keyMask, dq.Tensor, dk.Tensor, dv.Tensor, delta, layout);
         }
     }
 
@@ -344,20 +368,37 @@ public static class Attention
     #region ILGPU
 
     private static void ForwardIlgpu(
-        IlgpuDevice gpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o, Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities, Layout layout)
+        IlgpuDevice gpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o, Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities,
+        Layout layout, bool? perThread)
     {
-        var forward = gpu.GetKernel("Attention.Forward", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardKernel));
-        int group = Math.Min(GroupRows, gpu.MaxGroupSize);
-        layout.Blocks = DivUp(layout.QueryLength, group);
-        int groups = layout.Batch * layout.Heads * layout.Blocks;
-
-        // Without keys (or a mask) the kernel never reads those views; stand-ins avoid empty views.
+        // Without keys (or a mask) the kernels never read those views; stand-ins avoid empty views.
         var standIn = q.View;
         var maskView = ViewOr(mask, standIn.Cast<int>());
-        lock (gpu.SyncRoot)
+
+        // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny problems a
+        // thread per query row, reading keys and values in place, is far faster there.
+        long work = (long)layout.Batch * layout.Heads * layout.QueryLength * layout.KeyLength * layout.HeadDim;
+        if (perThread ?? (gpu.Kind == DeviceKind.IlgpuCpu && work > SimulatorTiledWork))
         {
-            forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            var rows = gpu.GetKernel("Attention.ForwardPerThread", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardPerThreadKernel));
+            lock (gpu.SyncRoot)
+            {
+                rows(gpu.Accelerator.DefaultStream, layout.Batch * layout.Heads * layout.QueryLength,
+                    q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            }
+        }
+        else
+        {
+            var forward = gpu.GetKernel("Attention.Forward", static acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardKernel));
+            int group = Math.Min(GroupRows, gpu.MaxGroupSize);
+            layout.Blocks = DivUp(layout.QueryLength, group);
+            int groups = layout.Batch * layout.Heads * layout.Blocks;
+            lock (gpu.SyncRoot)
+            {
+                forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            }
         }
 
         if (probabilities is not null && probabilities.Length > 0)
@@ -524,6 +565,95 @@ public static class Attention
 
             lse[(bh * p.QueryLength) + i] = l > 0f ? m + XMath.Log(l) : float.PositiveInfinity;
         }
+    }
+
+    // One thread per (batch, head, query row), with no shared memory and no barriers (for ILGPU's CPU
+    // accelerator): ForwardKernel's tile-by-tile online softmax with keys and values read in place.
+    // q, k, v [batch, seq, width] -> o [batch, query, width], lse [batch, heads, query]
+    private static void ForwardPerThreadKernel(
+        Index1D index, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<float> lse, ArrayView<int> mask, Layout p)
+    {
+        var qRow = LocalMemory.Allocate1D<float>(MaxHeadDim);
+        var acc = LocalMemory.Allocate1D<float>(MaxHeadDim);
+        var scores = LocalMemory.Allocate1D<float>(TileRows);
+
+        int dim = p.HeadDim;
+        int i = index % p.QueryLength;
+        int bh = index / p.QueryLength;
+        int h = bh % p.Heads;
+        int b = bh / p.Heads;
+        int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
+        for (int d = 0; d < dim; d++)
+        {
+            qRow[d] = q[qBase + d] * p.Scale;
+            acc[d] = 0f;
+        }
+
+        int keyEnd = p.KeyLength;
+        if (p.Causal != 0)
+        {
+            int limit = i + p.CausalOffset + 1;
+            keyEnd = limit < 0 ? 0 : limit < keyEnd ? limit : keyEnd;
+        }
+
+        float m = float.NegativeInfinity;
+        float l = 0f;
+        for (int tile = 0; tile < keyEnd; tile += TileRows)
+        {
+            int n = keyEnd - tile < TileRows ? keyEnd - tile : TileRows;
+            float tileMax = float.NegativeInfinity;
+            for (int jj = 0; jj < n; jj++)
+            {
+                int j = tile + jj;
+                float s = float.NegativeInfinity;
+                if (p.HasMask == 0 || mask[(b * p.KeyLength) + j] != 0)
+                {
+                    int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (h * dim);
+                    s = 0f;
+                    for (int d = 0; d < dim; d++)
+                    {
+                        s += qRow[d] * k[kBase + d];
+                    }
+
+                    tileMax = XMath.Max(tileMax, s);
+                }
+
+                scores[jj] = s;
+            }
+
+            if (tileMax > float.NegativeInfinity)
+            {
+                float mNew = XMath.Max(m, tileMax);
+                float alpha = XMath.Exp(m - mNew);
+                l *= alpha;
+                for (int d = 0; d < dim; d++)
+                {
+                    acc[d] *= alpha;
+                }
+
+                for (int jj = 0; jj < n; jj++)
+                {
+                    float pj = XMath.Exp(scores[jj] - mNew);
+                    l += pj;
+                    int vBase = (((b * p.KeyLength) + tile + jj) * p.VStride) + p.VColumn + (h * dim);
+                    for (int d = 0; d < dim; d++)
+                    {
+                        acc[d] += pj * v[vBase + d];
+                    }
+                }
+
+                m = mNew;
+            }
+        }
+
+        int oBase = (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim);
+        float inv = l > 0f ? 1f / l : 0f;
+        for (int d = 0; d < dim; d++)
+        {
+            o[oBase + d] = acc[d] * inv;
+        }
+
+        lse[(bh * p.QueryLength) + i] = l > 0f ? m + XMath.Log(l) : float.PositiveInfinity;
     }
 
     // Stages keys [tile, tile + n) of (b, h): K and V rows [n, dim] and whether each key is unmasked.
@@ -809,7 +939,8 @@ public static class Attention
 
     #region Managed SIMD
 
-    private static void ForwardManaged(CpuDevice cpu, Operands t, Layout p)
+    private static unsafe void ForwardManaged(CpuDevice cpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o,
+        Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities, Layout p)
     {
         int pairs = p.Batch * p.Heads;
 
@@ -824,23 +955,51 @@ public static class Attention
         chunks = DivUp(p.QueryLength, chunkRows);
         int items = pairs * chunks;
         long work = (long)items * chunkRows * Math.Max(p.KeyLength, 1) * p.HeadDim;
-        if (items == 1 || work < (1 << 16))
+        fixed (float* pq = q.HostSpan, pk = k.HostSpan, pv = v.HostSpan, po = o.HostSpan, plse = lse.HostSpan)
+        fixed (float* probs = probabilities is null ? default : probabilities.HostSpan)
+        fixed (int* pmask = mask is null ? default : mask.HostSpan)
         {
-            for (int item = 0; item < items; item++)
+            var job = new ForwardJob
             {
-                ForwardItem(t, p, item / chunks, (item % chunks) * chunkRows, chunkRows);
+                Q = pq, K = pk, V = pv, O = po, Lse = plse, Probabilities = probs, Mask = pmask,
+                P = p, Chunks = chunks, ChunkRows = chunkRows,
+            };
+            if (items == 1 || work < (1 << 16))
+            {
+                for (int item = 0; item < items; item++)
+                {
+                    job.Execute(item);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, items);
             }
         }
-        else
-        {
-            Parallel.For(0, items, cpu.ParallelOptions, item => ForwardItem(t, p, item / chunks, (item % chunks) * chunkRows, chunkRows));
-        }
+    }
+
+    /// <summary>The forward pass's operands as pinned pointers; item = (batch·heads + head)·chunks + chunk of query rows.</summary>
+    private unsafe struct ForwardJob : ICpuJob
+    {
+        public float* Q;
+        public float* K;
+        public float* V;
+        public float* O;
+        public float* Lse;
+        public float* Probabilities;
+        public int* Mask;
+        public Layout P;
+        public int Chunks;
+        public int ChunkRows;
+
+        public readonly void Execute(int item) => ForwardItem(this, item / Chunks, (item % Chunks) * ChunkRows, ChunkRows);
     }
 
     // One (batch, head) pair, query rows [rowStart, rowStart + rowCount): online softmax over key blocks.
     [SkipLocalsInit]
-    private static unsafe void ForwardItem(Operands t, Layout p, int bh, int rowStart, int rowCount)
+    private static unsafe void ForwardItem(in ForwardJob t, int bh, int rowStart, int rowCount)
     {
+        var p = t.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
         int dim = p.HeadDim;
@@ -860,9 +1019,8 @@ public static class Attention
         float* rowMax = (float*)scratch[6]; // [QueryBlock]: m
         float* rowSum = (float*)scratch[7]; // [QueryBlock]: ℓ
 
-        fixed (float* q = t.Q.HostSpan, k = t.K.HostSpan, v = t.V.HostSpan, o = t.O.HostSpan, lse = t.Lse.HostSpan)
-        fixed (float* probs = t.Probabilities is null ? default : t.Probabilities.HostSpan)
-        fixed (int* mask = t.Mask is null ? default : t.Mask.HostSpan)
+        float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse, probs = t.Probabilities;
+        int* mask = t.Mask;
         {
             StageKeys(p, k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim), p.KStride, keyEnd, keyPad, kT);
             StageRows(v + (b * p.KeyLength * p.VStride) + p.VColumn + (h * dim), p.VStride, keyEnd, dim, dimPad, vPad);
@@ -951,27 +1109,57 @@ public static class Attention
         }
     }
 
-    private static void BackwardManaged(CpuDevice cpu, Operands t, Layout p)
+    private static unsafe void BackwardManaged(CpuDevice cpu, Tensor<float> tq, Tensor<float> tk, Tensor<float> tv, Tensor<float> to,
+        Tensor<float> tdO, Tensor<float> tlse, Tensor<int>? tmask, Tensor<float> tdq, Tensor<float> tdk, Tensor<float> tdv, Tensor<float> tdelta, Layout p)
     {
         int pairs = p.Batch * p.Heads;
         long work = (long)pairs * Math.Max(p.QueryLength, 1) * Math.Max(p.KeyLength, 1) * p.HeadDim;
-        if (pairs == 1 || work < (1 << 16))
+        fixed (float* q = tq.HostSpan, k = tk.HostSpan, v = tv.HostSpan, o = to.HostSpan, lse = tlse.HostSpan)
+        fixed (float* dO = tdO.HostSpan, dq = tdq.HostSpan, dk = tdk.HostSpan, dv = tdv.HostSpan, delta = tdelta.HostSpan)
+        fixed (int* mask = tmask is null ? default : tmask.HostSpan)
         {
-            for (int bh = 0; bh < pairs; bh++)
+            var job = new BackwardJob
             {
-                BackwardItem(t, p, bh);
+                Q = q, K = k, V = v, O = o, Lse = lse, Mask = mask, DOutput = dO, Dq = dq, Dk = dk, Dv = dv, Delta = delta, P = p,
+            };
+            if (pairs == 1 || work < (1 << 16))
+            {
+                for (int bh = 0; bh < pairs; bh++)
+                {
+                    job.Execute(bh);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, pairs);
             }
         }
-        else
-        {
-            Parallel.For(0, pairs, cpu.ParallelOptions, bh => BackwardItem(t, p, bh));
-        }
+    }
+
+    /// <summary>The backward pass's operands as pinned pointers; item = batch·heads + head.</summary>
+    private unsafe struct BackwardJob : ICpuJob
+    {
+        public float* Q;
+        public float* K;
+        public float* V;
+        public float* O;
+        public float* Lse;
+        public int* Mask;
+        public float* DOutput;
+        public float* Dq;
+        public float* Dk;
+        public float* Dv;
+        public float* Delta;
+        public Layout P;
+
+        public readonly void Execute(int item) => BackwardItem(this, item);
     }
 
     // One (batch, head) pair: recompute P block by block, accumulate dK and dV over all query blocks.
     [SkipLocalsInit]
-    private static unsafe void BackwardItem(Operands t, Layout p, int bh)
+    private static unsafe void BackwardItem(in BackwardJob t, int bh)
     {
+        var p = t.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
         int dim = p.HeadDim;
@@ -996,9 +1184,9 @@ public static class Attention
         float* rowLse = (float*)scratch[11];  // [QueryBlock]
         float* rowDelta = (float*)scratch[12]; // [QueryBlock]
 
-        fixed (float* q = t.Q.HostSpan, k = t.K.HostSpan, v = t.V.HostSpan, o = t.O.HostSpan, lse = t.Lse.HostSpan)
-        fixed (float* dO = t.DOutput!.HostSpan, dq = t.Dq!.HostSpan, dk = t.Dk!.HostSpan, dv = t.Dv!.HostSpan, delta = t.Delta!.HostSpan)
-        fixed (int* mask = t.Mask is null ? default : t.Mask.HostSpan)
+        float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse;
+        float* dO = t.DOutput, dq = t.Dq, dk = t.Dk, dv = t.Dv, delta = t.Delta;
+        int* mask = t.Mask;
         {
             float* kHead = k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim);
             StageKeys(p, kHead, p.KStride, keyEnd, keyPad, kT);
@@ -1200,7 +1388,7 @@ public static class Attention
             var m = Vector512.Create(shift);
             for (; j < n; j += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(row + j) - m);
+                var e = Softmax.Exp(Vector512.Load(row + j) - m);
                 e.Store(row + j);
                 total += e;
             }

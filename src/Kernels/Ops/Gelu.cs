@@ -147,7 +147,7 @@ public static class Gelu
         }
 
         var u = Vector512.Create(TanhScale) * (x + (Vector512.Create(TanhCubic) * x * x * x));
-        return x / (Vector512<float>.One + Vector512.Exp(Vector512.Create(-2f) * u));
+        return x / (Vector512<float>.One + Softmax.Exp(Vector512.Create(-2f) * u));
     }
 
     /// <summary>GELU on one Vector256, for machines without AVX-512.</summary>
@@ -202,7 +202,7 @@ public static class Gelu
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(0.37409196f));
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(1.00002368f));
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(-1.26551223f));
-        var r = t * Vector512.Exp(p - (a * a));
+        var r = t * Softmax.Exp(p - (a * a));
         return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(z, Vector512<float>.Zero), r, Vector512.Create(2f) - r);
     }
 
