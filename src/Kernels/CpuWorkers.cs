@@ -17,22 +17,29 @@ internal interface ICpuJob
 /// <summary>
 /// The managed CPU backend's parallel runtime: <c>threads − 1</c> persistent worker threads plus the calling
 /// thread run the items of one job at a time. A call allocates nothing: the job is a struct passed by
-/// address, items are claimed from one atomic ticket, and idle workers spin briefly (the next op of a
-/// forward pass follows within microseconds) before they block.
+/// address and items are claimed with atomic tickets. Idle workers spin for a while (the next op of a forward
+/// pass follows within microseconds, and waking a blocked thread costs far more on a virtual machine) before
+/// they block.
 /// </summary>
 /// <remarks>
-/// Calls from several threads take turns: one job runs at a time, so two callers never put more threads
+/// <para>Items are split into one contiguous home range per thread (the caller's first): each thread runs its
+/// own range in order, then helps with the others'. Ops number items along rows, so a thread works on the same
+/// rows op after op and finds them in its own cache; a thread that is late loses its range to the others.</para>
+/// <para>Calls from several threads take turns: one job runs at a time, so two callers never put more threads
 /// than cores to work. A job started from inside another job (an op called by an op) runs on the calling
-/// thread alone. Workers start on the first job that has more than one item, and end with <see cref="Dispose"/>.
+/// thread alone. Workers start on the first job that has more than one item, and end with <see cref="Dispose"/>.</para>
 /// </remarks>
 internal sealed unsafe class CpuWorkers : IDisposable
 {
-    // Ticket: generation in the high 32 bits, next item in the low 32. Closed marks a job being set up.
+    // A lane's ticket: generation in the high 32 bits, next item in the low 32. Closed marks a job being set up.
     private const long IndexMask = 0xFFFF_FFFFL;
     private const int Closed = int.MaxValue;
 
+    // Longs between two lanes' tickets: 128 bytes, so no two share a cache line (or an adjacent-line prefetch).
+    private const int LaneStride = 16;
+
     // How long an idle worker polls for the next job before it blocks.
-    private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 µs
+    private static readonly long SpinTicks = Stopwatch.Frequency / 200; // 5 ms
 
     [ThreadStatic]
     private static bool insideJob;
@@ -40,10 +47,11 @@ internal sealed unsafe class CpuWorkers : IDisposable
     private readonly int threads;
     private readonly object turn = new();
     private readonly object startLock = new();
+    private readonly long[] tickets;
     private Worker[]? workers;
-    private long ticket;
+    private long generation;
 
-    // The current job; written only while the ticket is closed.
+    // The current job; written only while every lane is closed.
     private delegate*<void*, int, void> body;
     private void* state;
     private int count;
@@ -56,6 +64,7 @@ internal sealed unsafe class CpuWorkers : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         this.threads = threads;
+        tickets = new long[threads * LaneStride];
     }
 
     /// <summary>Threads that run a job's items, the caller included.</summary>
@@ -103,7 +112,7 @@ internal sealed unsafe class CpuWorkers : IDisposable
                 insideJob = true;
                 try
                 {
-                    Work();
+                    Work(0);
                     WaitForItems();
                 }
                 finally
@@ -139,8 +148,14 @@ internal sealed unsafe class CpuWorkers : IDisposable
                 return;
             }
 
-            // A new generation wakes every worker, which then sees the flag and leaves.
-            Interlocked.Exchange(ref ticket, (((ticket >> 32) + 1) << 32) | Closed);
+            // Closed lanes and a new generation: every worker wakes, sees the flag and leaves.
+            long next = Volatile.Read(ref generation) + 1;
+            for (int lane = 0; lane < threads; lane++)
+            {
+                Interlocked.Exchange(ref tickets[lane * LaneStride], (next << 32) | Closed);
+            }
+
+            Volatile.Write(ref generation, next);
             foreach (var w in all)
             {
                 w.Wake();
@@ -200,7 +215,7 @@ internal sealed unsafe class CpuWorkers : IDisposable
             var created = new Worker[threads - 1];
             for (int i = 0; i < created.Length; i++)
             {
-                created[i] = new Worker(this, i);
+                created[i] = new Worker(this, i + 1);
             }
 
             Volatile.Write(ref workers, created);
@@ -211,51 +226,78 @@ internal sealed unsafe class CpuWorkers : IDisposable
         }
     }
 
-    // Publishes a job: close the ticket (so no worker claims against half-written fields), write the job, open it.
+    // The first item of a lane's home range; the range ends where the next lane's begins.
+    private int LaneStart(int lane, int items) => (int)((long)lane * items / threads);
+
+    // Publishes a job: close every lane (so no worker claims against half-written fields), write the job, open
+    // each lane at the start of its range, then announce the generation.
     private void Post(delegate*<void*, int, void> fn, void* job, int items)
     {
-        long generation = (Volatile.Read(ref ticket) >> 32) + 1;
-        Interlocked.Exchange(ref ticket, (generation << 32) | Closed);
+        long next = Volatile.Read(ref generation) + 1;
+        for (int lane = 0; lane < threads; lane++)
+        {
+            Interlocked.Exchange(ref tickets[lane * LaneStride], (next << 32) | Closed);
+        }
+
         body = fn;
         state = job;
         count = items;
         Volatile.Write(ref done, 0);
-        Interlocked.Exchange(ref ticket, generation << 32);
+        for (int lane = 0; lane < threads; lane++)
+        {
+            Interlocked.Exchange(ref tickets[lane * LaneStride], (next << 32) | (uint)LaneStart(lane, items));
+        }
+
+        Volatile.Write(ref generation, next);
         foreach (var w in workers!)
         {
             w.Wake();
         }
     }
 
-    // Claims and runs items of the current job until none is left.
-    private void Work()
+    // Runs the items of the current job: this lane's range first, then what is left of the others'.
+    private void Work(int home)
     {
+        for (int k = 0; k < threads; k++)
+        {
+            int lane = home + k < threads ? home + k : home + k - threads;
+            if (!WorkLane(lane))
+            {
+                return;
+            }
+        }
+    }
+
+    // Claims and runs items of one lane until its range is done; false when the workers are stopping.
+    private bool WorkLane(int lane)
+    {
+        ref long slot = ref tickets[lane * LaneStride];
         while (true)
         {
-            long t = Volatile.Read(ref ticket);
+            long t = Volatile.Read(ref slot);
             int index = (int)(t & IndexMask);
             if (index == Closed)
             {
                 // A job is being posted (a few stores) or the workers are stopping.
                 if (disposed)
                 {
-                    return;
+                    return false;
                 }
 
                 Thread.SpinWait(1);
                 continue;
             }
 
-            // Read after the ticket: while it still holds this generation, these are this job's fields.
+            // Read after the ticket: while the lane still holds this ticket, these are this job's fields.
             var fn = body;
             var job = state;
             int items = count;
-            if (index >= items)
+            if (index >= LaneStart(lane + 1, items))
             {
-                return;
+                return true;
             }
 
-            if (Interlocked.CompareExchange(ref ticket, t + 1, t) != t)
+            if (Interlocked.CompareExchange(ref slot, t + 1, t) != t)
             {
                 continue;
             }
@@ -285,25 +327,25 @@ internal sealed unsafe class CpuWorkers : IDisposable
         }
     }
 
-    private long Generation => Volatile.Read(ref ticket) >> 32;
-
     /// <summary>One persistent worker thread.</summary>
     private sealed class Worker
     {
         private readonly CpuWorkers owner;
+        private readonly int lane;
         private readonly SemaphoreSlim signal = new(0, int.MaxValue);
         private int sleeping;
 
         /// <summary>This thread's managed allocations so far, updated after each job.</summary>
         public long AllocatedBytes;
 
-        public Worker(CpuWorkers owner, int index)
+        public Worker(CpuWorkers owner, int lane)
         {
             this.owner = owner;
+            this.lane = lane;
             Thread = new Thread(Loop)
             {
                 IsBackground = true,
-                Name = $"headlight-cpu-{index + 1}",
+                Name = $"headlight-cpu-{lane}",
             };
         }
 
@@ -321,17 +363,16 @@ internal sealed unsafe class CpuWorkers : IDisposable
         private void Loop()
         {
             insideJob = true;
-            long seen = owner.Generation;
+            long seen = Volatile.Read(ref owner.generation);
             while (true)
             {
-                long generation = WaitForGeneration(seen);
+                seen = WaitForGeneration(seen);
                 if (owner.disposed)
                 {
                     return;
                 }
 
-                seen = generation;
-                owner.Work();
+                owner.Work(lane);
                 Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
             }
         }
@@ -343,10 +384,10 @@ internal sealed unsafe class CpuWorkers : IDisposable
             int polls = 0;
             while (true)
             {
-                long generation = owner.Generation;
-                if (generation != seen || owner.disposed)
+                long current = Volatile.Read(ref owner.generation);
+                if (current != seen || owner.disposed)
                 {
-                    return generation;
+                    return current;
                 }
 
                 if (++polls % 64 != 0 || Stopwatch.GetTimestamp() - start < SpinTicks)
@@ -358,15 +399,15 @@ internal sealed unsafe class CpuWorkers : IDisposable
                 // Block: announce it, look once more (a job posted in between would otherwise be missed), wait.
                 Volatile.Write(ref sleeping, 1);
                 Interlocked.MemoryBarrier();
-                generation = owner.Generation;
-                if (generation != seen || owner.disposed)
+                current = Volatile.Read(ref owner.generation);
+                if (current != seen || owner.disposed)
                 {
                     if (Interlocked.Exchange(ref sleeping, 0) == 0)
                     {
                         signal.Wait(); // the poster cleared the flag and released once: take that permit
                     }
 
-                    return generation;
+                    return current;
                 }
 
                 signal.Wait();

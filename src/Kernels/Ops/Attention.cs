@@ -1031,8 +1031,7 @@ public static class Attention
                 int rows = Math.Min(QueryBlock, rowEnd - qb);
                 for (int r = 0; r < rows; r++)
                 {
-                    var src = new ReadOnlySpan<float>(q + (((b * p.QueryLength) + qb + r) * p.QStride) + p.QColumn + (h * dim), dim);
-                    TensorPrimitives.Multiply(src, p.Scale, new Span<float>(qs + (r * dim), dim));
+                    ScaleRow(q + (((b * p.QueryLength) + qb + r) * p.QStride) + p.QColumn + (h * dim), p.Scale, qs + (r * dim), dim);
                     rowMax[r] = float.NegativeInfinity;
                     rowSum[r] = 0f;
                 }
@@ -1065,10 +1064,14 @@ public static class Attention
                         float mOld = rowMax[r];
                         if (blockMax > mOld)
                         {
-                            float alpha = MathF.Exp(mOld - blockMax);
-                            rowSum[r] *= alpha;
-                            var accRow = new Span<float>(acc + (r * dimPad), dimPad);
-                            TensorPrimitives.Multiply(accRow, alpha, accRow);
+                            // The first visible block finds acc and ℓ still zero: nothing to rescale.
+                            if (mOld != float.NegativeInfinity)
+                            {
+                                float alpha = MathF.Exp(mOld - blockMax);
+                                rowSum[r] *= alpha;
+                                ScaleRow(acc + (r * dimPad), alpha, acc + (r * dimPad), dimPad);
+                            }
+
                             rowMax[r] = blockMax;
                         }
 
@@ -1082,17 +1085,10 @@ public static class Attention
                 for (int r = 0; r < rows; r++)
                 {
                     int i = qb + r;
-                    var dst = new Span<float>(o + (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim), dim);
+                    float* dst = o + (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim);
                     float l = rowSum[r];
                     float logSumExp = l > 0f ? rowMax[r] + MathF.Log(l) : float.PositiveInfinity;
-                    if (l > 0f)
-                    {
-                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (r * dimPad), dim), 1f / l, dst);
-                    }
-                    else
-                    {
-                        dst.Clear();
-                    }
+                    ScaleRow(acc + (r * dimPad), l > 0f ? 1f / l : 0f, dst, dim);
 
                     lse[(bh * p.QueryLength) + i] = logSumExp;
                     if (probs != null)
@@ -1285,7 +1281,8 @@ public static class Attention
         return p.Causal == 0 ? kn : Math.Clamp(i + p.CausalOffset + 1 - kb, 0, kn);
     }
 
-    // rows [count, dim] at `stride` -> transposed [dim, pad] with zeros in columns [count, pad)
+    // rows [count, dim] at `stride` -> transposed [dim, pad] with zeros in columns [count, pad); 8×8 blocks
+    // are transposed in registers, the edges one by one.
     private static unsafe void StageKeys(Layout p, float* source, int stride, int count, int pad, float* transposed)
     {
         int dim = p.HeadDim;
@@ -1294,13 +1291,54 @@ public static class Attention
             new Span<float>(transposed + (d * pad) + count, pad - count).Clear();
         }
 
+        int j0 = 0;
+        int d0 = dim & ~7;
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+        {
+            for (; j0 + 8 <= count; j0 += 8)
+            {
+                for (int d = 0; d < d0; d += 8)
+                {
+                    GemmCpu.Transpose8x8(source + (j0 * stride) + d, stride, transposed + (d * pad) + j0, pad);
+                }
+            }
+        }
+
         for (int j = 0; j < count; j++)
         {
             float* row = source + (j * stride);
-            for (int d = 0; d < dim; d++)
+            for (int d = j < j0 ? d0 : 0; d < dim; d++)
             {
                 transposed[(d * pad) + j] = row[d];
             }
+        }
+    }
+
+    // dst [n] = scale · src [n]; dst may be src.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void ScaleRow(float* src, float scale, float* dst, int n)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var f = Vector512.Create(scale);
+            for (; j + 16 <= n; j += 16)
+            {
+                (Vector512.Load(src + j) * f).Store(dst + j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var f = Vector256.Create(scale);
+            for (; j + 8 <= n; j += 8)
+            {
+                (Vector256.Load(src + j) * f).Store(dst + j);
+            }
+        }
+
+        for (; j < n; j++)
+        {
+            dst[j] = scale * src[j];
         }
     }
 
@@ -1453,11 +1491,116 @@ public static class Attention
     {
         if (Vector512.IsHardwareAccelerated)
         {
-            MultiplyAdd512(c, cRow, a, aRow, aCol, b, bRow, rows, depth, n, accumulate);
+            // Blocks of eight rows (16 accumulators: more multiply-adds per load), then fours for the rest.
+            int eights = rows >= 8 ? rows & ~7 : 0;
+            if (eights > 0)
+            {
+                MultiplyAdd512x8(c, cRow, a, aRow, aCol, b, bRow, eights, depth, n, accumulate);
+            }
+
+            if (rows > eights)
+            {
+                MultiplyAdd512(c + (eights * cRow), cRow, a + (eights * aRow), aRow, aCol, b, bRow, rows - eights, depth, n, accumulate);
+            }
         }
         else
         {
             MultiplyAdd256(c, cRow, a, aRow, aCol, b, bRow, rows, depth, n, accumulate);
+        }
+    }
+
+    // Eight rows (a multiple of 8) at a time, 32 columns per step: 16 accumulators per pass over depth.
+    [SkipLocalsInit]
+    private static unsafe void MultiplyAdd512x8(float* c, int cRow, float* a, int aRow, int aCol, float* b, int bRow, int rows, int depth, int n, bool accumulate)
+    {
+        for (int r = 0; r < rows; r += 8)
+        {
+            float* a0 = a + (r * aRow);
+            float* c0 = c + (r * cRow);
+            int j = 0;
+            for (; j + 32 <= n; j += 32)
+            {
+                Vector512<float> x00, x01, x10, x11, x20, x21, x30, x31, x40, x41, x50, x51, x60, x61, x70, x71;
+                if (accumulate)
+                {
+                    x00 = Vector512.Load(c0 + j);
+                    x01 = Vector512.Load(c0 + j + 16);
+                    x10 = Vector512.Load(c0 + cRow + j);
+                    x11 = Vector512.Load(c0 + cRow + j + 16);
+                    x20 = Vector512.Load(c0 + (2 * cRow) + j);
+                    x21 = Vector512.Load(c0 + (2 * cRow) + j + 16);
+                    x30 = Vector512.Load(c0 + (3 * cRow) + j);
+                    x31 = Vector512.Load(c0 + (3 * cRow) + j + 16);
+                    x40 = Vector512.Load(c0 + (4 * cRow) + j);
+                    x41 = Vector512.Load(c0 + (4 * cRow) + j + 16);
+                    x50 = Vector512.Load(c0 + (5 * cRow) + j);
+                    x51 = Vector512.Load(c0 + (5 * cRow) + j + 16);
+                    x60 = Vector512.Load(c0 + (6 * cRow) + j);
+                    x61 = Vector512.Load(c0 + (6 * cRow) + j + 16);
+                    x70 = Vector512.Load(c0 + (7 * cRow) + j);
+                    x71 = Vector512.Load(c0 + (7 * cRow) + j + 16);
+                }
+                else
+                {
+                    x00 = x01 = x10 = x11 = x20 = x21 = x30 = x31 = Vector512<float>.Zero;
+                    x40 = x41 = x50 = x51 = x60 = x61 = x70 = x71 = Vector512<float>.Zero;
+                }
+
+                float* bp = b + j;
+                float* ap = a0;
+                for (int t = 0; t < depth; t++, bp += bRow, ap += aCol)
+                {
+                    var b0 = Vector512.Load(bp);
+                    var b1 = Vector512.Load(bp + 16);
+                    var s = Vector512.Create(ap[0]);
+                    x00 = Vector512.FusedMultiplyAdd(s, b0, x00);
+                    x01 = Vector512.FusedMultiplyAdd(s, b1, x01);
+                    s = Vector512.Create(ap[aRow]);
+                    x10 = Vector512.FusedMultiplyAdd(s, b0, x10);
+                    x11 = Vector512.FusedMultiplyAdd(s, b1, x11);
+                    s = Vector512.Create(ap[2 * aRow]);
+                    x20 = Vector512.FusedMultiplyAdd(s, b0, x20);
+                    x21 = Vector512.FusedMultiplyAdd(s, b1, x21);
+                    s = Vector512.Create(ap[3 * aRow]);
+                    x30 = Vector512.FusedMultiplyAdd(s, b0, x30);
+                    x31 = Vector512.FusedMultiplyAdd(s, b1, x31);
+                    s = Vector512.Create(ap[4 * aRow]);
+                    x40 = Vector512.FusedMultiplyAdd(s, b0, x40);
+                    x41 = Vector512.FusedMultiplyAdd(s, b1, x41);
+                    s = Vector512.Create(ap[5 * aRow]);
+                    x50 = Vector512.FusedMultiplyAdd(s, b0, x50);
+                    x51 = Vector512.FusedMultiplyAdd(s, b1, x51);
+                    s = Vector512.Create(ap[6 * aRow]);
+                    x60 = Vector512.FusedMultiplyAdd(s, b0, x60);
+                    x61 = Vector512.FusedMultiplyAdd(s, b1, x61);
+                    s = Vector512.Create(ap[7 * aRow]);
+                    x70 = Vector512.FusedMultiplyAdd(s, b0, x70);
+                    x71 = Vector512.FusedMultiplyAdd(s, b1, x71);
+                }
+
+                x00.Store(c0 + j);
+                x01.Store(c0 + j + 16);
+                x10.Store(c0 + cRow + j);
+                x11.Store(c0 + cRow + j + 16);
+                x20.Store(c0 + (2 * cRow) + j);
+                x21.Store(c0 + (2 * cRow) + j + 16);
+                x30.Store(c0 + (3 * cRow) + j);
+                x31.Store(c0 + (3 * cRow) + j + 16);
+                x40.Store(c0 + (4 * cRow) + j);
+                x41.Store(c0 + (4 * cRow) + j + 16);
+                x50.Store(c0 + (5 * cRow) + j);
+                x51.Store(c0 + (5 * cRow) + j + 16);
+                x60.Store(c0 + (6 * cRow) + j);
+                x61.Store(c0 + (6 * cRow) + j + 16);
+                x70.Store(c0 + (7 * cRow) + j);
+                x71.Store(c0 + (7 * cRow) + j + 16);
+            }
+
+            if (j < n)
+            {
+                // A last 16 columns: the four-row kernel twice.
+                MultiplyAdd512(c0 + j, cRow, a0, aRow, aCol, b + j, bRow, 8, depth, n - j, accumulate);
+            }
         }
     }
 

@@ -188,6 +188,7 @@ public static class Gelu
             + (t * (0.27886807f + (t * (-1.13520398f + (t * (1.48851587f + (t * (-0.82215223f + (t * 0.17087277f)))))))))))))))));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Erfc(Vector512<float> z)
     {
         var a = Vector512.Abs(z);

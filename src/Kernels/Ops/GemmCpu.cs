@@ -93,10 +93,11 @@ internal static unsafe class GemmCpu
                 return;
             }
 
-            // One large product per batch: split it along the dimension that duplicates less packing.
+            // One large product per batch: split it along the dimension that duplicates less packing. With b packed
+            // once, splitting rows duplicates nothing (each thread packs only its rows of a).
             bool direct = IsDirect(d);
             var (mr, nr) = TileOf(isa);
-            bool splitRows = direct ? d.M > DirectMaxRows : d.M > d.N;
+            bool splitRows = direct ? d.M > DirectMaxRows : job.PackedB != null || d.M > d.N;
             int units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             if (!direct && units < threads)
             {
@@ -313,13 +314,19 @@ internal static unsafe class GemmCpu
                                 float* cTile = blk.C + rowOffset + col;
                                 float* biasTile = blk.Bias == null ? null : blk.Bias + col;
 
-                                // Full tiles whose epilogue is only alpha, bias and accumulation go straight from registers to c.
-                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || (d.Activation == 0 && blk.Pre == null)))
+                                // Full tiles without a beta term go straight from registers to c; on the last pass the
+                                // Vector512 kernel also saves the pre-activation and applies GELU to the tile while in L1.
+                                bool plainLast = d.Activation == 0 && blk.Pre == null;
+                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || plainLast || wide))
                                 {
                                     float* tileBias = last ? biasTile : null;
                                     if (wide)
                                     {
                                         Kernel8x32(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
+                                        if (last && !plainLast)
+                                        {
+                                            FinishTile8x32(cTile, blk.Pre == null ? null : blk.Pre + rowOffset + col, d.N, d.Activation);
+                                        }
                                     }
                                     else
                                     {
@@ -506,7 +513,7 @@ internal static unsafe class GemmCpu
 
     // dst[q * dstStride + r] = src[r * srcStride + q] for an 8×8 block.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, int srcStride, float* dst, int dstStride)
+    internal static void Transpose8x8(float* src, int srcStride, float* dst, int dstStride)
     {
         var r0 = Avx.LoadVector256(src);
         var r1 = Avx.LoadVector256(src + srcStride);
@@ -595,6 +602,31 @@ internal static unsafe class GemmCpu
         StoreRow(dst + (5 * ldd), c50, c51, va, z0, z1, add);
         StoreRow(dst + (6 * ldd), c60, c61, va, z0, z1, add);
         StoreRow(dst + (7 * ldd), c70, c71, va, z0, z1, add);
+    }
+
+    // The last pass's tail for a full 8×32 tile already in c (and in L1): pre = c, then c = GELU(c).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FinishTile8x32(float* c, float* pre, int ldc, int activation)
+    {
+        var form = (GeluForm)(activation - 1);
+        for (int r = 0; r < Mr512; r++)
+        {
+            float* row = c + ((long)r * ldc);
+            var v0 = Vector512.Load(row);
+            var v1 = Vector512.Load(row + 16);
+            if (pre != null)
+            {
+                float* preRow = pre + ((long)r * ldc);
+                v0.Store(preRow);
+                v1.Store(preRow + 16);
+            }
+
+            if (activation != 0)
+            {
+                Gelu.ValueVector(v0, form).Store(row);
+                Gelu.ValueVector(v1, form).Store(row + 16);
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

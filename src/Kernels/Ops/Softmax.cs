@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using ILGPU;
@@ -272,10 +273,17 @@ public static unsafe class Softmax
     /// <c>exp(v)</c> per lane, within 1.5 ulp for <c>−87.3 ≤ v ≤ 88</c>; 0 below (−∞ included, so masked scores give
     /// exactly 0) and +∞ above. About four times faster than <c>Vector512.Exp</c>, which works in double precision.
     /// </summary>
-    /// <remarks><c>exp(v) = 2ᵏ·exp(r)</c> with <c>k = round(v·log₂e)</c>, <c>|r| ≤ ln2/2</c>, and a degree-7 Taylor polynomial for exp(r).</remarks>
+    /// <remarks>
+    /// <c>exp(v) = 2ᵏ·exp(r)</c> with <c>k = round(v·log₂e)</c>, <c>|r| ≤ ln2/2</c>, and a degree-7 Taylor polynomial for
+    /// exp(r). k is rounded by adding 1.5·2²³, which leaves it in the low mantissa bits: shifted into the exponent
+    /// field they give 2ᵏ without a float-to-integer conversion.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Exp(Vector512<float> v)
     {
-        var k = Vector512.Round(v * Vector512.Create(1.44269504f));
+        var shifter = Vector512.Create(12582912f); // 1.5·2²³
+        var kShifted = Vector512.FusedMultiplyAdd(v, Vector512.Create(1.44269504f), shifter);
+        var k = kShifted - shifter;
 
         // r = v − k·ln2 with ln2 split in two so that k·ln2High is exact.
         var r = Vector512.FusedMultiplyAdd(k, Vector512.Create(-0.693145751953125f), v);
@@ -289,8 +297,8 @@ public static unsafe class Softmax
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
 
-        // 2ᵏ built in the exponent field; k stays within the normal range thanks to the selects below.
-        var twoToK = Vector512.ShiftLeft(Vector512.ConvertToInt32(k) + Vector512.Create(127), 23).AsSingle();
+        // 2ᵏ: the low bits of kShifted hold k (|k| < 2²²); k stays within the normal range thanks to the selects below.
+        var twoToK = (Vector512.ShiftLeft(kShifted.AsInt32(), 23) + Vector512.Create(127 << 23)).AsSingle();
         var result = Vector512.ConditionalSelect(Vector512.LessThan(v, Vector512.Create(-87.3f)), Vector512<float>.Zero, p * twoToK);
         return Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512.Create(88f)), Vector512.Create(float.PositiveInfinity), result);
     }
