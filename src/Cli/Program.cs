@@ -7,31 +7,34 @@ internal static class Program
 {
     private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate" };
 
-    private static int Main(string[] args)
+    private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage error).</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         try
         {
             var cli = CliArgs.Parse(args, FlagNames);
             return cli.Command switch
             {
-                "devices" => DevicesCommand.Run(cli, Console.Out),
-                "embed" => EmbedCommand.Run(cli, Console.Out),
-                "attend" => AttendCommand.Run(cli, Console.Out),
-                "logits" => LogitsCommand.Run(cli, Console.Out),
-                "generate" => GenerateCommand.Run(cli, Console.Out),
-                "help" or "--help" or "-h" => Help(Console.Out),
+                "devices" => DevicesCommand.Run(cli, output),
+                "embed" => EmbedCommand.Run(cli, output),
+                "attend" => AttendCommand.Run(cli, output),
+                "logits" => LogitsCommand.Run(cli, output),
+                "generate" => GenerateCommand.Run(cli, output),
+                "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"headlight: {e.Message}");
+            error.WriteLine($"headlight: {e.Message}");
             return 2;
         }
         catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
             or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
         {
-            Console.Error.WriteLine($"headlight: {Message(e)}");
+            error.WriteLine($"headlight: {Message(e)}");
             return 1;
         }
     }
