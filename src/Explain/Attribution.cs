@@ -111,7 +111,7 @@ public sealed class AttributionResult
     /// <summary>Wall-clock time of the whole explanation (target preparation included).</summary>
     public TimeSpan Elapsed { get; }
 
-    /// <summary>Rows run through the model forward and backward, all batches together.</summary>
+    /// <summary>Rows run through the model (forward, and backward where a gradient is needed), all batches and padding rows together.</summary>
     public int Passes { get; }
 
     /// <summary>One explanation per input row.</summary>

@@ -142,12 +142,11 @@ public static class Explainer
         return (result, passes);
     }
 
-    // n noisy copies per row plus the clean row (for F(x)), all batched.
+    // n noisy copies per row, all batched, then the clean rows (for F(x)).
     private static (Attribution[] Rows, int Passes) SmoothGrad(Model model, TokenBatch inputs, ITarget target, SmoothGradOptions options, float[][] x)
     {
         int d = model.Config.Hidden;
         int n = options.Samples;
-        int perRow = n + 1;
         var sigma = new double[inputs.BatchSize];
         for (int r = 0; r < sigma.Length; r++)
         {
@@ -164,15 +163,14 @@ public static class Explainer
         var sums = Enumerable.Range(0, inputs.BatchSize).Select(_ => new double[inputs.SequenceLength * d]).ToArray();
         var values = new double[inputs.BatchSize];
         int passes = GradientRunner.Run(
-            model, inputs, target, inputs.BatchSize * perRow, job => job / perRow,
+            model, inputs, target, inputs.BatchSize * n, job => job / n,
             (job, e) =>
             {
-                int r = job / perRow;
-                int k = job % perRow;
+                int r = job / n;
                 x[r].CopyTo(e);
-                if (k < n && sigma[r] > 0)
+                if (sigma[r] > 0)
                 {
-                    var random = new Random(unchecked((options.Seed * 1_000_003) + (r * 7_919) + k));
+                    var random = new Random(unchecked((options.Seed * 1_000_003) + (r * 7_919) + (job % n)));
                     int count = inputs.Lengths[r] * d;
                     for (int i = 0; i < count; i++)
                     {
@@ -180,22 +178,23 @@ public static class Explainer
                     }
                 }
             },
-            (job, value, g, _) =>
+            (job, _, g, _) =>
             {
-                int r = job / perRow;
-                if (job % perRow == n)
-                {
-                    values[r] = value;
-                    return;
-                }
-
-                var sum = sums[r];
+                var sum = sums[job / n];
                 for (int i = 0; i < sum.Length; i++)
                 {
                     sum[i] += g[i];
                 }
             },
             options.MemoryBudgetBytes);
+
+        // F(x) at the clean input, forward only.
+        passes += GradientRunner.Run(
+            model, inputs, target, inputs.BatchSize, job => job,
+            (job, e) => x[job].CopyTo(e),
+            (job, value, _, _) => values[job] = value,
+            options.MemoryBudgetBytes,
+            backward: false);
 
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
@@ -222,61 +221,36 @@ public static class Explainer
         return (result, passes);
     }
 
-    // Per row: the quadrature nodes, then the baseline (α = 0) and the input (α = 1) for F(x') and F(x).
+    // The quadrature nodes of every row in one batched run; then F(x') and F(x) of every row in a forward-only run.
     private static (Attribution[] Rows, int Passes) IntegratedGradients(Model model, TokenBatch inputs, ITarget target, IntegratedGradientsOptions options, float[][] x)
     {
         int d = model.Config.Hidden;
         int seq = inputs.SequenceLength;
         var (alphas, weights) = Quadrature.On01(options.Rule, options.Steps);
         int n = alphas.Length;
-        int perRow = n + 2;
         var baselines = Enumerable.Range(0, inputs.BatchSize).Select(r => Baseline(model, inputs, options, x[r], r)).ToArray();
         var sums = Enumerable.Range(0, inputs.BatchSize).Select(_ => new double[seq * d]).ToArray();
         var inputValues = new double[inputs.BatchSize];
         var baselineValues = new double[inputs.BatchSize];
         int passes = GradientRunner.Run(
-            model, inputs, target, inputs.BatchSize * perRow, job => job / perRow,
-            (job, e) =>
+            model, inputs, target, inputs.BatchSize * n, job => job / n,
+            (job, e) => Interpolate(baselines[job / n], x[job / n], (float)alphas[job % n], e),
+            (job, _, g, _) =>
             {
-                int r = job / perRow;
-                int k = job % perRow;
-                float alpha = k < n ? (float)alphas[k] : k == n ? 0f : 1f;
-                var from = baselines[r];
-                var to = x[r];
-                for (int i = 0; i < e.Length; i++)
+                var sum = sums[job / n];
+                double w = weights[job % n];
+                for (int i = 0; i < sum.Length; i++)
                 {
-                    e[i] = from[i] + (alpha * (to[i] - from[i]));
-                }
-
-                if (k == n + 1)
-                {
-                    // The input exactly, not a rounded interpolation.
-                    to.CopyTo(e);
-                }
-            },
-            (job, value, g, _) =>
-            {
-                int r = job / perRow;
-                int k = job % perRow;
-                if (k == n)
-                {
-                    baselineValues[r] = value;
-                }
-                else if (k == n + 1)
-                {
-                    inputValues[r] = value;
-                }
-                else
-                {
-                    var sum = sums[r];
-                    double w = weights[k];
-                    for (int i = 0; i < sum.Length; i++)
-                    {
-                        sum[i] += w * g[i];
-                    }
+                    sum[i] += w * g[i];
                 }
             },
             options.MemoryBudgetBytes);
+        passes += GradientRunner.Run(
+            model, inputs, target, 2 * inputs.BatchSize, job => job / 2,
+            (job, e) => (job % 2 == 0 ? baselines[job / 2] : x[job / 2]).CopyTo(e),
+            (job, value, _, _) => (job % 2 == 0 ? baselineValues : inputValues)[job / 2] = value,
+            options.MemoryBudgetBytes,
+            backward: false);
 
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
@@ -306,6 +280,15 @@ public static class Explainer
         }
 
         return (result, passes);
+    }
+
+    // e = from + α·(to − from)
+    private static void Interpolate(float[] from, float[] to, float alpha, Span<float> e)
+    {
+        for (int i = 0; i < e.Length; i++)
+        {
+            e[i] = from[i] + (alpha * (to[i] - from[i]));
+        }
     }
 
     // x' [seq, d]: the chosen baseline on real tokens, the input itself on padding (and on special tokens when kept).
