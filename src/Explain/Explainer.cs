@@ -85,6 +85,7 @@ public static class Explainer
 
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
+        model.ThrowIfDisposed();
         if (inputs.SequenceLength > model.Config.MaxPositions)
         {
             throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxPositions} positions.", nameof(inputs));

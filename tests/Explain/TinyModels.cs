@@ -66,7 +66,10 @@ public sealed class TinyModel : IDisposable
     public string Folder { get; }
 
     /// <summary>A 2-layer BERT, d = 16, 2 heads, intermediate 32, vocabulary 30 ([PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4).</summary>
-    public static TinyModel Bert(int seed, TinyHead head)
+    /// <param name="seed">Seeds the weights.</param>
+    /// <param name="head">What comes after the encoder.</param>
+    /// <param name="nanToken">A token whose word embedding is NaN, to test non-finite results.</param>
+    public static TinyModel Bert(int seed, TinyHead head, int? nanToken = null)
     {
         const int d = Hidden;
         const int inter = 32;
@@ -109,6 +112,11 @@ public sealed class TinyModel : IDisposable
             Add("pooler.dense.bias", [d], 0.1f);
             Add("classifier.weight", [Labels, d], 0.5f);
             Add("classifier.bias", [Labels], 0.1f);
+        }
+
+        if (nanToken is { } nan)
+        {
+            w["embeddings.word_embeddings.weight"].AsSpan(nan * d, d).Fill(float.NaN);
         }
 
         var model = new TinyModel(true, 2, inter, BertVocab, 1e-12, w, head);
