@@ -5,7 +5,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -22,6 +22,7 @@ internal static class Program
                 "attend" => AttendCommand.Run(cli, output),
                 "logits" => LogitsCommand.Run(cli, output),
                 "generate" => GenerateCommand.Run(cli, output),
+                "explain" => ExplainCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -65,6 +66,7 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
+              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
               devices                    list the devices Headlight can run on
 
             Common options:
@@ -73,7 +75,7 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """);
+            """ + "\n\n" + ExplainCommand.TargetHelp);
         return 0;
     }
 }
