@@ -5,34 +5,38 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
 
-    private static int Main(string[] args)
+    private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage error).</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         try
         {
             var cli = CliArgs.Parse(args, FlagNames);
             return cli.Command switch
             {
-                "devices" => DevicesCommand.Run(cli, Console.Out),
-                "embed" => EmbedCommand.Run(cli, Console.Out),
-                "attend" => AttendCommand.Run(cli, Console.Out),
-                "logits" => LogitsCommand.Run(cli, Console.Out),
-                "generate" => GenerateCommand.Run(cli, Console.Out),
-                "bench" => BenchCommand.Run(cli, Console.Out),
-                "help" or "--help" or "-h" => Help(Console.Out),
+                "devices" => DevicesCommand.Run(cli, output),
+                "embed" => EmbedCommand.Run(cli, output),
+                "attend" => AttendCommand.Run(cli, output),
+                "logits" => LogitsCommand.Run(cli, output),
+                "generate" => GenerateCommand.Run(cli, output),
+                "explain" => ExplainCommand.Run(cli, output),
+                "bench" => BenchCommand.Run(cli, output),
+                "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"headlight: {e.Message}");
+            error.WriteLine($"headlight: {e.Message}");
             return 2;
         }
         catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
             or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
         {
-            Console.Error.WriteLine($"headlight: {Message(e)}");
+            error.WriteLine($"headlight: {Message(e)}");
             return 1;
         }
     }
@@ -63,6 +67,7 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
+              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
                                          --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
@@ -73,7 +78,7 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """);
+            """ + "\n\n" + ExplainCommand.TargetHelp);
         return 0;
     }
 }

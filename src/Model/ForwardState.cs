@@ -13,6 +13,7 @@ internal sealed class ForwardState : IDisposable
     private readonly Dictionary<int, Tensor<float>> probabilities = [];
     private readonly Device device;
     private readonly int heads;
+    private BackwardState? backward;
 
     public ForwardState(Device device, ModelConfig config, int batch, int seq, bool savesForBackward)
     {
@@ -110,6 +111,17 @@ internal sealed class ForwardState : IDisposable
         TypeIds.Fill(0);
     }
 
+    /// <summary>The gradient buffers of the backward pass for this shape, made on first use and owned here.</summary>
+    public BackwardState BackwardBuffers(ModelConfig config)
+    {
+        if (!SavesForBackward)
+        {
+            throw new InvalidOperationException("The backward pass needs a forward state made with savesForBackward.");
+        }
+
+        return backward ??= new BackwardState(this, config);
+    }
+
     /// <summary>Allocates a buffer owned by this state (for optional outputs such as probabilities or logits).</summary>
     public Tensor<float> Float(params int[] shape)
     {
@@ -133,6 +145,7 @@ internal sealed class ForwardState : IDisposable
         }
 
         owned.Clear();
+        backward = null;
     }
 
     /// <summary>One block's intermediates.</summary>

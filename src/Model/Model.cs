@@ -271,37 +271,70 @@ public sealed class Model : IDisposable
 
     /// <summary>Uploads a batch's ids into the cached state for its shape and returns the state.</summary>
     internal ForwardState Prepare(TokenBatch batch, bool savesForBackward)
+        => Prepare(batch.InputIds.Span, batch.AttentionMask.Span, batch.TokenTypeIds.Span, batch.BatchSize, batch.SequenceLength, savesForBackward, nameof(batch));
+
+    /// <summary>
+    /// Uploads ids, key mask and token types [batch, seq] into the cached state for that shape and
+    /// returns the state; every id and type is checked first.
+    /// </summary>
+    internal ForwardState Prepare(ReadOnlySpan<int> ids, ReadOnlySpan<int> mask, ReadOnlySpan<int> types, int b, int t, bool savesForBackward, string paramName = "batch")
     {
-        int b = batch.BatchSize;
-        int t = batch.SequenceLength;
         if (t > Config.MaxPositions)
         {
-            throw new ArgumentException($"Model '{Name}': the batch has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", nameof(batch));
+            throw new ArgumentException($"Model '{Name}': the batch has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", paramName);
         }
 
-        var ids = batch.InputIds.Span;
-        var types = batch.TokenTypeIds.Span;
+        if (ids.Length != b * t || mask.Length != b * t || types.Length != b * t)
+        {
+            throw new ArgumentException($"Model '{Name}': ids, mask and types must each hold {b}·{t} values; got {ids.Length}, {mask.Length} and {types.Length}.", paramName);
+        }
+
         for (int i = 0; i < ids.Length; i++)
         {
             if ((uint)ids[i] >= (uint)Config.VocabSize)
             {
-                throw new ArgumentException($"Model '{Name}': token id {ids[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize}).", nameof(batch));
+                throw new ArgumentException($"Model '{Name}': token id {ids[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize}).", paramName);
             }
 
             if (Config.TypeVocabSize > 0 && (uint)types[i] >= (uint)Config.TypeVocabSize)
             {
-                throw new ArgumentException($"Model '{Name}': token type {types[i]} at row {i / t}, position {i % t} is outside [0, {Config.TypeVocabSize}).", nameof(batch));
+                throw new ArgumentException($"Model '{Name}': token type {types[i]} at row {i / t}, position {i % t} is outside [0, {Config.TypeVocabSize}).", paramName);
             }
         }
 
         var state = StateFor(b, t, savesForBackward);
         state.Ids.CopyFrom(ids);
-        state.KeyMask.CopyFrom(batch.AttentionMask.Span);
+        state.KeyMask.CopyFrom(mask);
         if (Config.TypeVocabSize > 0)
         {
             state.TypeIds.CopyFrom(types); // otherwise the state's zeros (and positions) stay as made
         }
 
+        return state;
+    }
+
+    /// <summary>
+    /// The lock every forward and backward pass of this model runs under: the cached buffers are
+    /// shared, so a caller that runs a forward pass and then reads or differentiates its state holds
+    /// it across both.
+    /// </summary>
+    internal object Gate => gate;
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once the model is disposed; call under <see cref="Gate"/>.</summary>
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
+
+    /// <summary>
+    /// A forward pass that keeps every block's intermediates for <see cref="TransformerBackward"/>, on
+    /// ids, mask and types [batch, seq] and word embeddings [batch, seq, d] given by the caller
+    /// (positions and token types are still looked up). Call under <see cref="Gate"/>; the returned
+    /// state is valid until the next pass of the same shape.
+    /// </summary>
+    internal ForwardState ForwardForBackward(ReadOnlySpan<int> ids, ReadOnlySpan<int> mask, ReadOnlySpan<int> types, int b, int t, ReadOnlySpan<float> tokenEmbeds)
+    {
+        ThrowIfDisposed();
+        var state = Prepare(ids, mask, types, b, t, savesForBackward: true);
+        state.TokenEmbeds.CopyFrom(tokenEmbeds);
+        TransformerForward.Run(Config, weights, state, NoCapture, null, tokenEmbedsGiven: true, packed: packed);
         return state;
     }
 

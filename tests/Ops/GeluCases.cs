@@ -21,6 +21,12 @@ public sealed class GeluCases : IOpCaseSource
                 }
             }
         }
+
+        // More than one host chunk (2^15 elements), with a ragged last chunk.
+        foreach (var form in new[] { GeluForm.Erf, GeluForm.Tanh })
+        {
+            yield return new OpCase("Gelu.Backward", $"{form} [300, 130]", false, d => Backward(d, 300, 130, form));
+        }
     }
 
     private static void Forward(Device device, int rows, int columns, GeluForm form)

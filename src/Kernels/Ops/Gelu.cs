@@ -21,12 +21,13 @@ public enum GeluForm
 /// GEMM fuses. Both forms are written in a way that keeps relative accuracy for large negative x,
 /// where GELU is tiny: <c>½(1 + erf(z)) = ½erfc(−z)</c> and <c>½(1 + tanh(u)) = sigmoid(2u)</c>.
 /// </summary>
-public static class Gelu
+public static unsafe class Gelu
 {
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
     private const float TanhScale = 0.79788456080286536f; // √(2/π)
     private const float TanhCubic = 0.044715f;
+    private const int BackwardChunk = 1 << 15;
 
     /// <summary><c>y = gelu(x)</c>, same shape; <paramref name="y"/> may be <paramref name="x"/>.</summary>
     public static void Forward(Tensor<float> x, Tensor<float> y, GeluForm form)
@@ -78,14 +79,92 @@ public static class Gelu
         }
         else
         {
-            var xs = x.HostSpan;
-            var gs = dy.HostSpan;
-            var ds = dx.HostSpan;
-            for (int i = 0; i < xs.Length; i++)
+            // SIMD per chunk, chunks over the device's threads: the backward pass of an MLP runs this on
+            // [rows, intermediate] every layer.
+            var cpu = (CpuDevice)args.Device;
+            fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
             {
-                ds[i] = gs[i] * Derivative(xs[i], (int)form);
+                var job = new BackwardJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+                cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
             }
         }
+    }
+
+    /// <summary>The backward pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
+    private unsafe struct BackwardJob : ICpuJob
+    {
+        public float* X;
+        public float* Dy;
+        public float* Dx;
+        public int Length;
+        public GeluForm Form;
+
+        public readonly void Execute(int item)
+        {
+            int start = item * BackwardChunk;
+            int length = Math.Min(BackwardChunk, Length - start);
+            BackwardRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
+        }
+    }
+
+    // dx = dy ⊙ gelu'(x) on the host; dx may alias dy (each lane is read before it is written).
+    private static void BackwardRange(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, GeluForm form)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.Create(x.Slice(i, Vector512<float>.Count));
+                var g = Vector512.Create(dy.Slice(i, Vector512<float>.Count));
+                (g * DerivativeVector(v, form)).CopyTo(dx.Slice(i, Vector512<float>.Count));
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var v = Vector256.Create(x.Slice(i, Vector256<float>.Count));
+                var g = Vector256.Create(dy.Slice(i, Vector256<float>.Count));
+                (g * DerivativeVector256(v, form)).CopyTo(dx.Slice(i, Vector256<float>.Count));
+            }
+        }
+
+        for (; i < x.Length; i++)
+        {
+            dx[i] = dy[i] * Derivative(x[i], (int)form);
+        }
+    }
+
+    // gelu'(x) on one Vector512: Φ(x) + x·φ(x), or s + 2x·s(1 − s)·u' with s = sigmoid(2u).
+    private static Vector512<float> DerivativeVector(Vector512<float> x, GeluForm form)
+    {
+        if (form == GeluForm.Erf)
+        {
+            var phi = Vector512.Create(0.5f) * Erfc(-x * Vector512.Create(InvSqrt2));
+            return phi + (x * Vector512.Create(InvSqrt2Pi) * Softmax.Exp(Vector512.Create(-0.5f) * x * x));
+        }
+
+        var x2 = x * x;
+        var u = Vector512.Create(TanhScale) * (x + (Vector512.Create(TanhCubic) * x2 * x));
+        var s = Vector512<float>.One / (Vector512<float>.One + Softmax.Exp(Vector512.Create(-2f) * u));
+        var du = Vector512.Create(TanhScale) * (Vector512<float>.One + (Vector512.Create(3f * TanhCubic) * x2));
+        return s + (x * Vector512.Create(2f) * s * (Vector512<float>.One - s) * du);
+    }
+
+    private static Vector256<float> DerivativeVector256(Vector256<float> x, GeluForm form)
+    {
+        if (form == GeluForm.Erf)
+        {
+            var phi = Vector256.Create(0.5f) * Erfc256(-x * Vector256.Create(InvSqrt2));
+            return phi + (x * Vector256.Create(InvSqrt2Pi) * Vector256.Exp(Vector256.Create(-0.5f) * x * x));
+        }
+
+        var x2 = x * x;
+        var u = Vector256.Create(TanhScale) * (x + (Vector256.Create(TanhCubic) * x2 * x));
+        var s = Vector256<float>.One / (Vector256<float>.One + Vector256.Exp(Vector256.Create(-2f) * u));
+        var du = Vector256.Create(TanhScale) * (Vector256<float>.One + (Vector256.Create(3f * TanhCubic) * x2));
+        return s + (x * Vector256.Create(2f) * s * (Vector256<float>.One - s) * du);
     }
 
     /// <summary>GELU of one value; usable inside ILGPU kernels (form: 0 = erf, 1 = tanh).</summary>

@@ -1,0 +1,139 @@
+using Headlight.Models;
+using Headlight.Models.Tokenization;
+
+namespace Headlight.Explain;
+
+/// <summary>
+/// The logit of one class of a sequence classifier (a Hugging Face <c>BertForSequenceClassification</c>:
+/// <c>logits = W_c·tanh(W_p·h[CLS] + b_p) + b_c</c>).
+/// </summary>
+/// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
+public sealed record ClassLogitTarget(int ClassIndex) : ITarget
+{
+    /// <inheritdoc />
+    public string Description => $"logit of class {ClassIndex}";
+
+    /// <inheritdoc />
+    public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "class");
+
+    /// <inheritdoc />
+    public void Evaluate(TargetContext context) => ClassHead.Evaluate(context, ClassIndex, probability: false);
+}
+
+/// <summary>The softmax probability of one class of a sequence classifier (see <see cref="ClassLogitTarget"/>).</summary>
+/// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
+public sealed record ClassProbabilityTarget(int ClassIndex) : ITarget
+{
+    /// <inheritdoc />
+    public string Description => $"probability of class {ClassIndex}";
+
+    /// <inheritdoc />
+    public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "prob");
+
+    /// <inheritdoc />
+    public void Evaluate(TargetContext context) => ClassHead.Evaluate(context, ClassIndex, probability: true);
+}
+
+/// <summary>BERT's pooler and classifier on the host, forward and backward, in float64.</summary>
+internal static class ClassHead
+{
+    public static void Check(Model model, int classIndex, string kind)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.Weights.ClassifierWeight is null || model.Weights.PoolerWeight is null)
+        {
+            throw new TargetException($"Target '{kind}:{classIndex}' needs a sequence classifier (a BertForSequenceClassification folder with pooler and classifier); model '{model.Name}' has no classification head.");
+        }
+
+        if ((uint)classIndex >= (uint)model.Config.NumLabels)
+        {
+            throw new TargetException($"Target '{kind}:{classIndex}': model '{model.Name}' has {model.Config.NumLabels} classes (0 to {model.Config.NumLabels - 1}).");
+        }
+    }
+
+    public static void Evaluate(TargetContext context, int classIndex, bool probability)
+    {
+        var w = context.Model.Weights;
+        int d = context.Hidden;
+        int labels = context.Model.Config.NumLabels;
+        float[] wp = HostWeights.Get(w.PoolerWeight!);       // [d, d] stored [in, out]
+        float[] bp = HostWeights.Get(w.PoolerBias!);
+        float[] wc = HostWeights.Get(w.ClassifierWeight!);   // [d, labels]
+        float[] bc = HostWeights.Get(w.ClassifierBias!);
+        var pooled = new double[d];
+        var logits = new double[labels];
+        var dLogits = new double[labels];
+        var dPre = new double[d];
+        for (int r = 0; r < context.Rows; r++)
+        {
+            var h = context.HiddenAt(r, 0);
+            for (int o = 0; o < d; o++)
+            {
+                double z = bp[o];
+                for (int i = 0; i < d; i++)
+                {
+                    z += h[i] * (double)wp[(i * d) + o];
+                }
+
+                pooled[o] = Math.Tanh(z);
+            }
+
+            for (int c = 0; c < labels; c++)
+            {
+                double z = bc[c];
+                for (int i = 0; i < d; i++)
+                {
+                    z += pooled[i] * wc[(i * labels) + c];
+                }
+
+                logits[c] = z;
+            }
+
+            Array.Clear(dLogits);
+            if (probability)
+            {
+                // p = softmax(logits)[c]; dp/dlogit_j = p·(δ_cj − p_j).
+                double max = logits.Max();
+                double sum = logits.Sum(x => Math.Exp(x - max));
+                double p = Math.Exp(logits[classIndex] - max) / sum;
+                for (int j = 0; j < labels; j++)
+                {
+                    dLogits[j] = -p * Math.Exp(logits[j] - max) / sum;
+                }
+
+                dLogits[classIndex] += p;
+                context.Values[r] = p;
+            }
+            else
+            {
+                dLogits[classIndex] = 1;
+                context.Values[r] = logits[classIndex];
+            }
+
+            // Back through the classifier and tanh: dPre[o] = (1 − pooled²)·Σ_c Wc[o, c]·dLogits[c].
+            for (int o = 0; o < d; o++)
+            {
+                double g = 0;
+                for (int c = 0; c < labels; c++)
+                {
+                    g += wc[(o * labels) + c] * dLogits[c];
+                }
+
+                dPre[o] = g * (1 - (pooled[o] * pooled[o]));
+            }
+
+            // Back through the pooler's dense layer to h[CLS].
+            var seed = context.Seed(r, 0);
+            for (int i = 0; i < d; i++)
+            {
+                double g = 0;
+                for (int o = 0; o < d; o++)
+                {
+                    g += wp[(i * d) + o] * dPre[o];
+                }
+
+                seed[i] = (float)g;
+            }
+        }
+    }
+}

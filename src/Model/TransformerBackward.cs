@@ -1,0 +1,236 @@
+using Headlight.Kernels;
+
+namespace Headlight.Models;
+
+/// <summary>
+/// The op-level rules the reverse traversal in <see cref="TransformerBackward"/> applies. <see cref="Gradient"/>
+/// is the chain rule; a relevance method (AttnLRP: ε-rule for linear layers, identity through LayerNorm
+/// and GELU, modified attention) derives from this class and overrides the rules it changes, keeping the
+/// traversal. Every rule maps the signal at an op's output to the signal at its input.
+/// </summary>
+internal abstract class BackwardRules
+{
+    /// <summary>Plain gradients.</summary>
+    public static BackwardRules Gradient { get; } = new GradientRules();
+
+    /// <summary>
+    /// Through <c>output = LN(input)</c> (input being the sum when a residual was fused):
+    /// <paramref name="dOutput"/> [rows, d] → <paramref name="dInput"/> [rows, d], added to it when
+    /// <paramref name="accumulate"/> (a residual branch's signal already there).
+    /// </summary>
+    public abstract void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
+        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate);
+
+    /// <summary>
+    /// Through <c>output = input·weight + bias</c> (weight [in, out]): <paramref name="dOutput"/> [rows, out]
+    /// → <paramref name="dInput"/> [rows, in], added to it when <paramref name="accumulate"/>.
+    /// </summary>
+    public abstract void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
+        Tensor<float> dInput, bool accumulate);
+
+    /// <summary>Through <c>act = gelu(pre)</c>, in place: <paramref name="signal"/> holds d(act) and becomes d(pre).</summary>
+    public abstract void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form);
+
+    /// <summary>Through fused attention: d(output) → dq, dk, dv (overwritten); <paramref name="delta"/> is scratch [batch, heads, query].</summary>
+    public abstract void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
+        AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
+        AttentionOperand dq, AttentionOperand dk, AttentionOperand dv, Tensor<float> delta);
+
+    private sealed class GradientRules : BackwardRules
+    {
+        public override void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
+            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+            => Kernels.LayerNorm.Backward(dOutput, input, gamma, mean, rstd, dInput, null, null, accumulateInput: accumulate);
+
+        // Only the input gradient: no weight or bias gradients are ever formed.
+        public override void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
+            Tensor<float> dInput, bool accumulate)
+            => Gemm.Backward(input, weight, dOutput, dInput, null, null, accumulate: accumulate);
+
+        public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
+            => Kernels.Gelu.Backward(pre, signal, signal, form);
+
+        public override void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
+            AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
+            AttentionOperand dq, AttentionOperand dk, AttentionOperand dv, Tensor<float> delta)
+            => Kernels.Attention.Backward(q, k, v, output, dOutput, logSumExp, shape, scale, keyMask, causal, dq, dk, dv, delta);
+    }
+}
+
+/// <summary>
+/// The buffers of one backward pass for one (batch, seq) shape, owned by the <see cref="ForwardState"/>
+/// of that shape (allocated once, with it freed). Two residual-stream signals alternate through the
+/// blocks; the rest is per-op scratch.
+/// </summary>
+internal sealed class BackwardState
+{
+    public BackwardState(ForwardState owner, ModelConfig config)
+    {
+        int b = owner.Batch;
+        int t = owner.Seq;
+        int d = config.Hidden;
+        Family = config.Family;
+        StreamA = owner.Float(b, t, d);
+        StreamB = owner.Float(b, t, d);
+        Context = owner.Float(b, t, d);
+        Qkv = owner.Float(b, t, 3 * d);
+        Ffn = owner.Float(b, t, config.Intermediate);
+        Delta = owner.Float(b, config.Heads, t);
+        EmbedSum = Family == ModelFamily.BertEncoder ? owner.Float(b, t, d) : StreamA;
+        Gates = owner.Float(config.Layers, b, config.Heads);
+        GateRows = owner.Float(b, t, config.Heads);
+        Ones = owner.Float(1, t);
+        Ones.Fill(1f);
+    }
+
+    public ModelFamily Family { get; }
+
+    public Tensor<float> StreamA { get; }      // [batch, seq, d] the signal at a block boundary
+
+    public Tensor<float> StreamB { get; }      // [batch, seq, d] the signal inside a block
+
+    public Tensor<float> Context { get; }      // [batch, seq, d] d(attn.z)
+
+    public Tensor<float> Qkv { get; }          // [batch, seq, 3d] dq, dk, dv side by side
+
+    public Tensor<float> Ffn { get; }          // [batch, seq, intermediate] d(GELU output), then d(GELU input)
+
+    public Tensor<float> Delta { get; }        // [batch, heads, seq] attention backward scratch
+
+    public Tensor<float> EmbedSum { get; }     // [batch, seq, d] d(word + position + type embeddings); GPT-2: StreamA
+
+    public Tensor<float> Gates { get; }        // [layer, batch, head] d(target)/d(gate) at gate = 1
+
+    public Tensor<float> GateRows { get; }     // [batch, seq, head] per-token partial sums of the gate gradient
+
+    public Tensor<float> Ones { get; }         // [1, seq] sums the gate rows over tokens in one GEMM
+
+    /// <summary>Where the caller writes d(target)/d(last hidden state) (GPT-2: of the final LayerNorm output), [batch, seq, d].</summary>
+    public Tensor<float> Seed => Family == ModelFamily.BertEncoder ? StreamA : StreamB;
+
+    /// <summary>
+    /// d(target)/d(word embeddings) [batch, seq, d] after <see cref="TransformerBackward.Run"/>. Positions and
+    /// token types are held fixed, so it equals the gradient of the summed embedding before BERT's embedding LayerNorm.
+    /// </summary>
+    public Tensor<float> TokenEmbeds => EmbedSum;
+}
+
+/// <summary>
+/// The backward pass of both families from a signal at the last hidden state to the word embeddings,
+/// reusing what a forward pass with <c>savesForBackward</c> kept (LayerNorm inputs and statistics, the
+/// attention logsumexp, the GELU inputs). Inputs only: no weight gradients. Optionally it also gives the
+/// gradient for a gate ξ = 1 on each head's output (Michel et al. 2019's head importance).
+/// </summary>
+internal static class TransformerBackward
+{
+    /// <summary>
+    /// Runs the blocks in reverse. <paramref name="grads"/>.<see cref="BackwardState.Seed"/> must hold the
+    /// signal at the last hidden state; afterwards <see cref="BackwardState.TokenEmbeds"/> holds the signal
+    /// at the word embeddings, and with <paramref name="gates"/> <see cref="BackwardState.Gates"/> holds
+    /// Σ over tokens and the head's columns of d(attn.z) ⊙ attn.z per [layer, batch, head].
+    /// </summary>
+    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, BackwardState grads, BackwardRules rules, bool gates)
+    {
+        if (!state.SavesForBackward)
+        {
+            throw new InvalidOperationException("The backward pass needs a forward state made with savesForBackward.");
+        }
+
+        int d = config.Hidden;
+        var shape = new AttentionShape(state.Batch, config.Heads, state.Seq, state.Seq, config.HeadDim);
+        float scale = 1f / MathF.Sqrt(config.HeadDim);
+        var form = config.Activation;
+        var a = grads.StreamA;
+        var b = grads.StreamB;
+        bool bert = config.Family == ModelFamily.BertEncoder;
+
+        if (!bert)
+        {
+            // Final LayerNorm: seed (in B) → d(stream after the last block) in A.
+            rules.LayerNorm(b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false);
+        }
+
+        for (int l = config.Layers - 1; l >= 0; l--)
+        {
+            var w = weights.Layers[l];
+            var s = state.LayerAt(l);
+            var input = state.StreamAt(l);
+            var output = state.StreamAt(l + 1);
+            if (bert)
+            {
+                // Post-LN block, A = d(output): out = LN2(mlp(mid) + mid), mid = LN1(attn(in) + in).
+                rules.LayerNorm(a, s.Sum2, output, w.Norm2Gamma, s.Mean2, s.Rstd2, b, accumulate: false);   // B = d(sum2) = d(mlp.out), d(mid) so far
+                rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, b, grads.Ffn, accumulate: false);          // Ffn = d(GELU output)
+                rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);                                             // Ffn = d(GELU input)
+                rules.Linear(s.Mid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: true);               // B = d(mid)
+                rules.LayerNorm(b, s.Sum1, s.Mid, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: false);    // A = d(sum1) = d(attn.out), d(in) so far
+                Attention(config, w, s, input, state, grads, rules, shape, scale, a, l, gates);             // A = d(in)
+            }
+            else
+            {
+                // Pre-LN block, A = d(output): out = mid + mlp(LN2(mid)), mid = in + attn(LN1(in)).
+                rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, a, grads.Ffn, accumulate: false);          // Ffn = d(GELU output)
+                rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);
+                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: false);          // B = d(ln_2 output)
+                rules.LayerNorm(b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true);  // A = d(mid)
+                Attention(config, w, s, s.NormIn, state, grads, rules, shape, scale, b, l, gates);          // B = d(ln_1 output)
+                rules.LayerNorm(b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true);   // A = d(in)
+            }
+        }
+
+        if (bert)
+        {
+            // The embedding LayerNorm; word, position and type embeddings are summed, so each receives this.
+            rules.LayerNorm(a, state.EmbedSum, state.StreamAt(0), weights.EmbeddingNormGamma!, state.EmbedMean, state.EmbedRstd, grads.EmbedSum, accumulate: false);
+        }
+    }
+
+    /// <summary>
+    /// Device bytes one row of <paramref name="seq"/> tokens needs for a forward pass that saves for the
+    /// backward pass plus the backward buffers: what a memory budget divides by to size batches.
+    /// </summary>
+    public static long BytesPerRow(ModelConfig config, int seq)
+    {
+        long d = config.Hidden;
+        long perLayer = (11 * d) + (2L * config.Intermediate) + config.Heads + 4;
+        long forward = (config.Layers * perLayer) + ((config.Layers + 1) * d) + (4 * d) + 8;
+        long backward = (8 * d) + config.Intermediate + ((config.Layers + 2L) * config.Heads) + 1;
+        return 4 * seq * (forward + backward);
+    }
+
+    // dContext from the output projection, the gate gradients, then attention and the QKV projection:
+    // the QKV projection's input gradient is added to (BERT) or written into (GPT-2) dAttnIn.
+    private static void Attention(ModelConfig config, LayerWeights w, ForwardState.LayerState s, Tensor<float> attnIn, ForwardState state,
+        BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates)
+    {
+        int d = config.Hidden;
+        bool bert = config.Family == ModelFamily.BertEncoder;
+        var dAttnOut = grads.StreamA;
+        rules.Linear(s.Context, w.OutWeight, s.AttnOut, dAttnOut, grads.Context, accumulate: false);        // Context = d(attn.z)
+        if (gates)
+        {
+            GateGradients(config, s, state, grads, layer);
+        }
+
+        rules.Attention(
+            new AttentionOperand(s.Qkv, 0), new AttentionOperand(s.Qkv, d), new AttentionOperand(s.Qkv, 2 * d),
+            new AttentionOperand(s.Context, 0), new AttentionOperand(grads.Context, 0), s.LogSumExp, shape, scale, state.KeyMask, config.IsCausal,
+            new AttentionOperand(grads.Qkv, 0), new AttentionOperand(grads.Qkv, d), new AttentionOperand(grads.Qkv, 2 * d), grads.Delta);
+        rules.Linear(attnIn, w.QkvWeight, s.Qkv, grads.Qkv, dAttnIn, accumulate: bert);
+    }
+
+    // gates[layer, b, h] = Σ_t Σ_{j in head h} dContext[b, t, j]·Context[b, t, j]. StreamB is free here in both
+    // families (BERT has consumed d(mid); GPT-2 writes d(ln_1 output) only afterwards), so it holds the product.
+    private static void GateGradients(ModelConfig config, ForwardState.LayerState s, ForwardState state, BackwardState grads, int layer)
+    {
+        int b = state.Batch;
+        int t = state.Seq;
+        int h = config.Heads;
+        var product = grads.StreamB;
+        Elementwise.Multiply(grads.Context, s.Context, product);
+        Reduce.RowSum(product.Reshape(b * t * h, config.HeadDim), grads.GateRows.Reshape(b * t * h));
+        // ones [1, t] · rows[b] [t, h] → gates[layer, b] [1, h], all batches in one GEMM.
+        var target = grads.Gates.Slice((long)layer * b * h, b, 1, h);
+        Gemm.Forward(grads.Ones, grads.GateRows, target);
+    }
+}
