@@ -1,3 +1,4 @@
+using System.Globalization;
 using Headlight.Kernels;
 
 namespace Headlight.Cli;
@@ -6,6 +7,9 @@ namespace Headlight.Cli;
 internal static class Program
 {
     private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
+
+    /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
+    internal static bool IsFlag(string name) => FlagNames.Contains(name);
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -22,7 +26,8 @@ internal static class Program
                 "attend" => AttendCommand.Run(cli, output),
                 "logits" => LogitsCommand.Run(cli, output),
                 "generate" => GenerateCommand.Run(cli, output),
-                "explain" => ExplainCommand.Run(cli, output),
+                "explain" => ExplainReportCommand.Run(cli, output, error),
+                "faithfulness" => FaithfulnessCommand.Run(cli, output, error),
                 "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
@@ -67,7 +72,9 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
-              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
+              explain TEXT --target T    which tokens and words the target depends on, by several methods side by side
+                                         (--query Q --doc D: why a document matches a query; --html FILE: a report)
+              faithfulness               deletion/insertion benchmark of the methods against random word orders
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
                                          --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
@@ -78,7 +85,8 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """ + "\n\n" + ExplainCommand.TargetHelp);
+            """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
+            + "\n" + FaithfulnessCommand.Help);
         return 0;
     }
 }

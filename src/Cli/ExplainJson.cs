@@ -1,0 +1,72 @@
+using Headlight.Explain;
+
+namespace Headlight.Cli;
+
+/// <summary>
+/// The JSON of <c>headlight explain --json</c> (schema <c>headlight.explain/1</c>, documented in the README): one
+/// object with the model, the target and one entry per method. Written and read with <see cref="JsonOutput.Options"/>
+/// (snake_case names).
+/// </summary>
+/// <param name="Schema">Always <see cref="SchemaName"/>.</param>
+/// <param name="Model">The model's name.</param>
+/// <param name="Device">The device it ran on.</param>
+/// <param name="Target">The explained target, in words.</param>
+/// <param name="Methods">One entry per method, in the order run.</param>
+internal sealed record ExplainJson(string Schema, string Model, string Device, string Target, IReadOnlyList<MethodJson> Methods)
+{
+    public const string SchemaName = "headlight.explain/1";
+
+    public static ExplainJson From(IReadOnlyList<AttributionResult> results) => new(
+        SchemaName,
+        results[0].Model,
+        results[0].Device,
+        results[0].Target,
+        results.Select(MethodJson.From).ToArray());
+}
+
+/// <param name="Method">The method's name (e.g. <c>integrated-gradients</c>).</param>
+/// <param name="Options">Its options, as name and value.</param>
+/// <param name="ElapsedMs">Wall-clock time in milliseconds.</param>
+/// <param name="Passes">Rows run through the model.</param>
+/// <param name="Rows">One explanation per input row.</param>
+internal sealed record MethodJson(string Method, IReadOnlyDictionary<string, string> Options, double ElapsedMs, int Passes, IReadOnlyList<RowJson> Rows)
+{
+    public static MethodJson From(AttributionResult r) => new(
+        r.Method,
+        r.Options,
+        r.Elapsed.TotalMilliseconds,
+        r.Passes,
+        r.Rows.Select(RowJson.From).ToArray());
+}
+
+/// <param name="Text">The input text.</param>
+/// <param name="Tokens">Its tokens, special tokens included.</param>
+/// <param name="Special">Per token, whether it is a special token.</param>
+/// <param name="TokenScores">Per token, its score.</param>
+/// <param name="Words">Per word, the sum of its tokens' scores.</param>
+/// <param name="TargetValue">F(x).</param>
+/// <param name="BaselineValue">F at the baseline (or with every feature removed), where the method has one.</param>
+/// <param name="Check">The check figure, where the method has one.</param>
+internal sealed record RowJson(string Text, IReadOnlyList<string> Tokens, IReadOnlyList<bool> Special, IReadOnlyList<double> TokenScores, IReadOnlyList<WordJson> Words, double TargetValue, double? BaselineValue, CheckJson? Check)
+{
+    public static RowJson From(Attribution a) => new(
+        a.Input.Text,
+        a.Tokens,
+        a.IsSpecial,
+        a.TokenScores,
+        a.Words.Select(w => new WordJson(w.Text, w.Score, w.FirstToken, w.TokenCount)).ToArray(),
+        a.TargetValue,
+        a.BaselineValue,
+        a.Check is { } c ? new CheckJson(c.Name, c.Value, c.Meaning) : null);
+}
+
+/// <param name="Text">The word as written.</param>
+/// <param name="Score">The sum of its tokens' scores.</param>
+/// <param name="FirstToken">Index of its first token.</param>
+/// <param name="TokenCount">Number of its tokens.</param>
+internal sealed record WordJson(string Text, double Score, int FirstToken, int TokenCount);
+
+/// <param name="Name">e.g. <c>completeness delta</c>.</param>
+/// <param name="Value">The figure; 0 is exact.</param>
+/// <param name="Meaning">What it measures.</param>
+internal sealed record CheckJson(string Name, double Value, string Meaning);

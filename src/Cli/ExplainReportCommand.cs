@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Headlight.Explain;
+using Headlight.Explain.Report;
+using Headlight.Models;
+using Headlight.Models.Tokenization;
+
+namespace Headlight.Cli;
+
+/// <summary>
+/// <c>headlight explain</c>: runs one or more methods (<c>--method ig,gradxinput,…</c>, default
+/// <see cref="ExplainMethods.DefaultSet"/>) on the same inputs and target, prints each input once per method with
+/// every word coloured by its score, and the check figures and timings; <c>--json</c> writes schema
+/// <c>headlight.explain/1</c>, <c>--html FILE</c> the self-contained report. <c>--query Q --doc D</c> explains why
+/// document D matches query Q (target: similarity to Q). Progress goes to stderr.
+/// </summary>
+internal static class ExplainReportCommand
+{
+    public const string Help = """
+        Several methods and reports:
+          --method a,b,c             run several methods side by side (default: {0})
+          --query Q --doc D          why does document D match query Q (target similarity:Q; sentence encoders)
+          --html FILE                write a self-contained HTML report (heat maps, check figures, attention heads)
+          --color auto|always|never  colour words on the terminal (auto: only on a terminal, and NO_COLOR unset)
+        """;
+
+    public static int Run(CliArgs cli, TextWriter output, TextWriter error)
+    {
+        var modelOptions = ModelOptions.Read(cli);
+        bool json = cli.Flag("json");
+        string? spec = cli.Option("target");
+        string? query = cli.Option("query");
+        string? doc = cli.Option("doc");
+        string? html = cli.Option("html");
+        var methods = ExplainMethods.Read(cli);
+        var color = TerminalColors.Decide(cli, output);
+        cli.RejectUnknown();
+
+        var texts = cli.Positional.ToList();
+        if (query is not null)
+        {
+            if (spec is not null)
+            {
+                throw new UsageException("--query sets the target (similarity to the query): give --query or --target, not both.");
+            }
+
+            if (doc is not null)
+            {
+                texts.Insert(0, doc);
+            }
+
+            spec = "similarity:" + query;
+        }
+        else if (doc is not null)
+        {
+            throw new UsageException("--doc needs --query (the text the document should match).");
+        }
+
+        if (spec is null)
+        {
+            throw new UsageException("'explain' needs --target, or --query with --doc (see 'headlight help').");
+        }
+
+        using var model = modelOptions.Load();
+        var batch = modelOptions.Batch(model, texts);
+        var target = ExplainCommand.ParseTarget(spec, model, batch);
+        var results = new List<AttributionResult>();
+        var clock = Stopwatch.StartNew();
+
+        // On a terminal the bar redraws in place; redirected, each step is a line.
+        bool live = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected;
+        for (int m = 0; m < methods.Count; m++)
+        {
+            Progress(error, live, m, methods.Count, methods[m].Method, clock.Elapsed);
+            results.Add(Explainer.Explain(model, batch, target, methods[m]));
+        }
+
+        Progress(error, live, methods.Count, methods.Count, "done", clock.Elapsed);
+        if (live)
+        {
+            error.WriteLine();
+        }
+
+        if (html is not null)
+        {
+            var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, AttentionPatterns.Capture(model, batch));
+            File.WriteAllText(html, ReportHtml.Page(report));
+            error.WriteLine($"explain: report written to {html}");
+        }
+
+        if (json)
+        {
+            output.WriteLine(JsonSerializer.Serialize(ExplainJson.From(results), JsonOutput.Options));
+            return 0;
+        }
+
+        Print(results, output, color);
+        return 0;
+    }
+
+    private static void Progress(TextWriter error, bool live, int done, int total, string stage, TimeSpan elapsed)
+    {
+        const int Width = 20;
+        int filled = total == 0 ? Width : done * Width / total;
+        string line = $"explain [{new string('#', filled)}{new string('.', Width - filled)}] {done}/{total} {stage,-24} {elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s";
+        if (live)
+        {
+            error.Write("\r" + line);
+        }
+        else
+        {
+            error.WriteLine(line);
+        }
+    }
+
+    private static void Print(IReadOnlyList<AttributionResult> results, TextWriter output, ColorMode color)
+    {
+        var first = results[0];
+        output.WriteLine($"{first.Model} on {first.Device}: {first.Target}");
+        if (results.Count == 1)
+        {
+            // One method: the full per-token listing as well.
+            output.WriteLine($"{first.Method} ({ExplainCommand.Describe(first.Options)})");
+            foreach (var row in first.Rows)
+            {
+                output.WriteLine();
+                ExplainCommand.Print(row, output);
+            }
+        }
+
+        int width = Math.Max(8, results.Max(r => r.Method.Length));
+        for (int r = 0; r < first.Rows.Count; r++)
+        {
+            output.WriteLine();
+            output.WriteLine($"input {r + 1}: target {F(first.Rows[r].TargetValue)}");
+            foreach (var result in results)
+            {
+                var words = result.Rows[r].Words.Select(w => (w.Text, w.Score)).ToArray();
+                output.WriteLine($"  {result.Method.PadRight(width)}  {TerminalColors.Words(words, color)}");
+            }
+        }
+
+        output.WriteLine();
+        output.WriteLine("method".PadRight(width + 2) + "  time (ms)  rows run  check");
+        foreach (var result in results)
+        {
+            string checks = string.Join("; ", result.Rows.Select(a => a.Check is { } c ? Check(a, c) : "-").Distinct());
+            output.WriteLine($"  {result.Method.PadRight(width)}  {result.Elapsed.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture),9}  {result.Passes,8}  {checks}");
+        }
+
+        output.WriteLine();
+        output.WriteLine($"time {results.Sum(r => r.Elapsed.TotalMilliseconds).ToString("F0", CultureInfo.InvariantCulture)} ms ({results.Sum(r => r.Passes)} rows through the model)");
+    }
+
+    private static string Check(Attribution a, CheckFigure c)
+    {
+        double change = a.TargetValue - (a.BaselineValue ?? 0);
+        string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(c.Value / change)).ToString("0.###", CultureInfo.InvariantCulture)}%)";
+        return $"{c.Name} {c.Value.ToString("E2", CultureInfo.InvariantCulture)}{share}";
+    }
+
+    private static string F(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);
+}
