@@ -256,17 +256,40 @@ public sealed class Model : IDisposable
         return generated;
     }
 
-    /// <summary>Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model asks for it).</summary>
+    /// <summary>
+    /// Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model
+    /// asks for it), computed <paramref name="batchSize"/> texts at a time so memory stays bounded however many
+    /// texts there are. Cancellation is checked before each batch; a cancelled call leaves the model usable.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The model defines no sentence embedding.</exception>
-    public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batchSize"/> is not positive.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None, int batchSize = 32, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(texts);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         if (Config.Pooling is null)
         {
             throw new InvalidOperationException($"Model '{Name}' defines no sentence embedding (no pooling).");
         }
 
-        var result = Forward(Tokenize(texts, truncation));
-        return result.SentenceEmbeddings!;
+        var embeddings = new float[texts.Count][];
+        for (int start = 0; start < texts.Count; start += batchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int count = Math.Min(batchSize, texts.Count - start);
+            var slice = new string[count];
+            for (int i = 0; i < count; i++)
+            {
+                slice[i] = texts[start + i];
+            }
+
+            var result = Forward(Tokenize(slice, truncation));
+            result.SentenceEmbeddings!.CopyTo(embeddings, start);
+            progress?.Report(new OperationProgress("embed", start + count, texts.Count, "texts"));
+        }
+
+        return embeddings;
     }
 
     /// <summary>Uploads a batch's ids into the cached state for its shape and returns the state.</summary>
