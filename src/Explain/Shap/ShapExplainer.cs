@@ -115,6 +115,16 @@ internal static class ShapExplainer
         return new Attribution(text, tokenScores, [], model.Config.Hidden, estimate.FullValue, estimate.EmptyValue, check, features);
     }
 
+    /// <summary>
+    /// Rows per forward batch for <paramref name="count"/> coalitions of <paramref name="seq"/> tokens: the device
+    /// buffers of the forward pass, the host copy of the last hidden state and the masks within the budget.
+    /// </summary>
+    internal static int BatchRows(Model model, int seq, int features, int count, long memoryBudget)
+    {
+        long perRow = Model.InferenceBytesPerRow(model.Config, seq) + (4L * seq * (model.Config.Hidden + 2)) + features;
+        return GradientRunner.ChunkRows(count, (int)Math.Clamp(memoryBudget / perRow, 1, count));
+    }
+
     /// <summary>The replacement token for <see cref="ShapMasking.Replace"/>, or null for <see cref="ShapMasking.Drop"/>.</summary>
     internal static int? ReplacementFor(Model model, KernelShapOptions options) => Replacement(model, options);
 
@@ -130,9 +140,7 @@ internal static class ShapExplainer
         {
             int count = values.Length;
             int m = masks.Length / count;
-            int d = model.Config.Hidden;
-            long perRow = Model.InferenceBytesPerRow(model.Config, seq) + (4L * seq * (d + 2)) + m;
-            int chunk = GradientRunner.ChunkRows(count, (int)Math.Clamp(memoryBudget / perRow, 1, count));
+            int chunk = BatchRows(model, seq, m, count, memoryBudget);
             int batches = (count + chunk - 1) / chunk;
             var device = model.Device;
 
