@@ -60,7 +60,7 @@ public static class KernelShap
         var values = new double[set.Count + 2];
         Evaluate(valueFunction, masks, values);
         var (phi, errors) = ShapSolver.Solve(set, values.AsSpan(2), values[0], values[1]);
-        return new ShapleyValues(phi, errors, values[1], values[0], set.Count + 2, set.IsComplete, set) { EvaluatedValues = values };
+        return new ShapleyValues(phi, errors, values[1], values[0], set.Count + 2, set.IsComplete);
     }
 
     /// <summary>Exact Shapley values by evaluating all 2^M coalitions (M ≤ <see cref="KernelShapOptions.MaxExactFeatures"/>) and the Shapley formula in float64.</summary>
@@ -89,7 +89,7 @@ public static class KernelShap
         var values = new double[count];
         Evaluate(valueFunction, masks, values);
         double[] phi = ShapSolver.Exact(m, values);
-        return new ShapleyValues(phi, new double[m], values[count - 1], values[0], count, isExhaustive: true, null) { EvaluatedValues = values };
+        return new ShapleyValues(phi, new double[m], values[count - 1], values[0], count, isExhaustive: true);
     }
 
     /// <summary>The budget after the cap, or a typed error naming the minimum.</summary>
@@ -131,7 +131,7 @@ public sealed class ShapleyValues
     private readonly double[] values;
     private readonly double[] standardErrors;
 
-    internal ShapleyValues(double[] values, double[] standardErrors, double fullValue, double emptyValue, int evaluations, bool isExhaustive, CoalitionSet? coalitions)
+    internal ShapleyValues(double[] values, double[] standardErrors, double fullValue, double emptyValue, int evaluations, bool isExhaustive)
     {
         this.values = values;
         this.standardErrors = standardErrors;
@@ -139,7 +139,6 @@ public sealed class ShapleyValues
         EmptyValue = emptyValue;
         Evaluations = evaluations;
         IsExhaustive = isExhaustive;
-        Coalitions = coalitions;
     }
 
     /// <summary>φ, one per feature.</summary>
@@ -165,13 +164,4 @@ public sealed class ShapleyValues
 
     /// <summary>True when every coalition was evaluated: the values are then the exact Shapley values of the game.</summary>
     public bool IsExhaustive { get; }
-
-    /// <summary>The coalitions of the fit with their weights (null for <see cref="KernelShap.Exact"/>).</summary>
-    internal CoalitionSet? Coalitions { get; }
-
-    /// <summary>
-    /// Every value computed: the empty coalition, the full one, then those of <see cref="Coalitions"/> in order
-    /// (for <see cref="KernelShap.Exact"/>, all 2^M by bit mask).
-    /// </summary>
-    internal double[] EvaluatedValues { get; init; } = [];
 }

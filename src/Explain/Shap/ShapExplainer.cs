@@ -125,9 +125,6 @@ internal static class ShapExplainer
         return GradientRunner.ChunkRows(count, (int)Math.Clamp(memoryBudget / perRow, 1, count));
     }
 
-    /// <summary>The replacement token for <see cref="ShapMasking.Replace"/>, or null for <see cref="ShapMasking.Drop"/>.</summary>
-    internal static int? ReplacementFor(Model model, KernelShapOptions options) => Replacement(model, options);
-
     /// <summary>The value function of one input row: masked inputs on the device, batched forward passes, the target without a gradient.</summary>
     internal sealed class Runner(Model model, TokenBatch inputs, int row, ITarget target, int[] featureOf, int? replacement, long memoryBudget)
     {
@@ -177,19 +174,13 @@ internal static class ShapExplainer
             {
                 int start = batch * chunk;
                 var batchMasks = allMasks.Slice((long)start * m, chunk, m);
-                for (int r = 0; r < chunk; r++)
-                {
-                    for (int t = 0; t < seq; t++)
-                    {
-                        bool kept = featureOf[t] < 0 || padded[((start + r) * m) + featureOf[t]] != 0;
-                        hostKeys[(r * seq) + t] = kept || replacement is not null ? keys[t] : 0;
-                    }
-                }
-
                 lock (model.Gate)
                 {
                     var state = model.ForwardOnDevice(chunk, seq, types, (maskedIds, maskedKeys) =>
                         Coalitions.MaskInputs(batchMasks, features, baseIds, baseKeys, maskedIds, maskedKeys, replacement));
+
+                    // Targets pool over the key mask on the host: dropped tokens are left out like padding.
+                    state.KeyMask.CopyTo(hostKeys);
                     batchValues.AsSpan().Fill(double.NaN);
                     var context = new TargetContext(model, TransformerForward.LastHidden(model.Config, state), chunk, seq, hostKeys, inputRows, lengths, null, batchValues);
                     target.Evaluate(context);
