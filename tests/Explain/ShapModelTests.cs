@@ -108,28 +108,8 @@ public sealed class ShapModelTests(ITestOutputHelper output)
         var target = new EmbeddingSimilarityTarget(query);
         var exact = Explainer.Explain(model, batch, target, new KernelShapOptions { Exact = true }).Rows[0].Features!.Select(f => f.Score).ToArray();
 
-        int[] budgets = [50, 200, 800];
-        var mean = new Dictionary<(int, bool), double>();
-        foreach (int budget in budgets)
-        {
-            foreach (bool paired in new[] { true, false })
-            {
-                mean[(budget, paired)] = Enumerable.Range(0, 10).Average(seed =>
-                    RelativeError(Explainer.Explain(model, batch, target, new KernelShapOptions { Budget = budget, Seed = seed, Paired = paired }).Rows[0].Features!.Select(f => f.Score).ToArray(), exact));
-            }
-
-            output.WriteLine($"M = 12 transformer, budget {budget}: mean relative error paired {mean[(budget, true)]:E3}, unpaired {mean[(budget, false)]:E3}");
-            Assert.True(mean[(budget, true)] < mean[(budget, false)], $"budget {budget}: paired {mean[(budget, true)]:E3} is not below unpaired {mean[(budget, false)]:E3}.");
-        }
-
-        for (int b = 1; b < budgets.Length; b++)
-        {
-            foreach (bool paired in new[] { true, false })
-            {
-                Assert.True(mean[(budgets[b], paired)] < mean[(budgets[b - 1], paired)],
-                    $"{(paired ? "paired" : "unpaired")}: the error does not fall from budget {budgets[b - 1]} to {budgets[b]}.");
-            }
-        }
+        ShapSyntheticTests.ErrorFallsAndPairedWins(output, "M = 12 transformer", [50, 200, 800], (budget, seed, paired) => RelativeError(
+            Explainer.Explain(model, batch, target, new KernelShapOptions { Budget = budget, Seed = seed, Paired = paired }).Rows[0].Features!.Select(f => f.Score).ToArray(), exact));
     }
 
     [Fact]
