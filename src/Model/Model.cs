@@ -342,7 +342,7 @@ public sealed class Model : IDisposable
     /// A forward pass (nothing kept for a backward pass) on ids and key mask <c>[b, t]</c> that
     /// <paramref name="write"/> puts straight into the state's device buffers, so inputs built on the device
     /// never pass through the host; token types (<paramref name="rowTypes"/> <c>[t]</c>, the same for every
-    /// row) and positions are uploaded here. The caller guarantees every id is in the vocabulary. Call under
+    /// row) are uploaded here, positions were filled when the state was made. The caller guarantees every id is in the vocabulary. Call under
     /// <see cref="Gate"/>; the returned state is valid until the next pass of the same shape.
     /// </summary>
     internal ForwardState ForwardOnDevice(int b, int t, ReadOnlySpan<int> rowTypes, Action<Tensor<int>, Tensor<int>> write)
@@ -355,20 +355,19 @@ public sealed class Model : IDisposable
 
         var state = StateFor(b, t, saves: false);
         write(state.Ids, state.KeyMask);
-        var rows = new int[b * t];
-        for (int i = 0; i < rows.Length; i++)
+        if (Config.TypeVocabSize > 0)
         {
-            rows[i] = Config.TypeVocabSize > 0 ? rowTypes[i % t] : 0;
+            // Every row takes the input row's types; positions stay as the state made them.
+            var types = new int[b * t];
+            for (int i = 0; i < types.Length; i++)
+            {
+                types[i] = rowTypes[i % t];
+            }
+
+            state.TypeIds.CopyFrom(types);
         }
 
-        state.TypeIds.CopyFrom(rows);
-        for (int i = 0; i < rows.Length; i++)
-        {
-            rows[i] = i % t;
-        }
-
-        state.Positions.CopyFrom(rows);
-        TransformerForward.Run(Config, weights, state, NoCapture, null);
+        TransformerForward.Run(Config, weights, state, NoCapture, null, packed: packed);
         return state;
     }
 

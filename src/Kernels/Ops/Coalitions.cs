@@ -10,7 +10,7 @@ namespace Headlight.Kernels;
 /// masked model inputs that switch each coalition's absent features off. Masks are bytes, 1 for a
 /// feature that is present and 0 for one that is masked.
 /// </summary>
-public static class Coalitions
+public static unsafe class Coalitions
 {
     private const int ParallelThreshold = 1 << 12;
 
@@ -59,17 +59,11 @@ public static class Coalitions
         }
 
         var cpu = (CpuDevice)args.Device;
-        uint[] bounds = thresholds.HostSpan.ToArray();
-        if ((long)units * m < ParallelThreshold)
+        fixed (byte* pm = masks.HostSpan)
+        fixed (uint* pt = thresholds.HostSpan)
         {
-            for (int u = 0; u < units; u++)
-            {
-                SampleUnit(u, masks.HostSpan, bounds, p);
-            }
-        }
-        else
-        {
-            Parallel.For(0, units, cpu.ParallelOptions, u => SampleUnit(u, masks.HostSpan, bounds, p));
+            var job = new SampleJob { Masks = pm, Thresholds = pt, Params = p, Units = units, UnitsPerItem = ItemSize(cpu, units, m) };
+            cpu.Workers.Run(ref job, (units + job.UnitsPerItem - 1) / job.UnitsPerItem);
         }
     }
 
@@ -120,18 +114,22 @@ public static class Coalitions
         }
 
         var cpu = (CpuDevice)args.Device;
-        if (n < ParallelThreshold)
+        fixed (byte* pm = masks.HostSpan)
+        fixed (int* pf = featureOf.HostSpan, pi = ids.HostSpan, pk = keyMask.HostSpan, pmi = maskedIds.HostSpan, pmk = maskedKeyMask.HostSpan)
         {
-            for (int r = 0; r < rows; r++)
+            var job = new MaskJob
             {
-                MaskRow(r, masks, featureOf, ids, keyMask, maskedIds, maskedKeyMask, replacement);
-            }
-        }
-        else
-        {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => MaskRow(r, masks, featureOf, ids, keyMask, maskedIds, maskedKeyMask, replacement));
+                Masks = pm, FeatureOf = pf, Ids = pi, KeyMask = pk, MaskedIds = pmi, MaskedKeyMask = pmk,
+                Params = new MaskParams(m, seq, replacement), Rows = rows, RowsPerItem = ItemSize(cpu, rows, seq),
+            };
+            cpu.Workers.Run(ref job, (rows + job.RowsPerItem - 1) / job.RowsPerItem);
         }
     }
+
+    // Rows per work item: all of them in one item (run on the calling thread) below the threshold, else about
+    // four items per thread.
+    private static int ItemSize(CpuDevice cpu, int rows, int rowLength)
+        => (long)rows * rowLength < ParallelThreshold || cpu.Threads == 1 ? rows : Math.Max(1, (rows + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
 
     // Every feature index in [−1, M), checked on the host before anything is written.
     private static void CheckFeatures(OpArgs args, Tensor<int> featureOf, int m)
@@ -157,11 +155,11 @@ public static class Coalitions
     }
 
     // One unit on the host: the same steps as SampleKernel.
-    private static void SampleUnit(int u, Span<byte> masks, uint[] thresholds, SampleParams p)
+    private static void SampleUnit(int u, Span<byte> masks, ReadOnlySpan<uint> thresholds, SampleParams p)
     {
         var row = masks.Slice(u * (p.Paired + 1) * p.M, p.M);
         var words = Philox.Block(0, (uint)u, p.Stream, 0, p.Key0, p.Key1);
-        int size = p.SmallestSize + SizeClass(words.X0, thresholds.AsSpan(0, p.Classes - 1));
+        int size = p.SmallestSize + SizeClass(words.X0, thresholds[..(p.Classes - 1)]);
         int k = Math.Min(size, p.M - size);
         byte fill = (byte)(size > p.M - size ? 1 : 0);
         byte mark = (byte)(1 - fill);
@@ -199,22 +197,60 @@ public static class Coalitions
         return k;
     }
 
-    // masks [rows, M], featureOf/ids/keyMask [seq] -> maskedIds/maskedKeyMask row r [seq]
-    private static void MaskRow(int r, Tensor<byte> masks, Tensor<int> featureOf, Tensor<int> ids, Tensor<int> keyMask, Tensor<int> maskedIds, Tensor<int> maskedKeyMask, int replacement)
+    /// <summary>Coalitions on the host; item = <see cref="UnitsPerItem"/> consecutive units, each as in SampleKernel.</summary>
+    private struct SampleJob : ICpuJob
     {
-        int m = masks.Shape[1];
-        int seq = (int)featureOf.Length;
-        var mask = masks.HostSpan.Slice(r * m, m);
-        var features = featureOf.HostSpan;
-        var id = ids.HostSpan;
-        var key = keyMask.HostSpan;
-        var outIds = maskedIds.HostSpan.Slice(r * seq, seq);
-        var outKey = maskedKeyMask.HostSpan.Slice(r * seq, seq);
-        for (int t = 0; t < seq; t++)
+        public byte* Masks;
+        public uint* Thresholds;
+        public SampleParams Params;
+        public int Units;
+        public int UnitsPerItem;
+
+        public readonly void Execute(int item)
         {
-            bool kept = features[t] < 0 || mask[features[t]] != 0;
-            outIds[t] = kept || replacement < 0 ? id[t] : replacement;
-            outKey[t] = kept || replacement >= 0 ? key[t] : 0;
+            var masks = new Span<byte>(Masks, Units * (Params.Paired + 1) * Params.M);
+            var thresholds = new ReadOnlySpan<uint>(Thresholds, Params.Classes);
+            for (int u = item * UnitsPerItem; u < Math.Min(Units, (item + 1) * UnitsPerItem); u++)
+            {
+                SampleUnit(u, masks, thresholds, Params);
+            }
+        }
+    }
+
+    /// <summary>Masked inputs on the host; item = <see cref="RowsPerItem"/> consecutive coalitions.</summary>
+    private struct MaskJob : ICpuJob
+    {
+        public byte* Masks;
+        public int* FeatureOf;
+        public int* Ids;
+        public int* KeyMask;
+        public int* MaskedIds;
+        public int* MaskedKeyMask;
+        public MaskParams Params;
+        public int Rows;
+        public int RowsPerItem;
+
+        // masks [rows, M], featureOf/ids/keyMask [seq] -> maskedIds/maskedKeyMask rows of this item [seq]
+        public readonly void Execute(int item)
+        {
+            int m = Params.M;
+            int seq = Params.Seq;
+            int replacement = Params.Replacement;
+            var features = new ReadOnlySpan<int>(FeatureOf, seq);
+            var id = new ReadOnlySpan<int>(Ids, seq);
+            var key = new ReadOnlySpan<int>(KeyMask, seq);
+            for (int r = item * RowsPerItem; r < Math.Min(Rows, (item + 1) * RowsPerItem); r++)
+            {
+                var mask = new ReadOnlySpan<byte>(Masks + ((long)r * m), m);
+                var outIds = new Span<int>(MaskedIds + ((long)r * seq), seq);
+                var outKey = new Span<int>(MaskedKeyMask + ((long)r * seq), seq);
+                for (int t = 0; t < seq; t++)
+                {
+                    bool kept = features[t] < 0 || mask[features[t]] != 0;
+                    outIds[t] = kept || replacement < 0 ? id[t] : replacement;
+                    outKey[t] = kept || replacement >= 0 ? key[t] : 0;
+                }
+            }
         }
     }
 

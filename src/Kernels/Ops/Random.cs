@@ -14,7 +14,7 @@ namespace Headlight.Kernels;
 /// <c>n</c> is Philox of the counter <c>(n mod 2³², n / 2³², stream mod 2³², stream / 2³²)</c> under the key
 /// <c>(seed mod 2³², seed / 2³²)</c>. Different streams of one seed are independent sequences.
 /// </remarks>
-public static class Philox
+public static unsafe class Philox
 {
     private const int ParallelThreshold = 1 << 16;
 
@@ -46,7 +46,11 @@ public static class Philox
             return;
         }
 
-        FillHost((CpuDevice)args.Device, output, seed, stream, firstBlock, static w => w);
+        fixed (uint* py = output.HostSpan)
+        {
+            var job = new FillJob { Words = py, Length = n, Seed = seed, Stream = stream, FirstBlock = firstBlock };
+            RunHost((CpuDevice)args.Device, ref job, blocks);
+        }
     }
 
     /// <summary>
@@ -76,7 +80,11 @@ public static class Philox
             return;
         }
 
-        FillHost((CpuDevice)args.Device, output, seed, stream, firstBlock, ToUnit);
+        fixed (float* py = output.HostSpan)
+        {
+            var job = new FillJob { Units = py, Length = n, Seed = seed, Stream = stream, FirstBlock = firstBlock };
+            RunHost((CpuDevice)args.Device, ref job, blocks);
+        }
     }
 
     /// <summary>The 32-bit words of block <paramref name="block"/> of <paramref name="stream"/> under <paramref name="seed"/>.</summary>
@@ -114,26 +122,47 @@ public static class Philox
     /// <summary>A uniform integer in <c>[0, bound)</c> from one word: <c>⌊word · bound / 2³²⌋</c> (bias below bound / 2³²).</summary>
     internal static int Below(uint word, int bound) => (int)(((ulong)word * (uint)bound) >> 32);
 
-    // Blocks split evenly over the workers (one worker below the threshold): output [n]
-    private static void FillHost<T>(CpuDevice cpu, Tensor<T> output, ulong seed, ulong stream, ulong firstBlock, Func<uint, T> convert)
-        where T : unmanaged
+    // Blocks in one item below the threshold (run on the calling thread), else about four items per thread.
+    private static void RunHost(CpuDevice cpu, ref FillJob job, int blocks)
     {
-        int n = (int)output.Length;
-        int blocks = (n + 3) / 4;
-        int workers = n < ParallelThreshold ? 1 : cpu.Threads;
-        int share = (blocks + workers - 1) / workers;
-        Parallel.For(0, workers, cpu.ParallelOptions, w =>
+        job.BlocksPerItem = job.Length < ParallelThreshold || cpu.Threads == 1 ? blocks : Math.Max(1, (blocks + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
+        cpu.Workers.Run(ref job, (blocks + job.BlocksPerItem - 1) / job.BlocksPerItem);
+    }
+
+    /// <summary>
+    /// Words or unit floats on the host: output [n], written to <see cref="Words"/> or, when that is null, to
+    /// <see cref="Units"/>; item = <see cref="BlocksPerItem"/> consecutive blocks of four.
+    /// </summary>
+    private struct FillJob : ICpuJob
+    {
+        public uint* Words;
+        public float* Units;
+        public int Length;
+        public ulong Seed;
+        public ulong Stream;
+        public ulong FirstBlock;
+        public int BlocksPerItem;
+
+        public readonly void Execute(int item)
         {
-            var y = output.HostSpan;
-            for (int block = w * share; block < Math.Min(blocks, (w + 1) * share); block++)
+            int first = item * BlocksPerItem;
+            int last = Math.Min((Length + 3) / 4, first + BlocksPerItem);
+            for (int block = first; block < last; block++)
             {
-                var words = BlockAt(seed, stream, firstBlock + (ulong)block);
-                for (int lane = 0; lane < 4 && (4 * block) + lane < n; lane++)
+                var words = BlockAt(Seed, Stream, FirstBlock + (ulong)block);
+                for (int lane = 0; lane < 4 && (4 * block) + lane < Length; lane++)
                 {
-                    y[(4 * block) + lane] = convert(words[lane]);
+                    if (Words != null)
+                    {
+                        Words[(4 * block) + lane] = words[lane];
+                    }
+                    else
+                    {
+                        Units[(4 * block) + lane] = ToUnit(words[lane]);
+                    }
                 }
             }
-        });
+        }
     }
 
     // One thread per block of four words: output [n]
