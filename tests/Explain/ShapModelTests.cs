@@ -232,5 +232,37 @@ public sealed class ShapModelTests(ITestOutputHelper output)
         Assert.Throws<ArgumentOutOfRangeException>(() => Explainer.Explain(model, batch, target, new KernelShapOptions { ReplacementTokenId = 4, Masking = ShapMasking.Drop }));
         Assert.Throws<TargetException>(() => Explainer.Explain(model, batch, new ClassLogitTarget(5), new KernelShapOptions()));
     }
-}
 
+    [Fact]
+    public void Repeated_calls_free_every_device_buffer_they_make()
+    {
+        using var tiny = TinyModel.Bert(4600, TinyHead.Classifier);
+
+        // A device of its own: the shared test devices hold other tests' tensors at the same time.
+        using var device = Device.Open("cpu");
+        using (var model = HeadlightModel.Load(tiny.Folder, device))
+        {
+            var batch = model.FromIds([Row(9)]);
+            var target = new ClassLogitTarget(2);
+            var sampled = new KernelShapOptions { Budget = 120, Masking = ShapMasking.Drop, Seed = 3 };
+            var exact = new KernelShapOptions { Exact = true };
+
+            // The first calls make the forward buffers of their batch shapes; later calls of those shapes reuse them.
+            Explainer.Explain(model, batch, target, sampled);
+            Explainer.Explain(model, batch, target, exact);
+            long baseline = device.AllocatedBytes;
+            long tensors = device.LiveTensors;
+            for (int i = 0; i < 20; i++)
+            {
+                Explainer.Explain(model, batch, target, sampled);
+                Explainer.Explain(model, batch, target, exact);
+            }
+
+            output.WriteLine($"after 40 calls: {device.AllocatedBytes} bytes in {device.LiveTensors} tensors (the first two left {baseline} in {tensors})");
+            Assert.Equal(baseline, device.AllocatedBytes);
+            Assert.Equal(tensors, device.LiveTensors);
+        }
+
+        Assert.Equal(0, device.LiveTensors);
+    }
+}
