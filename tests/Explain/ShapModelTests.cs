@@ -123,7 +123,7 @@ public sealed class ShapModelTests(ITestOutputHelper output)
         target.Prepare(model, batch);
         var map = ShapExplainer.Features(batch.Texts[0], ids.Length, ShapFeatures.Words);
         Assert.Equal([-1, 0, 1, 2, 3, 4, -1], map.FeatureOf);
-        var runner = new ShapExplainer.Runner(model, batch, 0, target, map.FeatureOf, null, 1 << 20);
+        var runner = new ShapExplainer.Runner(model, batch, 0, target, map.FeatureOf, null, 1 << 20, RunControl.None);
         byte[] masks = Enumerable.Range(0, 32).SelectMany(s => Enumerable.Range(0, 5).Select(i => (byte)((s >> i) & 1))).ToArray();
         var values = new double[32];
         runner.Evaluate(masks, values);

@@ -15,23 +15,34 @@ internal static class ShapExplainer
     /// <summary>The features of one tokenised text: each token's feature (−1 = never masked) and each feature's tokens.</summary>
     internal sealed record FeatureMap(int[] FeatureOf, FeatureScore[] Features);
 
-    public static (Attribution[] Rows, int Passes) Explain(Model model, TokenBatch inputs, ITarget target, KernelShapOptions options)
+    public static (Attribution[] Rows, int Passes) Explain(Model model, TokenBatch inputs, ITarget target, KernelShapOptions options, RunControl control)
     {
         int? replacement = Replacement(model, options);
         var rows = new Attribution[inputs.BatchSize];
+        var maps = new FeatureMap[inputs.BatchSize];
+        for (int r = 0; r < inputs.BatchSize; r++)
+        {
+            int length = inputs.Lengths[r];
+            maps[r] = Features(inputs.Texts[r], length, options.Features);
+            int features = maps[r].Features.Length;
+            if (features == 0)
+            {
+                throw new ArgumentException($"Input row {r} has no features to mask: all its {length} tokens are special tokens.", nameof(inputs));
+            }
+
+            // Coalitions expected for progress: the sampled (or every) coalition plus the empty and full ones.
+            double coalitions = options.Exact ? CoalitionSet.AllCoalitions(features) : options.Budget ?? KernelShap.DefaultBudget(features);
+            control.Expect((long)Math.Min(coalitions, int.MaxValue) + 2);
+        }
+
         int passes = 0;
         for (int r = 0; r < inputs.BatchSize; r++)
         {
             var text = inputs.Texts[r];
             int length = inputs.Lengths[r];
-            var map = Features(text, length, options.Features);
+            var map = maps[r];
             int m = map.Features.Length;
-            if (m == 0)
-            {
-                throw new ArgumentException($"Input row {r} has no features to mask: all its {length} tokens are special tokens.", nameof(inputs));
-            }
-
-            var runner = new Runner(model, inputs, r, target, map.FeatureOf, replacement, options.MemoryBudgetBytes);
+            var runner = new Runner(model, inputs, r, target, map.FeatureOf, replacement, options.MemoryBudgetBytes, control);
             var estimate = options.Exact
                 ? KernelShap.Exact(m, runner.Evaluate)
                 : KernelShap.Estimate(model.Device, m, runner.Evaluate, options.Budget, ((ulong)(uint)r << 32) | (uint)options.Seed, options.Paired);
@@ -126,7 +137,7 @@ internal static class ShapExplainer
     }
 
     /// <summary>The value function of one input row: masked inputs on the device, batched forward passes, the target without a gradient.</summary>
-    internal sealed class Runner(Model model, TokenBatch inputs, int row, ITarget target, int[] featureOf, int? replacement, long memoryBudget)
+    internal sealed class Runner(Model model, TokenBatch inputs, int row, ITarget target, int[] featureOf, int? replacement, long memoryBudget, RunControl control)
     {
         private readonly int seq = inputs.Lengths[row];
 
@@ -172,6 +183,7 @@ internal static class ShapExplainer
             var batchValues = new double[chunk];
             for (int batch = 0; batch < batches; batch++)
             {
+                control.ThrowIfCancelled();
                 int start = batch * chunk;
                 var batchMasks = allMasks.Slice((long)start * m, chunk, m);
                 lock (model.Gate)
@@ -198,6 +210,8 @@ internal static class ShapExplainer
 
                     values[start + r] = batchValues[r];
                 }
+
+                control.Advance(used);
             }
         }
     }
