@@ -22,10 +22,13 @@ internal static class ExplainCommand
           unit:POS,IDX               unit IDX of the last hidden state at position POS
           unit:pooled,IDX            unit IDX of the sentence embedding
         Explain options:
-          --method ig|saliency|gradxinput|smoothgrad[,...]   (default: several, see below)
+          --method ig|saliency|gradxinput|smoothgrad|shap[,...]   (default: several, see below)
           --steps 64 --baseline zero|pad|mask --rule gauss|riemann|left|right|trapezoid --keep-special   (ig)
           --samples 16 --noise 0.1 --seed 0                                                  (smoothgrad)
+          --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
         Gradients are taken with respect to the word embeddings, positions and token types held fixed.
+        Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; --exact enumerates
+        all 2^M coalitions (M <= 12) for exact Shapley values.
         """;
 
     /// <summary>One row in full: every token with its score and a bar, the words, the target value and the check figure.</summary>
@@ -42,10 +45,15 @@ internal static class ExplainCommand
         }
 
         output.WriteLine("words: " + string.Join("  ", row.Words.Select(w => $"{w.Text} {F(w.Score)}")));
+        if (row.Features is { } features)
+        {
+            output.WriteLine("features (± standard error): " + string.Join("  ", features.Select(f => $"{f.Text} {F(f.Score)} ±{F(f.StandardError)}")));
+        }
+
         string value = $"target {F(row.TargetValue)}";
         if (row.BaselineValue is { } baseline)
         {
-            value += $", at the baseline {F(baseline)}";
+            value += $", {(row.Features is null ? "at the baseline" : "with every feature masked")} {F(baseline)}";
         }
 
         if (row.Check is { } check)

@@ -47,7 +47,8 @@ internal sealed record MethodJson(string Method, IReadOnlyDictionary<string, str
 /// <param name="TargetValue">F(x).</param>
 /// <param name="BaselineValue">F at the baseline (or with every feature removed), where the method has one.</param>
 /// <param name="Check">The check figure, where the method has one.</param>
-internal sealed record RowJson(string Text, IReadOnlyList<string> Tokens, IReadOnlyList<bool> Special, IReadOnlyList<double> TokenScores, IReadOnlyList<WordJson> Words, double TargetValue, double? BaselineValue, CheckJson? Check)
+/// <param name="Features">Kernel SHAP's features with their standard errors; null for other methods.</param>
+internal sealed record RowJson(string Text, IReadOnlyList<string> Tokens, IReadOnlyList<bool> Special, IReadOnlyList<double> TokenScores, IReadOnlyList<WordJson> Words, double TargetValue, double? BaselineValue, CheckJson? Check, IReadOnlyList<FeatureJson>? Features)
 {
     public static RowJson From(Attribution a) => new(
         a.Input.Text,
@@ -57,7 +58,8 @@ internal sealed record RowJson(string Text, IReadOnlyList<string> Tokens, IReadO
         a.Words.Select(w => new WordJson(w.Text, w.Score, w.FirstToken, w.TokenCount)).ToArray(),
         a.TargetValue,
         a.BaselineValue,
-        a.Check is { } c ? new CheckJson(c.Name, c.Value, c.Meaning) : null);
+        a.Check is { } c ? new CheckJson(c.Name, c.Value, c.Meaning) : null,
+        a.Features?.Select(f => new FeatureJson(f.Text, f.Score, f.StandardError, f.FirstToken, f.TokenCount)).ToArray());
 }
 
 /// <param name="Text">The word as written.</param>
@@ -70,3 +72,10 @@ internal sealed record WordJson(string Text, double Score, int FirstToken, int T
 /// <param name="Value">The figure; 0 is exact.</param>
 /// <param name="Meaning">What it measures.</param>
 internal sealed record CheckJson(string Name, double Value, string Meaning);
+
+/// <param name="Text">The feature (word or token) as written.</param>
+/// <param name="Score">Its Shapley value estimate.</param>
+/// <param name="StandardError">The estimate's standard error (0 when exact).</param>
+/// <param name="FirstToken">Index of its first token.</param>
+/// <param name="TokenCount">Number of its tokens.</param>
+internal sealed record FeatureJson(string Text, double Score, double StandardError, int FirstToken, int TokenCount);

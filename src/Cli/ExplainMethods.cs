@@ -49,10 +49,37 @@ internal static class ExplainMethods
             NoiseLevel = s.Double("noise", 0.1),
             Seed = s.Int("seed", 0),
         }),
+        new("shap", ["kernel-shap"], ["budget", "seed", "exact", "features", "masking", "mask-token"], s =>
+        {
+            if (s.Flag("exact") && (s.Text("budget") is not null || s.Text("seed") is not null))
+            {
+                throw new UsageException("--exact enumerates every coalition: it takes no --budget or --seed.");
+            }
+
+            return new KernelShapOptions
+            {
+                Budget = s.Text("budget") is null ? null : s.Int("budget", 0, 1),
+                Seed = s.Int("seed", 0),
+                Exact = s.Flag("exact"),
+                Features = s.Text("features") switch
+                {
+                    null or "words" => ShapFeatures.Words,
+                    "tokens" => ShapFeatures.Tokens,
+                    var f => throw new UsageException($"--features must be words or tokens, not '{f}'."),
+                },
+                Masking = s.Text("masking") switch
+                {
+                    null or "mask" => ShapMasking.Replace,
+                    "drop" => s.Text("mask-token") is null ? ShapMasking.Drop : throw new UsageException("--mask-token replaces masked words; it does not go with --masking drop."),
+                    var m => throw new UsageException($"--masking must be mask or drop, not '{m}'."),
+                },
+                ReplacementTokenId = s.Text("mask-token") is null ? null : s.Int("mask-token", 0, 0),
+            };
+        }),
     ];
 
     /// <summary>The methods run when <c>--method</c> is not given (those of them this build has).</summary>
-    public static IReadOnlyList<string> DefaultSet { get; } = ["ig", "gradxinput"];
+    public static IReadOnlyList<string> DefaultSet { get; } = ["ig", "shap"];
 
     /// <summary>Every option some method owns.</summary>
     public static IReadOnlyList<string> OptionNames => All.SelectMany(m => m.Options).Distinct(StringComparer.Ordinal).ToArray();

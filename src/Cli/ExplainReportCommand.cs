@@ -72,8 +72,16 @@ internal static class ExplainReportCommand
         bool live = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected;
         for (int m = 0; m < methods.Count; m++)
         {
+            int index = m;
             Progress(error, live, m, methods.Count, methods[m].Method, clock.Elapsed);
-            results.Add(Explainer.Explain(model, batch, target, methods[m]));
+            var passes = new Reporter(p =>
+            {
+                if (live)
+                {
+                    Progress(error, live, index, methods.Count, $"{methods[index].Method} {p.Completed}/{p.Total} {p.Unit}", clock.Elapsed);
+                }
+            });
+            results.Add(Explainer.Explain(model, batch, target, methods[m], passes));
         }
 
         Progress(error, live, methods.Count, methods.Count, "done", clock.Elapsed);
@@ -103,7 +111,7 @@ internal static class ExplainReportCommand
     {
         const int Width = 20;
         int filled = total == 0 ? Width : done * Width / total;
-        string line = $"explain [{new string('#', filled)}{new string('.', Width - filled)}] {done}/{total} {stage,-24} {elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s";
+        string line = $"explain [{new string('#', filled)}{new string('.', Width - filled)}] {done}/{total} {stage,-36} {elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s";
         if (live)
         {
             error.Write("\r" + line);
@@ -151,6 +159,12 @@ internal static class ExplainReportCommand
 
         output.WriteLine();
         output.WriteLine($"time {results.Sum(r => r.Elapsed.TotalMilliseconds).ToString("F0", CultureInfo.InvariantCulture)} ms ({results.Sum(r => r.Passes)} rows through the model)");
+    }
+
+    // Reports on the calling thread (Progress<T> would post to the thread pool and draw out of order).
+    private sealed class Reporter(Action<OperationProgress> report) : IProgress<OperationProgress>
+    {
+        public void Report(OperationProgress value) => report(value);
     }
 
     private static string Check(Attribution a, CheckFigure c)

@@ -6,7 +6,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact" };
 
     /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
     internal static bool IsFlag(string name) => FlagNames.Contains(name);
@@ -72,7 +72,8 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
-              explain TEXT --target T    which tokens and words the target depends on, by several methods side by side
+              explain TEXT --target T    which tokens and words the target depends on, by several methods side by side (gradients,
+                                         integrated gradients, SHAP)
                                          (--query Q --doc D: why a document matches a query; --html FILE: a report)
               faithfulness               deletion/insertion benchmark of the methods against random word orders
               devices                    list the devices Headlight can run on

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Headlight.Explain;
 
 /// <summary>
-/// Chooses an explanation method and its settings for <see cref="Explainer.Explain(Models.Model, Models.Tokenization.TokenBatch, ITarget, AttributionOptions)"/>. Every gradient
+/// Chooses an explanation method and its settings for <see cref="Explainer.Explain(Models.Model, Models.Tokenization.TokenBatch, ITarget, AttributionOptions, IProgress{Models.OperationProgress}, CancellationToken)"/>. Every gradient
 /// method differentiates with respect to the word (token) embeddings <c>e_t</c>; position and token-type
 /// embeddings are held fixed.
 /// </summary>

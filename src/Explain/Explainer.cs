@@ -7,7 +7,8 @@ namespace Headlight.Explain;
 /// <summary>
 /// Explains a model's output on some input: <c>Explain(model, inputs, target, options)</c>, the same shape
 /// for every method; the options choose the method (<see cref="SaliencyOptions"/>,
-/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>).
+/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>,
+/// <see cref="KernelShapOptions"/>).
 /// </summary>
 /// <remarks>
 /// Conventions: gradients are taken with respect to the word (token) embeddings <c>e_t</c>, with position
@@ -18,11 +19,11 @@ namespace Headlight.Explain;
 public static class Explainer
 {
     /// <summary>Tokenises <paramref name="text"/> and explains it (see the other overload).</summary>
-    public static AttributionResult Explain(Model model, string text, ITarget target, AttributionOptions options)
+    public static AttributionResult Explain(Model model, string text, ITarget target, AttributionOptions options, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(text);
-        return Explain(model, model.Tokenize([text]), target, options);
+        return Explain(model, model.Tokenize([text]), target, options, progress, cancellationToken);
     }
 
     /// <summary>Explains <paramref name="target"/> on every row of <paramref name="inputs"/> with the method <paramref name="options"/> chooses.</summary>
@@ -30,7 +31,9 @@ public static class Explainer
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range (zero steps or samples, negative noise).</exception>
     /// <exception cref="ArgumentException">The inputs hold ids outside the vocabulary or are longer than the model's positions, or the baseline needs a token the model lacks.</exception>
     /// <exception cref="InvalidOperationException">The model produced a value or gradient that is not finite.</exception>
-    public static AttributionResult Explain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the run stops before its next batch and the model stays usable.</exception>
+    /// <remarks><paramref name="progress"/> hears after every batch: passes (gradient methods) or coalitions (Kernel SHAP) done of those expected.</remarks>
+    public static AttributionResult Explain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
@@ -40,13 +43,22 @@ public static class Explainer
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
         target.Prepare(model, inputs);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (options is KernelShapOptions shap)
+        {
+            var shapControl = new RunControl(options.Method, "coalitions", progress, cancellationToken);
+            var (shapRows, shapPasses) = ShapExplainer.Explain(model, inputs, target, shap, shapControl);
+            return new AttributionResult(options.Method, target.Description, options.Describe(), model.Name, model.Device.Name, clock.Elapsed, shapPasses, shapRows);
+        }
+
         var rows = Enumerable.Range(0, inputs.BatchSize).Select(r => GradientRunner.InputEmbeddings(model, inputs, r)).ToArray();
+        var control = new RunControl(options.Method, "passes", progress, cancellationToken);
         var (attributions, passes) = options switch
         {
-            SaliencyOptions => Plain(model, inputs, target, options, rows, timesInput: false),
-            GradientXInputOptions => Plain(model, inputs, target, options, rows, timesInput: true),
-            SmoothGradOptions s => SmoothGrad(model, inputs, target, s, rows),
-            IntegratedGradientsOptions ig => IntegratedGradients(model, inputs, target, ig, rows),
+            SaliencyOptions => Plain(model, inputs, target, options, rows, timesInput: false, control),
+            GradientXInputOptions => Plain(model, inputs, target, options, rows, timesInput: true, control),
+            SmoothGradOptions s => SmoothGrad(model, inputs, target, s, rows, control),
+            IntegratedGradientsOptions ig => IntegratedGradients(model, inputs, target, ig, rows, control),
             _ => throw new ArgumentException($"Unknown method '{options.Method}'.", nameof(options)),
         };
         return new AttributionResult(options.Method, target.Description, options.Describe(), model.Name, model.Device.Name, clock.Elapsed, passes, attributions);
@@ -101,9 +113,10 @@ public static class Explainer
     }
 
     // Saliency and gradient × input: one pass per row.
-    private static (Attribution[] Rows, int Passes) Plain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options, float[][] x, bool timesInput)
+    private static (Attribution[] Rows, int Passes) Plain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options, float[][] x, bool timesInput, RunControl control)
     {
         int d = model.Config.Hidden;
+        control.Expect(inputs.BatchSize);
         var gradients = new float[inputs.BatchSize][];
         var values = new double[inputs.BatchSize];
         int passes = GradientRunner.Run(
@@ -114,7 +127,8 @@ public static class Explainer
                 values[job] = value;
                 gradients[job] = g.ToArray();
             },
-            options.MemoryBudgetBytes);
+            options.MemoryBudgetBytes,
+            control: control);
 
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
@@ -128,10 +142,11 @@ public static class Explainer
     }
 
     // n noisy copies per row, all batched, then the clean rows (for F(x)).
-    private static (Attribution[] Rows, int Passes) SmoothGrad(Model model, TokenBatch inputs, ITarget target, SmoothGradOptions options, float[][] x)
+    private static (Attribution[] Rows, int Passes) SmoothGrad(Model model, TokenBatch inputs, ITarget target, SmoothGradOptions options, float[][] x, RunControl control)
     {
         int d = model.Config.Hidden;
         int n = options.Samples;
+        control.Expect((long)inputs.BatchSize * (n + 1));
         var sigma = new double[inputs.BatchSize];
         for (int r = 0; r < sigma.Length; r++)
         {
@@ -171,7 +186,8 @@ public static class Explainer
                     sum[i] += g[i];
                 }
             },
-            options.MemoryBudgetBytes);
+            options.MemoryBudgetBytes,
+            control: control);
 
         // F(x) at the clean input, forward only.
         passes += GradientRunner.Run(
@@ -179,7 +195,8 @@ public static class Explainer
             (job, e) => x[job].CopyTo(e),
             (job, value, _, _) => values[job] = value,
             options.MemoryBudgetBytes,
-            backward: false);
+            backward: false,
+            control: control);
 
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
@@ -193,12 +210,13 @@ public static class Explainer
     }
 
     // The quadrature nodes of every row in one batched run; then F(x') and F(x) of every row in a forward-only run.
-    private static (Attribution[] Rows, int Passes) IntegratedGradients(Model model, TokenBatch inputs, ITarget target, IntegratedGradientsOptions options, float[][] x)
+    private static (Attribution[] Rows, int Passes) IntegratedGradients(Model model, TokenBatch inputs, ITarget target, IntegratedGradientsOptions options, float[][] x, RunControl control)
     {
         int d = model.Config.Hidden;
         int seq = inputs.SequenceLength;
         var (alphas, weights) = Quadrature.On01(options.Rule, options.Steps);
         int n = alphas.Length;
+        control.Expect((long)inputs.BatchSize * (n + 2));
         var baselines = Enumerable.Range(0, inputs.BatchSize).Select(r => Baseline(model, inputs, options, x[r], r)).ToArray();
         var sums = Enumerable.Range(0, inputs.BatchSize).Select(_ => new double[seq * d]).ToArray();
         var inputValues = new double[inputs.BatchSize];
@@ -215,13 +233,15 @@ public static class Explainer
                     sum[i] += w * g[i];
                 }
             },
-            options.MemoryBudgetBytes);
+            options.MemoryBudgetBytes,
+            control: control);
         passes += GradientRunner.Run(
             model, inputs, target, 2 * inputs.BatchSize, job => job / 2,
             (job, e) => (job % 2 == 0 ? baselines[job / 2] : x[job / 2]).CopyTo(e),
             (job, value, _, _) => (job % 2 == 0 ? baselineValues : inputValues)[job / 2] = value,
             options.MemoryBudgetBytes,
-            backward: false);
+            backward: false,
+            control: control);
 
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)

@@ -23,8 +23,9 @@ internal static class GradientRunner
     /// only the values are computed (the gradient handed to <paramref name="consume"/> is empty).
     /// </summary>
     /// <exception cref="InvalidOperationException">A value or gradient is not finite.</exception>
-    public static int Run(Model model, TokenBatch inputs, ITarget target, int jobs, Func<int, int> inputOf, FillEmbeddings fill, Consume consume, long memoryBudget, bool gates = false, bool backward = true)
+    public static int Run(Model model, TokenBatch inputs, ITarget target, int jobs, Func<int, int> inputOf, FillEmbeddings fill, Consume consume, long memoryBudget, bool gates = false, bool backward = true, RunControl? control = null)
     {
+        control ??= RunControl.None;
         var config = model.Config;
         int seq = inputs.SequenceLength;
         int d = config.Hidden;
@@ -52,6 +53,7 @@ internal static class GradientRunner
 
         for (int start = 0; start < jobs; start += chunk)
         {
+            control.ThrowIfCancelled();
             int count = Math.Min(chunk, jobs - start);
             for (int r = 0; r < chunk; r++)
             {
@@ -112,6 +114,8 @@ internal static class GradientRunner
 
                 consume(start + r, values[r], rowGradient, gateRow);
             }
+
+            control.Advance(count);
         }
 
         return passes;

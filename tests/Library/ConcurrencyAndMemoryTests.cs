@@ -11,6 +11,7 @@ namespace Headlight.Tests.Library;
 /// results of sequential calls, and long loops of calls that give back every byte they took, on the host
 /// and on the device, also when calls fail.
 /// </summary>
+[Collection(nameof(RunsAlone))]
 public sealed class ConcurrencyAndMemoryTests(ITestOutputHelper output)
 {
     private static readonly string[] Sentences =
@@ -139,3 +140,7 @@ public sealed class ConcurrencyAndMemoryTests(ITestOutputHelper output)
         return GC.GetTotalMemory(forceFullCollection: true);
     }
 }
+
+/// <summary>Tests that measure the whole process (its managed heap): xunit runs this collection after the others, by itself.</summary>
+[CollectionDefinition(nameof(RunsAlone), DisableParallelization = true)]
+public sealed class RunsAlone;
