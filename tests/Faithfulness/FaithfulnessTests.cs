@@ -121,22 +121,23 @@ public sealed class FaithfulnessTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>
-    /// MiniLM, the first built-in query/document pairs, similarity targets: the signed gradient methods rank the
-    /// words that carry the match above a random order, on deletion and on insertion. Few pairs and a short IG path
-    /// keep it quick; `headlight faithfulness` runs the full set (numbers in the README).
+    /// MiniLM, the first built-in query/document pairs, similarity targets: integrated gradients, saliency and Kernel
+    /// SHAP rank the words that carry the match above a random order, on deletion and on insertion. Gradient × input
+    /// does not (its AOPC is below random's on these pairs; the README gives the numbers), so it is only logged. Few
+    /// pairs, a short IG path and a small SHAP budget keep it quick; `headlight faithfulness` runs the full set.
     /// </summary>
     [Fact]
     public void On_minilm_similarity_the_methods_beat_random_order()
     {
         using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
-        var methods = new AttributionOptions[] { new IntegratedGradientsOptions { Steps = 8 }, new GradientXInputOptions() };
+        var methods = new AttributionOptions[] { new IntegratedGradientsOptions { Steps = 8 }, new SaliencyOptions(), new KernelShapOptions { Budget = 96 }, new GradientXInputOptions() };
         var result = FaithfulnessBenchmark.Run(model, QueryDocumentPairs.Cases(8), methods, new FaithfulnessOptions { RandomOrders = 3, MaxSteps = 6 });
         foreach (var m in result.Methods.Append(result.Random))
         {
             log.WriteLine($"{m.Method,-22} deletion AOPC {m.DeletionAopc:F4}  insertion AOPC {m.InsertionAopc:F4}");
         }
 
-        foreach (var m in result.Methods)
+        foreach (var m in result.Methods.Where(m => m.Method != "gradient-x-input"))
         {
             Assert.True(result.BeatsRandom(m), $"{m.Method}: deletion AOPC {m.DeletionAopc:F4} vs random {result.Random.DeletionAopc:F4}, insertion {m.InsertionAopc:F4} vs {result.Random.InsertionAopc:F4}");
         }
