@@ -7,7 +7,8 @@ namespace Headlight.Explain;
 /// <summary>
 /// Explains a model's output on some input: <c>Explain(model, inputs, target, options)</c>, the same shape
 /// for every method; the options choose the method (<see cref="SaliencyOptions"/>,
-/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>).
+/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>,
+/// <see cref="LrpOptions"/>, <see cref="AttentionRolloutOptions"/>, <see cref="GradientAttentionOptions"/>).
 /// </summary>
 /// <remarks>
 /// Conventions: gradients are taken with respect to the word (token) embeddings <c>e_t</c>, with position
@@ -15,7 +16,7 @@ namespace Headlight.Explain;
 /// <c>score[t] = Σ_d e_{t,d}·∂F/∂e_{t,d}</c>. Integrated gradients interpolate <c>e_t</c> only. Word scores are
 /// sums over a word's tokens. Padding positions are never scored.
 /// </remarks>
-public static class Explainer
+public static partial class Explainer
 {
     /// <summary>Tokenises <paramref name="text"/> and explains it (see the other overload).</summary>
     public static AttributionResult Explain(Model model, string text, ITarget target, AttributionOptions options)
@@ -30,12 +31,21 @@ public static class Explainer
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range (zero steps or samples, negative noise).</exception>
     /// <exception cref="ArgumentException">The inputs hold ids outside the vocabulary or are longer than the model's positions, or the baseline needs a token the model lacks.</exception>
     /// <exception cref="InvalidOperationException">The model produced a value or gradient that is not finite.</exception>
+    /// <exception cref="MissingRelevanceRuleException">LRP: the model or a custom target has a part without a relevance rule.</exception>
     public static AttributionResult Explain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(options);
+        switch (options)
+        {
+            case LrpOptions lrp:
+                return Relevance(model, inputs, target, lrp).Attributions;
+            case RolloutOptions rollout:
+                return Rollout(model, inputs, target, rollout).Attributions;
+        }
+
         options.Validate();
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
