@@ -25,7 +25,7 @@ public static partial class Explainer
         options.Validate();
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
-        LrpHeads.Check(model);
+        LrpHeads.Check(model.Config, model.Name);
         target.Prepare(model, inputs);
         var (rows, passes) = LrpRunner.Run(model, inputs, target, options);
         var attributions = new AttributionResult(options.Method, target.Description, options.Describe(), model.Name, model.Device.Name, clock.Elapsed, passes,

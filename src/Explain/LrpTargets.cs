@@ -26,11 +26,10 @@ public interface IRelevanceTarget : ITarget
 /// </summary>
 internal static class LrpHeads
 {
-    /// <summary>Checks that every part of <paramref name="model"/> has a relevance rule.</summary>
+    /// <summary>Checks that every part of the model named <paramref name="name"/> has a relevance rule.</summary>
     /// <exception cref="MissingRelevanceRuleException">A part of the model has no rule; the message names it.</exception>
-    public static void Check(Model model)
+    public static void Check(ModelConfig config, string name)
     {
-        var config = model.Config;
         string missing = config switch
         {
             _ when !Enum.IsDefined(config.Family) => $"a block layout ({config.Family}) that has no relevance rules; rules exist for BERT encoders and GPT-2 decoders",
@@ -40,7 +39,7 @@ internal static class LrpHeads
         };
         if (missing.Length > 0)
         {
-            throw new MissingRelevanceRuleException($"LRP on model '{model.Name}': it has {missing}.");
+            throw new MissingRelevanceRuleException($"LRP on model '{name}': it has {missing}.");
         }
     }
 

@@ -57,7 +57,8 @@ public sealed class AttentionLrpCases : IOpCaseSource
         var delta = run.Own(TestData.Poisoned(device, s.Batch, s.Heads, s.Tq));
         Attention.Relevance(run.Q, run.K, run.V, run.O, run.DO, run.Lse, run.Shape, s.Scale, run.Mask, s.Causal, dq, dk, dv, delta, rule, Epsilon);
 
-        var (rq, rk, rv, total) = ReferenceRelevance(run.Problem, run.OutputNatural, run.GradientNatural, rule, Epsilon);
+        var relevance = run.OutputNatural.Select((o, i) => o * run.GradientNatural[i]).ToArray();
+        var (rq, rk, rv, total) = ReferenceRelevance(run.Problem, run.OutputNatural, relevance, rule, Epsilon);
         Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.Q), run.Read(dq, s.Tq)), rq, Tolerances.Attention, "R_q = q ⊙ dq");
         Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.K), run.Read(dk, s.Tk)), rk, Tolerances.Attention, "R_k = k ⊙ dk");
         Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.V), run.Read(dv, s.Tk)), rv, Tolerances.Attention, "R_v = v ⊙ dv");
@@ -98,13 +99,13 @@ public sealed class AttentionLrpCases : IOpCaseSource
     }
 
     /// <summary>
-    /// Relevance messages in float64 from <c>R_O = O ⊙ dO</c> (O as the op is given it). Uniform: through O = P·V each
+    /// Relevance messages in float64 from the relevance at the output, <paramref name="rO"/> (O as the op is given it). Uniform: through O = P·V each
     /// term P_ij·V_jd gets <c>R_O[i,d] / (2·O_id + ε·sign O_id)</c>, shared by P and V; the softmax rule gives
     /// <c>R_S = S ⊙ (R_P − P·ΣR_P)</c>; through S = scale·q·kᵀ each term gets <c>R_S / (2·S + ε·sign S)</c>, shared by q and k.
     /// Conservative: P is constant, V gets <c>P_ij·V_jd·R_O[i,d] / (O_id + ε·sign O_id)</c>, q and k nothing. Also returns
     /// the op's delta: <c>Σ_j R_P[i, j]</c> (uniform) or <c>Σ_d O_id·R_O[i,d] / (O_id + ε·sign O_id)</c>.
     /// </summary>
-    public static (double[] Rq, double[] Rk, double[] Rv, double[] Delta) ReferenceRelevance(Problem problem, double[] o, double[] dO, AttentionRelevanceRule rule, double epsilon)
+    public static (double[] Rq, double[] Rk, double[] Rv, double[] Delta) ReferenceRelevance(Problem problem, double[] o, double[] rO, AttentionRelevanceRule rule, double epsilon)
     {
         var s = problem.S;
         var (_, _, probs) = ReferenceForward(problem);
@@ -126,7 +127,7 @@ public sealed class AttentionLrpCases : IOpCaseSource
                     for (int d = 0; d < s.Dim; d++)
                     {
                         int od = At(s, b, s.Tq, i, h, d);
-                        double message = o[od] * dO[od] / Stab(o[od], uniform ? 2 : 1);
+                        double message = rO[od] / Stab(o[od], uniform ? 2 : 1);
                         if (!uniform)
                         {
                             delta[row] += o[od] * message;
