@@ -23,6 +23,7 @@ internal static class Program
                 "logits" => LogitsCommand.Run(cli, output),
                 "generate" => GenerateCommand.Run(cli, output),
                 "explain" => ExplainCommand.Run(cli, output),
+                "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -68,6 +69,8 @@ internal static class Program
               generate TEXT [-n N]       greedy continuation by a decoder
               explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
               devices                    list the devices Headlight can run on
+              bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
+                                         --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
 
             Common options:
               --model NAME|PATH                         minilm (default), arcticxs, a Hugging Face folder or an .onnx file

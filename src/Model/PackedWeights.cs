@@ -1,0 +1,61 @@
+using Headlight.Kernels;
+
+namespace Headlight.Models;
+
+/// <summary>
+/// Every block's four weight matrices packed once, at load, into the CPU GEMM's strip layout
+/// (<see cref="Gemm.Prepack"/>), so the forward pass never packs a weight. Only the <c>cpu</c> device
+/// has them; the plain tensors in <see cref="DeviceWeights"/> stay (the backward pass and ILGPU use them).
+/// </summary>
+internal sealed class PackedWeights : IDisposable
+{
+    private PackedWeights(IReadOnlyList<LayerWeights> layers)
+    {
+        var packed = new PackedLayer[layers.Count];
+        try
+        {
+            for (int i = 0; i < packed.Length; i++)
+            {
+                var w = layers[i];
+                packed[i] = new PackedLayer(Gemm.Prepack(w.QkvWeight), Gemm.Prepack(w.OutWeight), Gemm.Prepack(w.FfnInWeight), Gemm.Prepack(w.FfnOutWeight));
+            }
+        }
+        catch
+        {
+            foreach (var p in packed)
+            {
+                p?.Dispose();
+            }
+
+            throw;
+        }
+
+        Layers = packed;
+    }
+
+    /// <summary>Block i's packed matrices.</summary>
+    public IReadOnlyList<PackedLayer> Layers { get; }
+
+    /// <summary>Packs the weights when they live on the managed CPU device; null elsewhere.</summary>
+    public static PackedWeights? For(Device device, DeviceWeights weights) => device is CpuDevice ? new PackedWeights(weights.Layers) : null;
+
+    public void Dispose()
+    {
+        foreach (var layer in Layers)
+        {
+            layer.Dispose();
+        }
+    }
+}
+
+/// <summary>One block's packed matrices, [in, out] as in <see cref="LayerWeights"/>.</summary>
+internal sealed record PackedLayer(PackedWeight Qkv, PackedWeight Out, PackedWeight FfnIn, PackedWeight FfnOut) : IDisposable
+{
+    public void Dispose()
+    {
+        Qkv.Dispose();
+        Out.Dispose();
+        FfnIn.Dispose();
+        FfnOut.Dispose();
+    }
+}
