@@ -66,7 +66,7 @@ internal static class LrpRunner
             {
                 model.ThrowIfDisposed();
                 var state = model.Prepare(batch.Ids, batch.Mask, batch.Types, count, seq, savesForBackward: true);
-                TransformerForward.Run(config, model.Weights, state, NoCapture, null);
+                TransformerForward.Run(config, model.Weights, state, NoCapture, null, packed: model.Packed);
                 var context = new TargetContext(model, TransformerForward.LastHidden(config, state), count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values);
                 LrpHeads.Evaluate(target, context, options.Epsilon);
                 hidden = context.LastHiddenState.ToArray();

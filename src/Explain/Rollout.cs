@@ -78,7 +78,7 @@ internal static class RolloutRunner
             {
                 model.ThrowIfDisposed();
                 var state = model.Prepare(batch.Ids, batch.Mask, batch.Types, count, seq, savesForBackward: gradient);
-                TransformerForward.Run(config, model.Weights, state, capture, null);
+                TransformerForward.Run(config, model.Weights, state, capture, null, packed: model.Packed);
                 target.Evaluate(new TargetContext(model, TransformerForward.LastHidden(config, state), count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values));
                 for (int l = 0; l < layers; l++)
                 {

@@ -1978,19 +1978,40 @@ public static class Attention
             return;
         }
 
-        var cpu = (CpuDevice)args.Device;
-        int pairs = layout.Batch * layout.Heads;
-        if (pairs == 1 || (long)n * layout.HeadDim < (1 << 16))
+        ProbabilityGradientManaged((CpuDevice)args.Device, v.Tensor, dOutput.Tensor, keyMask, dProbabilities, layout, n);
+    }
+
+    private static unsafe void ProbabilityGradientManaged(CpuDevice cpu, Tensor<float> tv, Tensor<float> tdO, Tensor<int>? tmask, Tensor<float> tdP, Layout p, int n)
+    {
+        int pairs = p.Batch * p.Heads;
+        fixed (float* v = tv.HostSpan, dO = tdO.HostSpan, dP = tdP.HostSpan)
+        fixed (int* mask = tmask is null ? default : tmask.HostSpan)
         {
-            for (int bh = 0; bh < pairs; bh++)
+            var job = new ProbabilityGradientJob { V = v, DOutput = dO, Mask = tmask is null ? null : mask, DP = dP, P = p };
+            if (pairs == 1 || (long)n * p.HeadDim < (1 << 16))
             {
-                ProbabilityGradientItem(v.Tensor, dOutput.Tensor, keyMask, dProbabilities, layout, bh);
+                for (int bh = 0; bh < pairs; bh++)
+                {
+                    job.Execute(bh);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, pairs);
             }
         }
-        else
-        {
-            Parallel.For(0, pairs, cpu.ParallelOptions, bh => ProbabilityGradientItem(v.Tensor, dOutput.Tensor, keyMask, dProbabilities, layout, bh));
-        }
+    }
+
+    /// <summary><see cref="ProbabilityGradient"/>'s operands as pinned pointers; item = batch·heads + head.</summary>
+    private unsafe struct ProbabilityGradientJob : ICpuJob
+    {
+        public float* V;
+        public float* DOutput;
+        public int* Mask;
+        public float* DP;
+        public Layout P;
+
+        public readonly void Execute(int item) => ProbabilityGradientItem(this, item);
     }
 
     // The signal at the output as a rule sees it: the gradient itself, or the ε-normalised share of R_O = O ⊙ dO
@@ -2042,24 +2063,23 @@ public static class Attention
     }
 
     // One (batch, head) pair on the host: v, dO [batch, seq, width] -> dP [batch, heads, query, key]
-    private static void ProbabilityGradientItem(Tensor<float> v, Tensor<float> dO, Tensor<int>? mask, Tensor<float> dP, Layout p, int bh)
+    private static unsafe void ProbabilityGradientItem(in ProbabilityGradientJob job, int bh)
     {
+        var p = job.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
         int dim = p.HeadDim;
-        var vs = v.HostSpan;
-        var gs = dO.HostSpan;
-        var ms = mask is null ? default : mask.HostSpan.Slice(b * p.KeyLength, p.KeyLength);
-        var output = dP.HostSpan.Slice(bh * p.QueryLength * p.KeyLength, p.QueryLength * p.KeyLength);
+        var ms = job.Mask is null ? default : new ReadOnlySpan<int>(job.Mask + ((long)b * p.KeyLength), p.KeyLength);
+        float* output = job.DP + ((long)bh * p.QueryLength * p.KeyLength);
         for (int i = 0; i < p.QueryLength; i++)
         {
-            var g = gs.Slice((((b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim), dim);
-            var row = output.Slice(i * p.KeyLength, p.KeyLength);
+            var g = new ReadOnlySpan<float>(job.DOutput + ((((long)b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim), dim);
+            var row = new Span<float>(output + ((long)i * p.KeyLength), p.KeyLength);
             int visible = VisibleKeys(p, i, 0, p.KeyLength);
             for (int j = 0; j < p.KeyLength; j++)
             {
                 bool keep = j < visible && (ms.IsEmpty || ms[j] != 0);
-                row[j] = keep ? TensorPrimitives.Dot(g, vs.Slice((((b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim), dim)) : 0f;
+                row[j] = keep ? TensorPrimitives.Dot(g, new ReadOnlySpan<float>(job.V + ((((long)b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim), dim)) : 0f;
             }
         }
     }

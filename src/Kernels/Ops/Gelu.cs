@@ -342,20 +342,29 @@ public static unsafe class Gelu
             return;
         }
 
+        // SIMD per chunk, chunks over the device's threads, as in the backward pass.
         var cpu = (CpuDevice)args.Device;
-        int chunks = (n + BackwardChunk - 1) / BackwardChunk;
-        if (chunks == 1 || cpu.Threads == 1)
+        fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
         {
-            RelevanceRange(x.HostSpan, dy.HostSpan, dx.HostSpan, form);
+            var job = new RelevanceJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+            cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
         }
-        else
+    }
+
+    /// <summary>The relevance pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* X;
+        public float* Dy;
+        public float* Dx;
+        public int Length;
+        public GeluForm Form;
+
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, chunks, cpu.ParallelOptions, c =>
-            {
-                int start = c * BackwardChunk;
-                int length = Math.Min(BackwardChunk, n - start);
-                RelevanceRange(x.HostSpan.Slice(start, length), dy.HostSpan.Slice(start, length), dx.HostSpan.Slice(start, length), form);
-            });
+            int start = item * BackwardChunk;
+            int length = Math.Min(BackwardChunk, Length - start);
+            RelevanceRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
         }
     }
 

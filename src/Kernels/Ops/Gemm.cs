@@ -686,10 +686,10 @@ public static class Gemm
             .Require(b.Shape.Rank == 2, "b must be a [k, n] weight (the linear form)")
             .Require(float.IsFinite(epsilon) && epsilon > 0, $"epsilon must be positive and finite (got {epsilon})");
         var shape = Resolve(args, a, b, transposeA: false, transposeB);
-        args.RequireShape("c", c, shape.COutput)
-            .RequireShape("dc", dc, shape.COutput)
-            .RequireShape("scratch", scratch, shape.COutput)
-            .RequireShape("da", da, a.Shape.Dims)
+        RequireOutput(args, "c", c, shape, a, b);
+        RequireOutput(args, "dc", dc, shape, a, b);
+        RequireOutput(args, "scratch", scratch, shape, a, b);
+        args.RequireShape("da", da, a.Shape.Dims)
             .Require(!ReferenceEquals(da, a) && !ReferenceEquals(da, b) && !ReferenceEquals(da, c) && !ReferenceEquals(da, dc) && !ReferenceEquals(da, scratch),
                 "da must not be a, b, c, dc or scratch")
             .Require(!ReferenceEquals(scratch, a) && !ReferenceEquals(scratch, b) && !ReferenceEquals(scratch, c), "scratch must not be a, b or c");

@@ -778,27 +778,45 @@ public static unsafe class LayerNorm
         }
 
         var cpu = (CpuDevice)args.Device;
-        if ((long)rows * d < ParallelThreshold || cpu.Threads == 1)
+        fixed (float* pdy = dy.HostSpan, pgamma = gamma.HostSpan, prstd = rstd.HostSpan, pdx = dx.HostSpan)
         {
-            for (int r = 0; r < rows; r++)
-            {
-                RelevanceRow(r, d, dy, gamma, rstd, dx, accumulateInput);
-            }
+            var job = new RelevanceJob { Dy = pdy, Gamma = pgamma, Rstd = prstd, Dx = pdx, D = d, Rows = rows, Accumulate = accumulateInput, RowsPerItem = RowsPerItem(cpu, rows, d) };
+            cpu.Workers.Run(ref job, DivUp(rows, job.RowsPerItem));
         }
-        else
+    }
+
+    /// <summary>The relevance pass on the host; item = a range of rows.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* Dy;
+        public float* Gamma;
+        public float* Rstd;
+        public float* Dx;
+        public int D;
+        public int Rows;
+        public int RowsPerItem;
+        public bool Accumulate;
+
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => RelevanceRow(r, d, dy, gamma, rstd, dx, accumulateInput));
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                RelevanceRow(r, this);
+            }
         }
     }
 
     // One row on the host: dy [d], gamma [d] -> dx [d] = rs·(dy⊙gamma − mean(dy⊙gamma)) (+ dx)
-    private static void RelevanceRow(int r, int d, Tensor<float> dy, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dx, bool accumulate)
+    private static void RelevanceRow(int r, in RelevanceJob j)
     {
-        int start = r * d;
-        ReadOnlySpan<float> g = dy.HostSpan.Slice(start, d);
-        ReadOnlySpan<float> w = gamma.HostSpan;
-        var o = dx.HostSpan.Slice(start, d);
-        float rs = rstd.HostSpan[r];
+        int d = j.D;
+        bool accumulate = j.Accumulate;
+        long start = (long)r * d;
+        var g = new ReadOnlySpan<float>(j.Dy + start, d);
+        var w = new ReadOnlySpan<float>(j.Gamma, d);
+        var o = new Span<float>(j.Dx + start, d);
+        float rs = j.Rstd[r];
         float shift = TensorPrimitives.Dot(g, w) / d;
         ref float gr = ref MemoryMarshal.GetReference(g);
         ref float wr = ref MemoryMarshal.GetReference(w);

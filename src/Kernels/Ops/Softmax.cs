@@ -467,36 +467,63 @@ public static unsafe class Softmax
 
         var cpu = (CpuDevice)args.Device;
         int count = (int)totalRows;
-        if (totalRows * cols < ParallelThreshold || cpu.Threads == 1)
+        fixed (float* px = x.HostSpan, py = y.HostSpan, prel = relevance.HostSpan, pres = result.HostSpan)
+        fixed (int* pmask = keyMask is null ? default : keyMask.HostSpan)
         {
-            for (int r = 0; r < count; r++)
+            var job = new RelevanceJob
             {
-                RelevanceRow(r, rows, cols, perBatch, scale, causal, x, y, relevance, result, keyMask);
-            }
+                X = px, Y = py, Relevance = prel, Result = pres, Mask = keyMask is null ? null : pmask, Rows = rows, Cols = cols, PerBatch = perBatch,
+                Scale = scale, Causal = causal, Count = count, RowsPerItem = RowsPerItem(cpu, count, cols),
+            };
+            cpu.Workers.Run(ref job, (count + job.RowsPerItem - 1) / job.RowsPerItem);
         }
-        else
+    }
+
+    /// <summary>The relevance pass on the host; item = a range of rows.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* X;
+        public float* Y;
+        public float* Relevance;
+        public float* Result;
+        public int* Mask;
+        public int Rows;
+        public int Cols;
+        public int PerBatch;
+        public float Scale;
+        public bool Causal;
+        public int Count;
+        public int RowsPerItem;
+
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, count, cpu.ParallelOptions, r => RelevanceRow(r, rows, cols, perBatch, scale, causal, x, y, relevance, result, keyMask));
+            int end = Math.Min(Count, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                RelevanceRow(r, this);
+            }
         }
     }
 
     // One row on the host: x, y, relevance [cols] -> result [cols]; the row total is taken before anything is written.
-    private static void RelevanceRow(int r, int rows, int cols, int perBatch, float scale, bool causal,
-        Tensor<float> x, Tensor<float> y, Tensor<float> relevance, Tensor<float> result, Tensor<int>? keyMask)
+    private static void RelevanceRow(int r, in RelevanceJob j)
     {
-        int start = r * cols;
-        int visible = VisibleColumns(r % rows, rows, cols, causal);
-        ReadOnlySpan<float> xs = x.HostSpan.Slice(start, cols);
-        ReadOnlySpan<float> ys = y.HostSpan.Slice(start, cols);
-        ReadOnlySpan<float> rs = relevance.HostSpan.Slice(start, cols);
-        ReadOnlySpan<int> mask = keyMask is null ? default : keyMask.HostSpan.Slice(r / rows / perBatch * cols, cols);
+        int rows = j.Rows;
+        int cols = j.Cols;
+        float scale = j.Scale;
+        long start = (long)r * cols;
+        int visible = VisibleColumns(r % rows, rows, cols, j.Causal);
+        var xs = new ReadOnlySpan<float>(j.X + start, cols);
+        var ys = new ReadOnlySpan<float>(j.Y + start, cols);
+        var rs = new ReadOnlySpan<float>(j.Relevance + start, cols);
+        var mask = j.Mask is null ? default : new ReadOnlySpan<int>(j.Mask + ((long)(r / rows / j.PerBatch) * cols), cols);
         float total = 0f;
         for (int c = 0; c < visible; c++)
         {
             total += mask.IsEmpty || mask[c] != 0 ? rs[c] : 0f;
         }
 
-        var o = result.HostSpan.Slice(start, cols);
+        var o = new Span<float>(j.Result + start, cols);
         for (int c = 0; c < cols; c++)
         {
             bool allowed = c < visible && (mask.IsEmpty || mask[c] != 0);
