@@ -7,7 +7,7 @@ using Headlight.Models.Tokenization;
 namespace Headlight.Cli;
 
 /// <summary>
-/// <c>headlight explain --method saliency|gradxinput|smoothgrad|ig|shap --target SPEC (TEXT... | --ids ...)</c>: which
+/// <c>headlight explain --method saliency|gradxinput|smoothgrad|ig|shap|lrp|cp-lrp|rollout|gradattn --target SPEC (TEXT... | --ids ...)</c>: which
 /// tokens and words a model's output depends on. Human output lists every token with its score and a bar,
 /// the words, the target value and the check figure; <c>--json</c> gives the same as one object.
 /// </summary>
@@ -24,13 +24,17 @@ internal static class ExplainCommand
           unit:POS,IDX               unit IDX of the last hidden state at position POS
           unit:pooled,IDX            unit IDX of the sentence embedding
         Explain options:
-          --method ig|saliency|gradxinput|smoothgrad|shap   (default ig)
+          --method ig|saliency|gradxinput|smoothgrad|shap|lrp|cp-lrp|rollout|gradattn   (default ig)
           --steps 64 --baseline zero|pad|mask --rule gauss|riemann|left|right|trapezoid --keep-special   (ig)
           --samples 16 --noise 0.1 --seed 0                                                  (smoothgrad)
           --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
+          --epsilon 1e-6                                                                     (lrp, cp-lrp)
         Gradients are taken with respect to the word embeddings, positions and token types held fixed.
         Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; --exact enumerates
-        all 2^M coalitions (M <= 12) for exact Shapley values.
+        all 2^M coalitions (M <= 12) for exact Shapley values. LRP (AttnLRP rules; cp-lrp: attention
+        probabilities held constant) attributes to each token's summed input embedding and reports relevance
+        per layer and head with the conservation gap. rollout and gradattn combine every layer's attention
+        (gradattn weighted by its gradient) for the positions the target reads.
         """;
 
     public static int Run(CliArgs cli, TextWriter output)
@@ -43,7 +47,8 @@ internal static class ExplainCommand
         using var model = modelOptions.Load();
         var batch = modelOptions.Batch(model, cli.Positional);
         var target = ParseTarget(spec, model, batch);
-        var result = Explainer.Explain(model, batch, target, options);
+        var relevance = options is LrpOptions lrp ? Explainer.Relevance(model, batch, target, lrp) : null;
+        var result = relevance?.Attributions ?? Explainer.Explain(model, batch, target, options);
         if (json)
         {
             output.WriteLine(JsonSerializer.Serialize(new
@@ -67,15 +72,27 @@ internal static class ExplainCommand
                     Check = r.Check is null ? null : new { r.Check.Name, r.Check.Value },
                     Features = r.Features?.Select(f => new { f.Text, f.Score, f.StandardError, f.FirstToken, f.TokenCount }),
                 }),
+                Relevance = relevance?.Rows.Select(r => new
+                {
+                    r.OutputTotal,
+                    r.LayerTotals,
+                    r.LayerRelevance,
+                    r.HeadRelevance,
+                    r.WordEmbeddingRelevance,
+                }),
             }, JsonOutput.Options));
             return 0;
         }
 
         output.WriteLine($"{result.Model} on {result.Device}: {result.Method} ({Describe(result.Options)}) of {result.Target}");
-        foreach (var row in result.Rows)
+        for (int r = 0; r < result.Rows.Count; r++)
         {
             output.WriteLine();
-            Print(row, output);
+            Print(result.Rows[r], output);
+            if (relevance is not null)
+            {
+                PrintRelevance(relevance.Rows[r], output);
+            }
         }
 
         output.WriteLine();
@@ -110,11 +127,21 @@ internal static class ExplainCommand
         if (row.Check is { } check)
         {
             double change = row.TargetValue - (row.BaselineValue ?? 0);
-            string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(check.Value / change)).ToString("F3", CultureInfo.InvariantCulture)}% of the change)";
+            string of = row.BaselineValue is null ? "the target" : "the change";
+            string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(check.Value / change)).ToString("F3", CultureInfo.InvariantCulture)}% of {of})";
             value += $"; {check.Name} {check.Value.ToString("E2", CultureInfo.InvariantCulture)}{share}";
         }
 
         output.WriteLine(value);
+    }
+
+    // Σ relevance at each residual boundary and at the model's output, and the heads carrying the most relevance.
+    private static void PrintRelevance(RowRelevance row, TextWriter output)
+    {
+        var totals = row.LayerTotals.Select((v, l) => $"{(l == 0 ? "embed" : $"block{l - 1}")} {F(v)}");
+        output.WriteLine($"relevance at the residual stream (Σ over tokens): {string.Join("  ", totals)}  output {F(row.OutputTotal)}");
+        var top = row.HeadRelevance.SelectMany((heads, l) => heads.Select((v, h) => (l, h, v))).OrderByDescending(x => Math.Abs(x.v)).Take(5);
+        output.WriteLine("heads with most relevance: " + string.Join("  ", top.Select(x => $"L{x.l}.H{x.h} {F(x.v)}")));
     }
 
     private static string F(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);
@@ -137,9 +164,11 @@ internal static class ExplainCommand
         string? features = cli.Option("features");
         string? masking = cli.Option("masking");
         string? maskToken = cli.Option("mask-token");
+        string? epsilon = cli.Option("epsilon");
         bool ig = method is "ig" or "integrated-gradients";
         bool smooth = method == "smoothgrad";
         bool shap = method is "shap" or "kernel-shap";
+        bool lrp = method is "lrp" or "cp-lrp";
         if (!ig && (steps is not null || baseline is not null || rule is not null || keep))
         {
             throw new UsageException("--steps, --baseline, --rule and --keep-special belong to --method ig.");
@@ -163,6 +192,11 @@ internal static class ExplainCommand
         if (exact && (budget is not null || seed is not null))
         {
             throw new UsageException("--exact enumerates every coalition: it takes no --budget or --seed.");
+        }
+
+        if (!lrp && epsilon is not null)
+        {
+            throw new UsageException("--epsilon belongs to --method lrp and cp-lrp.");
         }
 
         return method switch
@@ -215,7 +249,14 @@ internal static class ExplainCommand
                 },
                 ReplacementTokenId = maskToken is null ? null : cli.IntOption("mask-token", 0, 0),
             },
-            _ => throw new UsageException($"--method must be saliency, gradxinput, smoothgrad, ig or shap, not '{method}'."),
+            "lrp" or "cp-lrp" => new LrpOptions
+            {
+                Rules = method == "cp-lrp" ? LrpRules.CpLrp : LrpRules.AttnLrp,
+                Epsilon = epsilon is null ? 1e-6 : ParseDouble(epsilon, "--epsilon"),
+            },
+            "rollout" => new AttentionRolloutOptions(),
+            "gradattn" => new GradientAttentionOptions(),
+            _ => throw new UsageException($"--method must be saliency, gradxinput, smoothgrad, ig, shap, lrp, cp-lrp, rollout or gradattn, not '{method}'."),
         };
     }
 
