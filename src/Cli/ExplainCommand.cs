@@ -22,13 +22,17 @@ internal static class ExplainCommand
           unit:POS,IDX               unit IDX of the last hidden state at position POS
           unit:pooled,IDX            unit IDX of the sentence embedding
         Explain options:
-          --method ig|saliency|gradxinput|smoothgrad|shap[,...]   (default: several, see below)
+          --method ig|saliency|gradxinput|smoothgrad|shap|lrp|cp-lrp|rollout|gradattn[,...]   (default: several, see below)
           --steps 64 --baseline zero|pad|mask --rule gauss|riemann|left|right|trapezoid --keep-special   (ig)
           --samples 16 --noise 0.1 --seed 0                                                  (smoothgrad)
           --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
+          --epsilon 1e-6                                                                     (lrp, cp-lrp)
         Gradients are taken with respect to the word embeddings, positions and token types held fixed.
         Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; --exact enumerates
-        all 2^M coalitions (M <= 12) for exact Shapley values.
+        all 2^M coalitions (M <= 12) for exact Shapley values. LRP (AttnLRP rules; cp-lrp: attention
+        probabilities held constant) attributes to each token's summed input embedding and reports relevance
+        per layer and head with the conservation gap. rollout and gradattn combine every layer's attention
+        (gradattn weighted by its gradient) for the positions the target reads.
         """;
 
     /// <summary>One row in full: every token with its score and a bar, the words, the target value and the check figure.</summary>
@@ -59,11 +63,21 @@ internal static class ExplainCommand
         if (row.Check is { } check)
         {
             double change = row.TargetValue - (row.BaselineValue ?? 0);
-            string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(check.Value / change)).ToString("F3", CultureInfo.InvariantCulture)}% of the change)";
+            string of = row.BaselineValue is null ? "the target" : "the change";
+            string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(check.Value / change)).ToString("F3", CultureInfo.InvariantCulture)}% of {of})";
             value += $"; {check.Name} {check.Value.ToString("E2", CultureInfo.InvariantCulture)}{share}";
         }
 
         output.WriteLine(value);
+    }
+
+    // Σ relevance at each residual boundary and at the model's output, and the heads carrying the most relevance.
+    internal static void PrintRelevance(RowRelevance row, TextWriter output)
+    {
+        var totals = row.LayerTotals.Select((v, l) => $"{(l == 0 ? "embed" : $"block{l - 1}")} {F(v)}");
+        output.WriteLine($"relevance at the residual stream (Σ over tokens): {string.Join("  ", totals)}  output {F(row.OutputTotal)}");
+        var top = row.HeadRelevance.SelectMany((heads, l) => heads.Select((v, h) => (l, h, v))).OrderByDescending(x => Math.Abs(x.v)).Take(5);
+        output.WriteLine("heads with most relevance: " + string.Join("  ", top.Select(x => $"L{x.l}.H{x.h} {F(x.v)}")));
     }
 
     private static string F(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);

@@ -16,12 +16,12 @@ internal sealed record ExplainJson(string Schema, string Model, string Device, s
 {
     public const string SchemaName = "headlight.explain/1";
 
-    public static ExplainJson From(IReadOnlyList<AttributionResult> results) => new(
+    public static ExplainJson From(IReadOnlyList<AttributionResult> results, IReadOnlyDictionary<AttributionResult, RelevanceResult>? relevances = null) => new(
         SchemaName,
         results[0].Model,
         results[0].Device,
         results[0].Target,
-        results.Select(MethodJson.From).ToArray());
+        results.Select(r => MethodJson.From(r, relevances?.GetValueOrDefault(r))).ToArray());
 }
 
 /// <param name="Method">The method's name (e.g. <c>integrated-gradients</c>).</param>
@@ -29,15 +29,24 @@ internal sealed record ExplainJson(string Schema, string Model, string Device, s
 /// <param name="ElapsedMs">Wall-clock time in milliseconds.</param>
 /// <param name="Passes">Rows run through the model.</param>
 /// <param name="Rows">One explanation per input row.</param>
-internal sealed record MethodJson(string Method, IReadOnlyDictionary<string, string> Options, double ElapsedMs, int Passes, IReadOnlyList<RowJson> Rows)
+/// <param name="Relevance">LRP only: per row, relevance per layer boundary and head; null for other methods.</param>
+internal sealed record MethodJson(string Method, IReadOnlyDictionary<string, string> Options, double ElapsedMs, int Passes, IReadOnlyList<RowJson> Rows, IReadOnlyList<RelevanceJson>? Relevance)
 {
-    public static MethodJson From(AttributionResult r) => new(
+    public static MethodJson From(AttributionResult r, RelevanceResult? relevance) => new(
         r.Method,
         r.Options,
         r.Elapsed.TotalMilliseconds,
         r.Passes,
-        r.Rows.Select(RowJson.From).ToArray());
+        r.Rows.Select(RowJson.From).ToArray(),
+        relevance?.Rows.Select(x => new RelevanceJson(x.OutputTotal, x.LayerTotals, x.LayerRelevance, x.HeadRelevance, x.WordEmbeddingRelevance)).ToArray());
 }
+
+/// <param name="OutputTotal">Σ relevance put in at the output (the target value).</param>
+/// <param name="LayerTotals">Σ relevance over tokens at each residual boundary: the embeddings, then after each block.</param>
+/// <param name="LayerRelevance">Per boundary, per token.</param>
+/// <param name="HeadRelevance">Per layer, per head.</param>
+/// <param name="WordEmbeddingRelevance">Per token, the share of the word embedding (positions and types left out).</param>
+internal sealed record RelevanceJson(double OutputTotal, IReadOnlyList<double> LayerTotals, IReadOnlyList<IReadOnlyList<double>> LayerRelevance, IReadOnlyList<IReadOnlyList<double>> HeadRelevance, IReadOnlyList<double> WordEmbeddingRelevance);
 
 /// <param name="Text">The input text.</param>
 /// <param name="Tokens">Its tokens, special tokens included.</param>

@@ -76,10 +76,14 @@ internal static class ExplainMethods
                 ReplacementTokenId = s.Text("mask-token") is null ? null : s.Int("mask-token", 0, 0),
             };
         }),
+        new("lrp", ["attnlrp"], ["epsilon"], s => new LrpOptions { Rules = LrpRules.AttnLrp, Epsilon = s.Double("epsilon", 1e-6) }),
+        new("cp-lrp", [], ["epsilon"], s => new LrpOptions { Rules = LrpRules.CpLrp, Epsilon = s.Double("epsilon", 1e-6) }),
+        new("rollout", [], [], _ => new AttentionRolloutOptions()),
+        new("gradattn", [], [], _ => new GradientAttentionOptions()),
     ];
 
-    /// <summary>The methods run when <c>--method</c> is not given (those of them this build has).</summary>
-    public static IReadOnlyList<string> DefaultSet { get; } = ["ig", "shap"];
+    /// <summary>The methods run when <c>--method</c> is not given: integrated gradients, AttnLRP, Kernel SHAP, attention rollout.</summary>
+    public static IReadOnlyList<string> DefaultSet { get; } = ["ig", "lrp", "shap", "rollout"];
 
     /// <summary>Every option some method owns.</summary>
     public static IReadOnlyList<string> OptionNames => All.SelectMany(m => m.Options).Distinct(StringComparer.Ordinal).ToArray();

@@ -66,6 +66,7 @@ internal static class ExplainReportCommand
         var batch = modelOptions.Batch(model, texts);
         var target = ExplainCommand.ParseTarget(spec, model, batch);
         var results = new List<AttributionResult>();
+        var relevances = new Dictionary<AttributionResult, RelevanceResult>();
         var clock = Stopwatch.StartNew();
 
         // On a terminal the bar redraws in place; redirected, each step is a line.
@@ -81,7 +82,17 @@ internal static class ExplainReportCommand
                     Progress(error, live, index, methods.Count, $"{methods[index].Method} {p.Completed}/{p.Total} {p.Unit}", clock.Elapsed);
                 }
             });
-            results.Add(Explainer.Explain(model, batch, target, methods[m], passes));
+            if (methods[m] is LrpOptions lrp)
+            {
+                // LRP's per-layer and per-head relevance goes into the JSON and the single-method listing.
+                var relevance = Explainer.Relevance(model, batch, target, lrp, passes);
+                relevances[relevance.Attributions] = relevance;
+                results.Add(relevance.Attributions);
+            }
+            else
+            {
+                results.Add(Explainer.Explain(model, batch, target, methods[m], passes));
+            }
         }
 
         Progress(error, live, methods.Count, methods.Count, "done", clock.Elapsed);
@@ -99,11 +110,11 @@ internal static class ExplainReportCommand
 
         if (json)
         {
-            output.WriteLine(JsonSerializer.Serialize(ExplainJson.From(results), JsonOutput.Options));
+            output.WriteLine(JsonSerializer.Serialize(ExplainJson.From(results, relevances), JsonOutput.Options));
             return 0;
         }
 
-        Print(results, output, color);
+        Print(results, relevances, output, color);
         return 0;
     }
 
@@ -122,7 +133,7 @@ internal static class ExplainReportCommand
         }
     }
 
-    private static void Print(IReadOnlyList<AttributionResult> results, TextWriter output, ColorMode color)
+    private static void Print(IReadOnlyList<AttributionResult> results, Dictionary<AttributionResult, RelevanceResult> relevances, TextWriter output, ColorMode color)
     {
         var first = results[0];
         output.WriteLine($"{first.Model} on {first.Device}: {first.Target}");
@@ -130,10 +141,14 @@ internal static class ExplainReportCommand
         {
             // One method: the full per-token listing as well.
             output.WriteLine($"{first.Method} ({ExplainCommand.Describe(first.Options)})");
-            foreach (var row in first.Rows)
+            for (int r = 0; r < first.Rows.Count; r++)
             {
                 output.WriteLine();
-                ExplainCommand.Print(row, output);
+                ExplainCommand.Print(first.Rows[r], output);
+                if (relevances.TryGetValue(first, out var relevance))
+                {
+                    ExplainCommand.PrintRelevance(relevance.Rows[r], output);
+                }
             }
         }
 

@@ -8,7 +8,7 @@ namespace Headlight.Explain;
 /// Explains a model's output on some input: <c>Explain(model, inputs, target, options)</c>, the same shape
 /// for every method; the options choose the method (<see cref="SaliencyOptions"/>,
 /// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>,
-/// <see cref="KernelShapOptions"/>).
+/// <see cref="KernelShapOptions"/>, <see cref="LrpOptions"/>, <see cref="AttentionRolloutOptions"/>, <see cref="GradientAttentionOptions"/>).
 /// </summary>
 /// <remarks>
 /// Conventions: gradients are taken with respect to the word (token) embeddings <c>e_t</c>, with position
@@ -16,7 +16,7 @@ namespace Headlight.Explain;
 /// <c>score[t] = Σ_d e_{t,d}·∂F/∂e_{t,d}</c>. Integrated gradients interpolate <c>e_t</c> only. Word scores are
 /// sums over a word's tokens. Padding positions are never scored.
 /// </remarks>
-public static class Explainer
+public static partial class Explainer
 {
     /// <summary>Tokenises <paramref name="text"/> and explains it (see the other overload).</summary>
     public static AttributionResult Explain(Model model, string text, ITarget target, AttributionOptions options, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -31,14 +31,23 @@ public static class Explainer
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range (zero steps or samples, negative noise).</exception>
     /// <exception cref="ArgumentException">The inputs hold ids outside the vocabulary or are longer than the model's positions, or the baseline needs a token the model lacks.</exception>
     /// <exception cref="InvalidOperationException">The model produced a value or gradient that is not finite.</exception>
+    /// <exception cref="MissingRelevanceRuleException">LRP: the model or a custom target has a part without a relevance rule.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; the run stops before its next batch and the model stays usable.</exception>
-    /// <remarks><paramref name="progress"/> hears after every batch: passes (gradient methods) or coalitions (Kernel SHAP) done of those expected.</remarks>
+    /// <remarks><paramref name="progress"/> hears after every batch: passes (gradient methods), coalitions (Kernel SHAP) or input rows (LRP, rollout) done of those expected.</remarks>
     public static AttributionResult Explain(Model model, TokenBatch inputs, ITarget target, AttributionOptions options, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(options);
+        switch (options)
+        {
+            case LrpOptions lrp:
+                return Relevance(model, inputs, target, lrp, progress, cancellationToken).Attributions;
+            case RolloutOptions rollout:
+                return Rollout(model, inputs, target, rollout, progress, cancellationToken).Attributions;
+        }
+
         options.Validate();
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);

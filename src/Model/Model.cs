@@ -55,6 +55,9 @@ public sealed class Model : IDisposable
 
     internal DeviceWeights Weights => weights;
 
+    /// <summary>The weights packed for the <c>cpu</c> device's GEMM (null elsewhere), for forward passes run outside this class.</summary>
+    internal PackedWeights? Packed => packed;
+
     /// <summary>
     /// Loads a model: a catalogue name (<c>minilm</c>, <c>arcticxs</c>), a Hugging Face folder
     /// (<c>config.json</c> + <c>model.safetensors</c>, BERT or GPT-2) or a BERT <c>.onnx</c> file

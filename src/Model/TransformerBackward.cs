@@ -14,6 +14,16 @@ internal abstract class BackwardRules
     public static BackwardRules Gradient { get; } = new GradientRules();
 
     /// <summary>
+    /// LRP in signal form (relevance = tensor ⊙ signal): the ε-rule for linear layers, the identity rule for LayerNorm
+    /// (σ held constant) and GELU, and <paramref name="attention"/>'s rule inside attention (AttnLRP's uniform and
+    /// softmax rules, or CP-LRP). Residual additions pass the signal on unchanged: relevance splits in proportion to
+    /// the two summands. <paramref name="scratch"/> holds the ε-normalised signal of one linear layer at a time and must
+    /// be at least as large as the widest layer output.
+    /// </summary>
+    public static BackwardRules Relevance(AttentionRelevanceRule attention, float epsilon, Tensor<float> scratch)
+        => new RelevanceRules(attention, epsilon, scratch);
+
+    /// <summary>
     /// Through <c>output = LN(input)</c> (input being the sum when a residual was fused):
     /// <paramref name="dOutput"/> [rows, d] → <paramref name="dInput"/> [rows, d], added to it when
     /// <paramref name="accumulate"/> (a residual branch's signal already there).
@@ -55,6 +65,41 @@ internal abstract class BackwardRules
             AttentionOperand dq, AttentionOperand dk, AttentionOperand dv, Tensor<float> delta)
             => Kernels.Attention.Backward(q, k, v, output, dOutput, logSumExp, shape, scale, keyMask, causal, dq, dk, dv, delta);
     }
+
+    private sealed class RelevanceRules(AttentionRelevanceRule attention, float epsilon, Tensor<float> scratch) : BackwardRules
+    {
+        public override void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
+            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+            => Kernels.LayerNorm.Relevance(dOutput, gamma, rstd, dInput, accumulate);
+
+        public override void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
+            Tensor<float> dInput, bool accumulate)
+            => Gemm.Relevance(input, weight, output, dOutput, dInput, epsilon, scratch.Slice(0, output.Shape.Dims.ToArray()), accumulate: accumulate);
+
+        public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
+            => Kernels.Gelu.Relevance(pre, signal, signal, form);
+
+        public override void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
+            AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
+            AttentionOperand dq, AttentionOperand dk, AttentionOperand dv, Tensor<float> delta)
+            => Kernels.Attention.Relevance(q, k, v, output, dOutput, logSumExp, shape, scale, keyMask, causal, dq, dk, dv, delta, attention, epsilon);
+    }
+}
+
+/// <summary>
+/// What a backward pass hands out on the way besides the signal at the embeddings: the signal at every block
+/// boundary reduced against the residual stream, and the signal at each block's attention output.
+/// </summary>
+internal sealed class BackwardTaps
+{
+    /// <summary>
+    /// When set, <c>[layers + 1, batch, seq]</c>: <c>Σ_d stream ⊙ signal</c> of the residual stream entering block l
+    /// (l = layers: after the last block). Under relevance rules this is each token's relevance at that boundary.
+    /// </summary>
+    public Tensor<float>? Streams { get; init; }
+
+    /// <summary>Called with (layer, signal at attn.z [batch, seq, d]) before that layer's attention rule runs.</summary>
+    public Action<int, Tensor<float>>? Context { get; init; }
 }
 
 /// <summary>
@@ -64,8 +109,14 @@ internal abstract class BackwardRules
 /// </summary>
 internal sealed class BackwardState
 {
+    private readonly ForwardState owner;
+    private readonly int widest;
+    private Tensor<float>? relevanceScratch;
+
     public BackwardState(ForwardState owner, ModelConfig config)
     {
+        this.owner = owner;
+        widest = Math.Max(3 * config.Hidden, config.Intermediate);
         int b = owner.Batch;
         int t = owner.Seq;
         int d = config.Hidden;
@@ -105,6 +156,9 @@ internal sealed class BackwardState
 
     public Tensor<float> Ones { get; }         // [1, seq] sums the gate rows over tokens in one GEMM
 
+    /// <summary>[batch, seq, max(3d, intermediate)]: scratch for <see cref="BackwardRules.Relevance"/>, made on first use.</summary>
+    public Tensor<float> RelevanceScratch => relevanceScratch ??= owner.Float(owner.Batch, owner.Seq, widest);
+
     /// <summary>Where the caller writes d(target)/d(last hidden state) (GPT-2: of the final LayerNorm output), [batch, seq, d].</summary>
     public Tensor<float> Seed => Family == ModelFamily.BertEncoder ? StreamA : StreamB;
 
@@ -129,7 +183,9 @@ internal static class TransformerBackward
     /// at the word embeddings, and with <paramref name="gates"/> <see cref="BackwardState.Gates"/> holds
     /// Σ over tokens and the head's columns of d(attn.z) ⊙ attn.z per [layer, batch, head].
     /// </summary>
-    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, BackwardState grads, BackwardRules rules, bool gates)
+    /// <remarks>With <paramref name="taps"/>, also reduces the signal at every block boundary against the stream and hands out
+    /// each layer's signal at attn.z (see <see cref="BackwardTaps"/>).</remarks>
+    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, BackwardState grads, BackwardRules rules, bool gates, BackwardTaps? taps = null)
     {
         if (!state.SavesForBackward)
         {
@@ -150,6 +206,8 @@ internal static class TransformerBackward
             rules.LayerNorm(b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false);
         }
 
+        Boundary(config, state, grads, taps, config.Layers);
+
         for (int l = config.Layers - 1; l >= 0; l--)
         {
             var w = weights.Layers[l];
@@ -164,7 +222,7 @@ internal static class TransformerBackward
                 rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);                                             // Ffn = d(GELU input)
                 rules.Linear(s.Mid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: true);               // B = d(mid)
                 rules.LayerNorm(b, s.Sum1, s.Mid, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: false);    // A = d(sum1) = d(attn.out), d(in) so far
-                Attention(config, w, s, input, state, grads, rules, shape, scale, a, l, gates);             // A = d(in)
+                Attention(config, w, s, input, state, grads, rules, shape, scale, a, l, gates, taps);       // A = d(in)
             }
             else
             {
@@ -173,9 +231,11 @@ internal static class TransformerBackward
                 rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);
                 rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: false);          // B = d(ln_2 output)
                 rules.LayerNorm(b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true);  // A = d(mid)
-                Attention(config, w, s, s.NormIn, state, grads, rules, shape, scale, b, l, gates);          // B = d(ln_1 output)
+                Attention(config, w, s, s.NormIn, state, grads, rules, shape, scale, b, l, gates, taps);    // B = d(ln_1 output)
                 rules.LayerNorm(b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true);   // A = d(in)
             }
+
+            Boundary(config, state, grads, taps, l);
         }
 
         if (bert)
@@ -201,7 +261,7 @@ internal static class TransformerBackward
     // dContext from the output projection, the gate gradients, then attention and the QKV projection:
     // the QKV projection's input gradient is added to (BERT) or written into (GPT-2) dAttnIn.
     private static void Attention(ModelConfig config, LayerWeights w, ForwardState.LayerState s, Tensor<float> attnIn, ForwardState state,
-        BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates)
+        BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates, BackwardTaps? taps)
     {
         int d = config.Hidden;
         bool bert = config.Family == ModelFamily.BertEncoder;
@@ -212,11 +272,27 @@ internal static class TransformerBackward
             GateGradients(config, s, state, grads, layer);
         }
 
+        taps?.Context?.Invoke(layer, grads.Context);
+
         rules.Attention(
             new AttentionOperand(s.Qkv, 0), new AttentionOperand(s.Qkv, d), new AttentionOperand(s.Qkv, 2 * d),
             new AttentionOperand(s.Context, 0), new AttentionOperand(grads.Context, 0), s.LogSumExp, shape, scale, state.KeyMask, config.IsCausal,
             new AttentionOperand(grads.Qkv, 0), new AttentionOperand(grads.Qkv, d), new AttentionOperand(grads.Qkv, 2 * d), grads.Delta);
         rules.Linear(attnIn, w.QkvWeight, s.Qkv, grads.Qkv, dAttnIn, accumulate: bert);
+    }
+
+    // streams[layer, b, t] = Σ_d stream[b, t, d]·A[b, t, d] with A = d(stream entering block `layer`). StreamB is free at
+    // every boundary (the block that used it is done, the next has not started), so it holds the product.
+    private static void Boundary(ModelConfig config, ForwardState state, BackwardState grads, BackwardTaps? taps, int layer)
+    {
+        if (taps?.Streams is not { } streams)
+        {
+            return;
+        }
+
+        int rows = state.Batch * state.Seq;
+        Elementwise.Multiply(state.StreamAt(layer), grads.StreamA, grads.StreamB);
+        Reduce.RowSum(grads.StreamB.Reshape(rows, config.Hidden), streams.Slice((long)layer * rows, rows));
     }
 
     // gates[layer, b, h] = Σ_t Σ_{j in head h} dContext[b, t, j]·Context[b, t, j]. StreamB is free here in both

@@ -20,7 +20,8 @@ internal static class TransformerForward
     public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, IReadOnlySet<string> capture, ActivationCache? cache,
         bool tokenEmbedsGiven = false, PackedWeights? packed = null)
     {
-        bool capturing = cache is not null && capture.Count > 0;
+        // Probabilities named in capture are written into the state even without a cache (rollout reads them there).
+        bool capturing = capture.Count > 0;
         int d = config.Hidden;
         int b = state.Batch;
         int t = state.Seq;

@@ -101,6 +101,22 @@ public sealed partial class ExplainReportTests : IDisposable
     }
 
     [Fact]
+    public void Default_methods_run_side_by_side_and_lrp_brings_its_relevance_into_the_json()
+    {
+        string json = Run(TextWriter.Null, "explain", "--model", encoder.Folder, "--device", "cpu", "--query", "w5 w6", "--doc", "w7 w12 w9", "--steps", "4", "--budget", "6", "--json");
+        var read = JsonSerializer.Deserialize<ExplainJson>(json, JsonOutput.Options)!;
+        Assert.Equal(["integrated-gradients", "lrp", "kernel-shap", "rollout"], read.Methods.Select(m => m.Method));
+        var lrp = read.Methods[1];
+        Assert.Equal("conservation gap", lrp.Rows[0].Check?.Name);
+        var relevance = Assert.Single(lrp.Relevance!);
+        Assert.Equal(3, relevance.LayerTotals.Count); // embeddings and after each of 2 blocks
+        Assert.Equal(TinyModel.Heads, relevance.HeadRelevance[0].Count);
+        Assert.All(read.Methods.Where(m => m.Method != "lrp"), m => Assert.Null(m.Relevance));
+        Assert.Equal(3, read.Methods[2].Rows[0].Features!.Count);
+        Assert.Equal("efficiency gap", read.Methods[2].Rows[0].Check?.Name);
+    }
+
+    [Fact]
     public void Html_report_is_self_contained_with_heat_maps_checks_and_every_head()
     {
         string path = temp.File("report.html");

@@ -166,12 +166,41 @@ public static class Attention
         AttentionOperand dv,
         Tensor<float> delta)
     {
-        const string op = "Attention.Backward";
+        BackwardCore("Attention.Backward", q, k, v, output, dOutput, logSumExp, shape, scale, keyMask, causal, dq, dk, dv, delta, RuleGradient, 0f);
+    }
+
+    // The backward pass under one rule (RuleGradient, RuleUniform or RuleConservative), validated under op's name.
+    private static void BackwardCore(
+        string op,
+        AttentionOperand q,
+        AttentionOperand k,
+        AttentionOperand v,
+        AttentionOperand output,
+        AttentionOperand dOutput,
+        Tensor<float> logSumExp,
+        AttentionShape shape,
+        float scale,
+        Tensor<int>? keyMask,
+        bool causal,
+        AttentionOperand dq,
+        AttentionOperand dk,
+        AttentionOperand dv,
+        Tensor<float> delta,
+        int rule,
+        float epsilon)
+    {
         var args = new OpArgs(op)
             .Add("q", q.Tensor).Add("k", k.Tensor).Add("v", v.Tensor).Add("output", output.Tensor).Add("dOutput", dOutput.Tensor)
             .Add("logSumExp", logSumExp).AddOptional("keyMask", keyMask)
             .Add("dq", dq.Tensor).Add("dk", dk.Tensor).Add("dv", dv.Tensor).Add("delta", delta);
+        if (rule != RuleGradient && !(float.IsFinite(epsilon) && epsilon > 0))
+        {
+            args.Fail($"epsilon must be positive and finite, got {epsilon.ToString(CultureInfo.InvariantCulture)}");
+        }
+
         var layout = CheckShape(args, shape, scale, causal, keyMask);
+        layout.Rule = rule;
+        layout.Epsilon = epsilon;
         (layout.QStride, layout.QColumn) = CheckOperand(args, "q", q, shape, shape.QueryLength);
         (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength);
         (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
@@ -234,6 +263,12 @@ public static class Attention
         public int CausalOffset;
         public int HasMask;
         public int Blocks;
+
+        /// <summary>RuleGradient, RuleUniform or RuleConservative: what the backward kernels propagate.</summary>
+        public int Rule;
+
+        /// <summary>The LRP stabiliser ε (unused by the gradient).</summary>
+        public float Epsilon;
     }
 
     /// <summary>The tensors of one call (null where absent).</summary>
@@ -417,9 +452,9 @@ public static class Attention
         var deltaKernel = gpu.GetKernel("Attention.Delta", static acc =>
             acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Layout>(DeltaKernel));
         var dqKernel = gpu.GetKernel("Attention.BackwardQuery", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Layout>(BackwardQueryKernel));
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Layout>(BackwardQueryKernel));
         var dkvKernel = gpu.GetKernel("Attention.BackwardKeyValue", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Layout>(BackwardKeyValueKernel));
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Layout>(BackwardKeyValueKernel));
         int group = Math.Min(GroupRows, gpu.MaxGroupSize);
         int rows = layout.Batch * layout.Heads * layout.QueryLength;
         var stream = gpu.Accelerator.DefaultStream;
@@ -435,7 +470,7 @@ public static class Attention
                 dqKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * queryLayout.Blocks, group),
-                    t.Q.View, ViewOr(t.K, standIn), ViewOr(t.V, standIn), t.DOutput.View, t.Lse.View, t.Delta.View, ViewOr(t.Mask, standIn.Cast<int>()), t.Dq!.View, queryLayout);
+                    t.Q.View, ViewOr(t.K, standIn), ViewOr(t.V, standIn), t.O.View, t.DOutput.View, t.Lse.View, t.Delta.View, ViewOr(t.Mask, standIn.Cast<int>()), t.Dq!.View, queryLayout);
             }
 
             if (layout.KeyLength > 0)
@@ -447,7 +482,7 @@ public static class Attention
                 dkvKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * keyLayout.Blocks, group),
-                    ViewOr(t.Q, standIn), t.K.View, t.V.View, ViewOr(t.DOutput, standIn), ViewOr(t.Lse, standIn), ViewOr(t.Delta, standIn),
+                    ViewOr(t.Q, standIn), t.K.View, t.V.View, ViewOr(t.O, standIn), ViewOr(t.DOutput, standIn), ViewOr(t.Lse, standIn), ViewOr(t.Delta, standIn),
                     ViewOr(t.Mask, standIn.Cast<int>()), t.Dk!.View, t.Dv!.View, keyLayout);
             }
         }
@@ -719,7 +754,8 @@ public static class Attention
         float sum = 0f;
         for (int d = 0; d < dim; d++)
         {
-            sum += o[oBase + d] * dO[gBase + d];
+            float od = o[oBase + d];
+            sum += od * OutputSignal(dO[gBase + d], od, p);
         }
 
         delta[index] = sum;
@@ -731,6 +767,7 @@ public static class Attention
         ArrayView<float> q,
         ArrayView<float> k,
         ArrayView<float> v,
+        ArrayView<float> o,
         ArrayView<float> dO,
         ArrayView<float> lse,
         ArrayView<float> delta,
@@ -753,16 +790,33 @@ public static class Attention
         int first = block * Group.DimX;
         int i = first + Group.IdxX;
         bool active = i < p.QueryLength;
+
+        // CP-LRP sends nothing through the scores: dQ is 0. The rule is the same for every thread, so no barrier is skipped.
+        if (p.Rule == RuleConservative)
+        {
+            if (active)
+            {
+                int zeroBase = (((b * p.QueryLength) + i) * p.DqStride) + p.DqColumn + (h * dim);
+                for (int d = 0; d < dim; d++)
+                {
+                    dq[zeroBase + d] = 0f;
+                }
+            }
+
+            return;
+        }
+
         float rowLse = float.PositiveInfinity;
         float rowDelta = 0f;
         if (active)
         {
             int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
+            int oBase = (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim);
             int gBase = (((b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim);
             for (int d = 0; d < dim; d++)
             {
                 qRow[d] = q[qBase + d] * p.Scale;
-                gRow[d] = dO[gBase + d];
+                gRow[d] = OutputSignal(dO[gBase + d], o[oBase + d], p);
                 acc[d] = 0f;
             }
 
@@ -797,7 +851,7 @@ public static class Attention
                             dp += gRow[d] * vTile[(jj * dim) + d];
                         }
 
-                        float ds = XMath.Exp(s - rowLse) * (dp - rowDelta);
+                        float ds = XMath.Exp(s - rowLse) * (dp - rowDelta) * ScoreShare(s, p);
                         for (int d = 0; d < dim; d++)
                         {
                             acc[d] += ds * kTile[(jj * dim) + d];
@@ -825,6 +879,7 @@ public static class Attention
         ArrayView<float> q,
         ArrayView<float> k,
         ArrayView<float> v,
+        ArrayView<float> o,
         ArrayView<float> dO,
         ArrayView<float> lse,
         ArrayView<float> delta,
@@ -885,7 +940,7 @@ public static class Attention
                 int d = e - (r * dim);
                 int row = (b * p.QueryLength) + tile + r;
                 qTile[e] = q[(row * p.QStride) + p.QColumn + (h * dim) + d] * p.Scale;
-                gTile[e] = dO[(row * p.GStride) + p.GColumn + (h * dim) + d];
+                gTile[e] = OutputSignal(dO[(row * p.GStride) + p.GColumn + (h * dim) + d], o[(row * p.OStride) + p.OColumn + (h * dim) + d], p);
             }
 
             for (int r = Group.IdxX; r < n; r += Group.DimX)
@@ -910,7 +965,7 @@ public static class Attention
                         }
 
                         float pr = XMath.Exp(s - lseTile[r]);
-                        float ds = pr * (dp - deltaTile[r]);
+                        float ds = pr * (dp - deltaTile[r]) * ScoreShare(s, p);
                         for (int d = 0; d < dim; d++)
                         {
                             dvAcc[d] += pr * gTile[(r * dim) + d];
@@ -1165,7 +1220,8 @@ public static class Attention
 
         var scratch = Scratch.For([
             dim * keyPad, dim * keyPad, keyPad * dimPad, keyPad, keyPad * dimPad, keyPad * dimPad,
-            QueryBlock * dimPad, QueryBlock * dimPad, QueryBlock * KeyBlock, QueryBlock * KeyBlock, QueryBlock * dimPad, QueryBlock, QueryBlock]);
+            QueryBlock * dimPad, QueryBlock * dimPad, QueryBlock * KeyBlock, QueryBlock * KeyBlock, QueryBlock * dimPad, QueryBlock, QueryBlock,
+            p.Rule == RuleUniform ? QueryBlock * KeyBlock : 0]);
         float* kT = (float*)scratch[0];       // [dim, keyPad]
         float* vT = (float*)scratch[1];       // [dim, keyPad]
         float* kPad = (float*)scratch[2];     // [keyPad, dimPad]
@@ -1179,6 +1235,8 @@ public static class Attention
         float* dqAcc = (float*)scratch[10];   // [QueryBlock, dimPad]
         float* rowLse = (float*)scratch[11];  // [QueryBlock]
         float* rowDelta = (float*)scratch[12]; // [QueryBlock]
+        float* scores = (float*)scratch[13];  // [QueryBlock, KeyBlock]: S, kept for the uniform rule's share
+        bool throughScores = p.Rule != RuleConservative;
 
         float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse;
         float* dO = t.DOutput, dq = t.Dq, dk = t.Dk, dv = t.Dv, delta = t.Delta;
@@ -1205,9 +1263,9 @@ public static class Attention
                     var gPadRow = new Span<float>(g + (r * dimPad), dimPad);
                     TensorPrimitives.Multiply(qRow, p.Scale, qsRow);
                     qsRow[dim..].Clear();
-                    gRow.CopyTo(gPadRow);
+                    OutputSignalRow(gRow, oRow, gPadRow, p);
                     gPadRow[dim..].Clear();
-                    float d = TensorPrimitives.Dot(gRow, oRow);
+                    float d = TensorPrimitives.Dot(gPadRow[..dim], oRow);
                     delta[(bh * p.QueryLength) + qb + r] = d;
                     rowDelta[r] = d;
                     rowLse[r] = lse[(bh * p.QueryLength) + qb + r];
@@ -1226,18 +1284,33 @@ public static class Attention
                     {
                         float* row = pb + (r * KeyBlock);
                         BiasMax(row, bias + kb, VisibleKeys(p, qb + r, kb, kn), knPad);
+                        if (p.Rule == RuleUniform)
+                        {
+                            new ReadOnlySpan<float>(row, knPad).CopyTo(new Span<float>(scores + (r * KeyBlock), knPad));
+                        }
+
                         ExpSum(row, rowLse[r], knPad);
                     }
 
-                    // dP = dO·vᵀ, then dS = P∘(dP − D)
+                    // dV[kb..] += Pᵀ·dO; CP-LRP stops here (nothing flows through the scores).
+                    MultiplyAdd(dvAcc + (kb * dimPad), dimPad, pb, 1, KeyBlock, g, dimPad, kn, rows, dimPad, accumulate: true);
+                    if (!throughScores)
+                    {
+                        continue;
+                    }
+
+                    // dP = dO·vᵀ, then dS = P∘(dP − D), times the uniform rule's share of S where it applies
                     MultiplyAdd(ds, KeyBlock, g, dimPad, 1, vT + kb, keyPad, rows, dim, knPad, accumulate: false);
                     for (int r = 0; r < rows; r++)
                     {
                         SoftmaxGradient(ds + (r * KeyBlock), pb + (r * KeyBlock), rowDelta[r], knPad);
+                        if (p.Rule == RuleUniform)
+                        {
+                            ScoreShareRow(ds + (r * KeyBlock), scores + (r * KeyBlock), p.Epsilon, knPad);
+                        }
                     }
 
-                    // dV[kb..] += Pᵀ·dO, dK[kb..] += dSᵀ·qs, dQ += dS·K
-                    MultiplyAdd(dvAcc + (kb * dimPad), dimPad, pb, 1, KeyBlock, g, dimPad, kn, rows, dimPad, accumulate: true);
+                    // dK[kb..] += dSᵀ·qs, dQ += dS·K
                     MultiplyAdd(dkAcc + (kb * dimPad), dimPad, ds, 1, KeyBlock, qs, dimPad, kn, rows, dimPad, accumulate: true);
                     MultiplyAdd(dqAcc, dimPad, ds, KeyBlock, 1, kPad + (kb * dimPad), dimPad, rows, kn, dimPad, accumulate: true);
                 }
@@ -1814,4 +1887,237 @@ public static class Attention
     private static int DivUp(int value, int divisor) => (value + divisor - 1) / divisor;
 
     private static int RoundUp(int value, int multiple) => DivUp(value, multiple) * multiple;
+
+    #region LRP
+
+    // What the backward kernels propagate (Layout.Rule): gradients, AttnLRP's uniform rule, or CP-LRP.
+    private const int RuleGradient = 0;
+    private const int RuleUniform = 1;
+    private const int RuleConservative = 2;
+
+    /// <summary>
+    /// LRP through fused attention in signal form (relevance = tensor ⊙ signal), from the signal at the output
+    /// (<c>R_O = O ⊙ dOutput</c>) to the signals at Q, K and V, in one pass shaped like <see cref="Backward"/>.
+    /// <list type="bullet">
+    /// <item><see cref="AttentionRelevanceRule.Uniform"/> (AttnLRP): P·V and Q·Kᵀ are bilinear, and each operand gets
+    /// half of the output's relevance, ε-normalised by twice the output: <c>g = dO ⊙ O/(2O + ε·sign O)</c>,
+    /// <c>dV = Pᵀ·g</c>; the softmax rule <c>R_S = S ⊙ (R_P − P·ΣR_P)</c> (a Taylor expansion at the scores
+    /// <c>S = scale·q·k</c>) is the gradient in signal form, <c>dS = P∘(g·Vᵀ − rowsum(g∘O))</c>; then
+    /// <c>dS ← dS ⊙ S/(2S + ε·sign S)</c>, <c>dQ = scale·dS·K</c>, <c>dK = scale·dSᵀ·Q</c>. Masked keys get nothing.</item>
+    /// <item><see cref="AttentionRelevanceRule.Conservative"/> (CP-LRP): the probabilities are held constant, so
+    /// attention is a linear map of V: <c>dV = Pᵀ·(dO ⊙ O/(O + ε·sign O))</c>, and dQ, dK are 0.</item>
+    /// </list>
+    /// The operands are as in <see cref="Backward"/>; <paramref name="dq"/>, <paramref name="dk"/> and
+    /// <paramref name="dv"/> are overwritten, and <paramref name="delta"/> holds <c>rowsum(g∘O)</c> afterwards.
+    /// </summary>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device, mis-shaped or overlaps an
+    /// output, the rule is unknown, or ε is not positive and finite.</exception>
+    public static void Relevance(
+        AttentionOperand q,
+        AttentionOperand k,
+        AttentionOperand v,
+        AttentionOperand output,
+        AttentionOperand dOutput,
+        Tensor<float> logSumExp,
+        AttentionShape shape,
+        float scale,
+        Tensor<int>? keyMask,
+        bool causal,
+        AttentionOperand dq,
+        AttentionOperand dk,
+        AttentionOperand dv,
+        Tensor<float> delta,
+        AttentionRelevanceRule rule,
+        float epsilon)
+    {
+        if (!Enum.IsDefined(rule))
+        {
+            new OpArgs("Attention.Relevance").Add("q", q.Tensor).Fail($"rule must be Uniform or Conservative, got {rule}");
+        }
+
+        int code = rule == AttentionRelevanceRule.Uniform ? RuleUniform : RuleConservative;
+        BackwardCore("Attention.Relevance", q, k, v, output, dOutput, logSumExp, shape, scale, keyMask, causal, dq, dk, dv, delta, code, epsilon);
+    }
+
+    /// <summary>
+    /// The gradient with respect to the attention probabilities, <c>dP[b, h, i, j] = dO[b, i, h]·v[b, j, h]</c> for every
+    /// visible (query, key) pair and 0 for masked ones, as gradient-weighted attention (Chefer et al. 2021) needs.
+    /// </summary>
+    /// <param name="v">The forward values, <c>[batch, key, width]</c>.</param>
+    /// <param name="dOutput">The gradient of the attention output, <c>[batch, query, width]</c>.</param>
+    /// <param name="shape">The sizes.</param>
+    /// <param name="keyMask">The forward's key mask, or null.</param>
+    /// <param name="causal">The forward's causal flag.</param>
+    /// <param name="dProbabilities">Written, <c>[batch, heads, query, key]</c>.</param>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device, mis-shaped or overlaps the output.</exception>
+    public static void ProbabilityGradient(AttentionOperand v, AttentionOperand dOutput, AttentionShape shape, Tensor<int>? keyMask, bool causal, Tensor<float> dProbabilities)
+    {
+        var args = new OpArgs("Attention.ProbabilityGradient").Add("v", v.Tensor).Add("dOutput", dOutput.Tensor).AddOptional("keyMask", keyMask).Add("dProbabilities", dProbabilities);
+        var layout = CheckShape(args, shape, 1f, causal, keyMask);
+        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
+        (layout.GStride, layout.GColumn) = CheckOperand(args, "dOutput", dOutput, shape, shape.QueryLength);
+        CheckDims(args, "dProbabilities", dProbabilities, shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength);
+        int hd = layout.Heads * layout.HeadDim;
+        CheckNoOverlap(args, [Region("dProbabilities", dProbabilities)], [Region("v", v, hd), Region("dOutput", dOutput, hd)]);
+        int n = args.ToInt32(dProbabilities.Length, "batch·heads·query·key");
+        if (n == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("Attention.ProbabilityGradient", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Layout>(ProbabilityGradientKernel));
+            var maskView = ViewOr(keyMask, dProbabilities.View.Cast<int>());
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, n, v.Tensor.View, dOutput.Tensor.View, maskView, dProbabilities.View, layout);
+            }
+
+            return;
+        }
+
+        ProbabilityGradientManaged((CpuDevice)args.Device, v.Tensor, dOutput.Tensor, keyMask, dProbabilities, layout, n);
+    }
+
+    private static unsafe void ProbabilityGradientManaged(CpuDevice cpu, Tensor<float> tv, Tensor<float> tdO, Tensor<int>? tmask, Tensor<float> tdP, Layout p, int n)
+    {
+        int pairs = p.Batch * p.Heads;
+        fixed (float* v = tv.HostSpan, dO = tdO.HostSpan, dP = tdP.HostSpan)
+        fixed (int* mask = tmask is null ? default : tmask.HostSpan)
+        {
+            var job = new ProbabilityGradientJob { V = v, DOutput = dO, Mask = tmask is null ? null : mask, DP = dP, P = p };
+            if (pairs == 1 || (long)n * p.HeadDim < (1 << 16))
+            {
+                for (int bh = 0; bh < pairs; bh++)
+                {
+                    job.Execute(bh);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, pairs);
+            }
+        }
+    }
+
+    /// <summary><see cref="ProbabilityGradient"/>'s operands as pinned pointers; item = batch·heads + head.</summary>
+    private unsafe struct ProbabilityGradientJob : ICpuJob
+    {
+        public float* V;
+        public float* DOutput;
+        public int* Mask;
+        public float* DP;
+        public Layout P;
+
+        public readonly void Execute(int item) => ProbabilityGradientItem(this, item);
+    }
+
+    // The signal at the output as a rule sees it: the gradient itself, or the ε-normalised share of R_O = O ⊙ dO
+    // (two operands under the uniform rule, one when CP-LRP holds P constant).
+    private static float OutputSignal(float g, float o, Layout p)
+        => p.Rule == RuleGradient ? g : Elementwise.Share(g, o, p.Epsilon, p.Rule == RuleUniform ? 2f : 1f);
+
+    // What of dS reaches Q and K: all of it (gradient), S/(2S + ε·sign S) (uniform rule), or nothing (CP-LRP).
+    private static float ScoreShare(float s, Layout p)
+        => p.Rule == RuleGradient ? 1f : p.Rule == RuleUniform ? Elementwise.Share(1f, s, p.Epsilon, 2f) : 0f;
+
+    // g [dim] -> padded [dim]: OutputSignal lane by lane.
+    private static void OutputSignalRow(ReadOnlySpan<float> g, ReadOnlySpan<float> o, Span<float> padded, Layout p)
+    {
+        if (p.Rule == RuleGradient)
+        {
+            g.CopyTo(padded);
+            return;
+        }
+
+        for (int d = 0; d < g.Length; d++)
+        {
+            padded[d] = OutputSignal(g[d], o[d], p);
+        }
+    }
+
+    /// <summary><c>ds ⊙= S/(2S + ε·sign S)</c> over <paramref name="n"/> entries (a multiple of 16); masked scores (−∞) give 0.</summary>
+    private static unsafe void ScoreShareRow(float* ds, float* scores, float epsilon, int n)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var plus = Vector512.Create(epsilon);
+            var minus = Vector512.Create(-epsilon);
+            var two = Vector512.Create(2f);
+            for (; j < n; j += 16)
+            {
+                var s = Vector512.Load(scores + j);
+                var e = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(s, Vector512<float>.Zero), plus, minus);
+                var share = Vector512.ConditionalSelect(Vector512.Equals(s, Vector512.Create(float.NegativeInfinity)), Vector512<float>.Zero, s / ((two * s) + e));
+                (Vector512.Load(ds + j) * share).Store(ds + j);
+            }
+        }
+
+        for (; j < n; j++)
+        {
+            ds[j] = float.IsNegativeInfinity(scores[j]) ? 0f : Elementwise.Share(ds[j], scores[j], epsilon, 2f);
+        }
+    }
+
+    // One (batch, head) pair on the host: v, dO [batch, seq, width] -> dP [batch, heads, query, key]
+    private static unsafe void ProbabilityGradientItem(in ProbabilityGradientJob job, int bh)
+    {
+        var p = job.P;
+        int b = bh / p.Heads;
+        int h = bh % p.Heads;
+        int dim = p.HeadDim;
+        var ms = job.Mask is null ? default : new ReadOnlySpan<int>(job.Mask + ((long)b * p.KeyLength), p.KeyLength);
+        float* output = job.DP + ((long)bh * p.QueryLength * p.KeyLength);
+        for (int i = 0; i < p.QueryLength; i++)
+        {
+            var g = new ReadOnlySpan<float>(job.DOutput + ((((long)b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim), dim);
+            var row = new Span<float>(output + ((long)i * p.KeyLength), p.KeyLength);
+            int visible = VisibleKeys(p, i, 0, p.KeyLength);
+            for (int j = 0; j < p.KeyLength; j++)
+            {
+                bool keep = j < visible && (ms.IsEmpty || ms[j] != 0);
+                row[j] = keep ? TensorPrimitives.Dot(g, new ReadOnlySpan<float>(job.V + ((((long)b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim), dim)) : 0f;
+            }
+        }
+    }
+
+    // One thread per entry: v, dO [batch, seq, width] -> dP [batch, heads, query, key]
+    private static void ProbabilityGradientKernel(Index1D index, ArrayView<float> v, ArrayView<float> dO, ArrayView<int> mask, ArrayView<float> dP, Layout p)
+    {
+        int j = index % p.KeyLength;
+        int row = index / p.KeyLength; // (b·heads + h)·query + i
+        int i = row % p.QueryLength;
+        int bh = row / p.QueryLength;
+        int h = bh % p.Heads;
+        int b = bh / p.Heads;
+        float value = 0f;
+        bool visible = (p.HasMask == 0 || mask[(b * p.KeyLength) + j] != 0) && (p.Causal == 0 || j <= i + p.CausalOffset);
+        if (visible)
+        {
+            int dim = p.HeadDim;
+            int gBase = (((b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim);
+            int vBase = (((b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim);
+            for (int d = 0; d < dim; d++)
+            {
+                value += dO[gBase + d] * v[vBase + d];
+            }
+        }
+
+        dP[index] = value;
+    }
+
+    #endregion
+}
+
+/// <summary>Which LRP rule <see cref="Attention.Relevance"/> applies inside attention.</summary>
+public enum AttentionRelevanceRule
+{
+    /// <summary>AttnLRP (Achtibat et al. 2024): the uniform rule for Q·Kᵀ and P·V and the Taylor rule for softmax; relevance reaches Q, K and V.</summary>
+    Uniform,
+
+    /// <summary>CP-LRP (Ali et al. 2022): the attention probabilities are held constant; all relevance goes to V, none to Q and K.</summary>
+    Conservative,
 }

@@ -310,4 +310,92 @@ public static unsafe class Gelu
     // x [n], dy [n] -> dx [n]
     private static void BackwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, int form)
         => dx[i] = dy[i] * Derivative(x[i], form);
+
+    #region LRP
+
+    /// <summary>
+    /// AttnLRP's identity rule through GELU, in signal form (relevance <c>R = x ⊙ signal</c>): the relevance at the
+    /// output passes to the input unchanged, <c>R_x = R_y</c>, so <c>dx = dy ⊙ gelu(x)/x</c>. The ratio is GELU's gate,
+    /// <c>Φ(x)</c> or <c>sigmoid(2u)</c>, finite at 0. <paramref name="dx"/> may be <paramref name="dy"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped.</exception>
+    public static void Relevance(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form)
+    {
+        var args = new OpArgs("Gelu.Relevance").Add("x", x).Add("dy", dy).Add("dx", dx)
+            .Require(x.Shape == dy.Shape && x.Shape == dx.Shape, "x, dy and dx must have the same shape")
+            .Require(Enum.IsDefined(form), "form must be Erf or Tanh");
+        int n = (int)x.Length;
+        if (n == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("Gelu.Relevance", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RelevanceKernel));
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, n, x.View, dy.View, dx.View, (int)form);
+            }
+
+            return;
+        }
+
+        // SIMD per chunk, chunks over the device's threads, as in the backward pass.
+        var cpu = (CpuDevice)args.Device;
+        fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
+        {
+            var job = new RelevanceJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+            cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
+        }
+    }
+
+    /// <summary>The relevance pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* X;
+        public float* Dy;
+        public float* Dx;
+        public int Length;
+        public GeluForm Form;
+
+        public readonly void Execute(int item)
+        {
+            int start = item * BackwardChunk;
+            int length = Math.Min(BackwardChunk, Length - start);
+            RelevanceRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
+        }
+    }
+
+    /// <summary><c>gelu(x)/x</c>: <c>Φ(x)</c> or <c>sigmoid(2u)</c>; usable inside ILGPU kernels.</summary>
+    internal static float Gate(float x, int form) => form == (int)GeluForm.Erf ? Phi(x) : Sigmoid(2f * TanhArgument(x));
+
+    // dx = dy ⊙ gelu(x)/x on the host; dx may alias dy.
+    private static void RelevanceRange(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, GeluForm form)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var v = Vector512.Create(x.Slice(i, Vector512<float>.Count));
+                var gate = form == GeluForm.Erf
+                    ? Vector512.Create(0.5f) * Erfc(-v * Vector512.Create(InvSqrt2))
+                    : Vector512<float>.One / (Vector512<float>.One + Softmax.Exp(Vector512.Create(-2f * TanhScale) * (v + (Vector512.Create(TanhCubic) * v * v * v))));
+                (Vector512.Create(dy.Slice(i, Vector512<float>.Count)) * gate).CopyTo(dx.Slice(i, Vector512<float>.Count));
+            }
+        }
+
+        for (; i < x.Length; i++)
+        {
+            dx[i] = dy[i] * Gate(x[i], (int)form);
+        }
+    }
+
+    // x [n], dy [n] -> dx [n]
+    private static void RelevanceKernel(Index1D i, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, int form)
+        => dx[i] = dy[i] * Gate(x[i], form);
+
+    #endregion
 }

@@ -660,6 +660,44 @@ public static class Gemm
 
         c[i] = v;
     }
+
+    #region LRP
+
+    /// <summary>
+    /// The ε-rule of LRP through a linear layer <c>c = a·op(b) (+ bias)</c>, in signal form (relevance = tensor ⊙ signal):
+    /// <c>R_a = a ⊙ op(b)ᵀ(R_c / (c + ε·sign c))</c> with <c>R_c = c ⊙ dc</c>, so <c>da = (dc ⊙ c / (c + ε·sign c))·op(b)ᵀ</c>.
+    /// The bias and ε absorb their share. Linear form only: <c>a [..., k]</c>, <c>b [k, n]</c> (<c>[n, k]</c> with
+    /// <paramref name="transposeB"/>), <c>c [..., n]</c>, the output of the forward pass, bias included.
+    /// </summary>
+    /// <param name="a">The layer's input.</param>
+    /// <param name="b">The weight.</param>
+    /// <param name="c">The layer's output (the forward's, bias included).</param>
+    /// <param name="dc">The signal at the output, shaped like <paramref name="c"/>.</param>
+    /// <param name="da">Receives the signal at the input, shaped like <paramref name="a"/>.</param>
+    /// <param name="epsilon">The stabiliser ε, positive.</param>
+    /// <param name="scratch">Shaped like <paramref name="c"/>: holds <c>dc ⊙ c / (c + ε·sign c)</c>; may be <paramref name="dc"/>, which is then overwritten.</param>
+    /// <param name="transposeB">As in the forward call.</param>
+    /// <param name="accumulate">Add into <paramref name="da"/> instead of overwriting it.</param>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device, misshaped or aliased, or ε is not positive and finite.</exception>
+    public static void Relevance(Tensor<float> a, Tensor<float> b, Tensor<float> c, Tensor<float> dc, Tensor<float> da,
+        float epsilon, Tensor<float> scratch, bool transposeB = false, bool accumulate = false)
+    {
+        var args = new OpArgs("Gemm.Relevance").Add("a", a).Add("b", b).Add("c", c).Add("dc", dc).Add("da", da).Add("scratch", scratch)
+            .Require(b.Shape.Rank == 2, "b must be a [k, n] weight (the linear form)")
+            .Require(float.IsFinite(epsilon) && epsilon > 0, $"epsilon must be positive and finite (got {epsilon})");
+        var shape = Resolve(args, a, b, transposeA: false, transposeB);
+        RequireOutput(args, "c", c, shape, a, b);
+        RequireOutput(args, "dc", dc, shape, a, b);
+        RequireOutput(args, "scratch", scratch, shape, a, b);
+        args.RequireShape("da", da, a.Shape.Dims)
+            .Require(!ReferenceEquals(da, a) && !ReferenceEquals(da, b) && !ReferenceEquals(da, c) && !ReferenceEquals(da, dc) && !ReferenceEquals(da, scratch),
+                "da must not be a, b, c, dc or scratch")
+            .Require(!ReferenceEquals(scratch, a) && !ReferenceEquals(scratch, b) && !ReferenceEquals(scratch, c), "scratch must not be a, b or c");
+        Elementwise.EpsilonShare(dc, c, scratch, epsilon);
+        Backward(a, b, scratch, da, null, null, transposeB: transposeB, accumulate: accumulate);
+    }
+
+    #endregion
 }
 
 /// <summary>Which ILGPU kernel <see cref="Gemm"/> launches.</summary>

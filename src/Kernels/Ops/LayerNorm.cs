@@ -735,4 +735,133 @@ public static unsafe class LayerNorm
             }
         }
     }
+
+    #region LRP
+
+    /// <summary>
+    /// AttnLRP's identity rule through LayerNorm, in signal form (relevance <c>R = x ⊙ signal</c>): <c>1/σ</c> is held
+    /// constant, which makes the layer linear in its input, and the relevance follows that linear map (ε = 0):
+    /// <c>dx = rstd·(g − mean(g))</c> per row with <c>g = dy ⊙ gamma</c>. The shift beta absorbs its share, as a bias does.
+    /// </summary>
+    /// <param name="dy">The signal at the output <c>[rows..., d]</c>.</param>
+    /// <param name="gamma">The scale <c>[d]</c>.</param>
+    /// <param name="rstd">The forward's saved <c>1/√(var + ε)</c> <c>[rows]</c>.</param>
+    /// <param name="dx">The signal at the input, shaped like <paramref name="dy"/>; may be <paramref name="dy"/> unless accumulating.</param>
+    /// <param name="accumulateInput">Add to <paramref name="dx"/> instead of overwriting it (a residual branch's signal already there).</param>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped.</exception>
+    public static void Relevance(Tensor<float> dy, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dx, bool accumulateInput = false)
+    {
+        var args = new OpArgs("LayerNorm.Relevance").Add("dy", dy).Add("gamma", gamma).Add("rstd", rstd).Add("dx", dx)
+            .Require(dy.Shape.Rank >= 1 && dy.Shape[-1] >= 1, "dy must have at least one dimension, and its last (d) must be at least 1")
+            .Require(dx.Shape == dy.Shape, "dy and dx must have the same shape")
+            .Require(!ReferenceEquals(dx, dy) || !accumulateInput, "dx may be dy only when it is overwritten");
+        int d = dy.Shape[-1];
+        int rows = args.ToInt32(dy.Shape.Rows, "rows");
+        args.Require(gamma.Shape.Rank == 1 && gamma.Length == d, $"gamma must be [d] = [{d}]")
+            .Require(rstd.Length == rows, $"rstd must have one element per row ({rows})");
+        if (rows == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("LayerNorm.Relevance", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(RelevanceKernel));
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, new KernelConfig(rows, RowGroupSize(gpu, d)),
+                    dy.View, gamma.View, rstd.View, dx.View, d, accumulateInput ? 1 : 0);
+            }
+
+            return;
+        }
+
+        var cpu = (CpuDevice)args.Device;
+        fixed (float* pdy = dy.HostSpan, pgamma = gamma.HostSpan, prstd = rstd.HostSpan, pdx = dx.HostSpan)
+        {
+            var job = new RelevanceJob { Dy = pdy, Gamma = pgamma, Rstd = prstd, Dx = pdx, D = d, Rows = rows, Accumulate = accumulateInput, RowsPerItem = RowsPerItem(cpu, rows, d) };
+            cpu.Workers.Run(ref job, DivUp(rows, job.RowsPerItem));
+        }
+    }
+
+    /// <summary>The relevance pass on the host; item = a range of rows.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* Dy;
+        public float* Gamma;
+        public float* Rstd;
+        public float* Dx;
+        public int D;
+        public int Rows;
+        public int RowsPerItem;
+        public bool Accumulate;
+
+        public readonly void Execute(int item)
+        {
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                RelevanceRow(r, this);
+            }
+        }
+    }
+
+    // One row on the host: dy [d], gamma [d] -> dx [d] = rs·(dy⊙gamma − mean(dy⊙gamma)) (+ dx)
+    private static void RelevanceRow(int r, in RelevanceJob j)
+    {
+        int d = j.D;
+        bool accumulate = j.Accumulate;
+        long start = (long)r * d;
+        var g = new ReadOnlySpan<float>(j.Dy + start, d);
+        var w = new ReadOnlySpan<float>(j.Gamma, d);
+        var o = new Span<float>(j.Dx + start, d);
+        float rs = j.Rstd[r];
+        float shift = TensorPrimitives.Dot(g, w) / d;
+        ref float gr = ref MemoryMarshal.GetReference(g);
+        ref float wr = ref MemoryMarshal.GetReference(w);
+        ref float or = ref MemoryMarshal.GetReference(o);
+        var shiftV = Vector512.Create(shift);
+        var rsV = Vector512.Create(rs);
+        int i = 0;
+        for (; i <= d - Vector512<float>.Count; i += Vector512<float>.Count)
+        {
+            var value = ((Vector512.LoadUnsafe(ref gr, (nuint)i) * Vector512.LoadUnsafe(ref wr, (nuint)i)) - shiftV) * rsV;
+            if (accumulate)
+            {
+                value += Vector512.LoadUnsafe(ref or, (nuint)i);
+            }
+
+            value.StoreUnsafe(ref or, (nuint)i);
+        }
+
+        for (; i < d; i++)
+        {
+            float value = ((g[i] * w[i]) - shift) * rs;
+            o[i] = accumulate ? o[i] + value : value;
+        }
+    }
+
+    // One group per row. dy [rows, d], gamma [d], rstd [rows] -> dx [rows, d]
+    private static void RelevanceKernel(ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> rstd, ArrayView<float> dx, int d, int accumulate)
+    {
+        var scratch = SharedMemory.Allocate<float>(GroupReduce.MaxGroupSize);
+        int row = Grid.IdxX;
+        long start = (long)row * d;
+        float rs = rstd[row];
+        float a = 0f;
+        for (int c = Group.IdxX; c < d; c += Group.DimX)
+        {
+            a += dy[start + c] * gamma[c];
+        }
+
+        a = GroupReduce.Sum(scratch, a) / d;
+        for (int c = Group.IdxX; c < d; c += Group.DimX)
+        {
+            float value = ((dy[start + c] * gamma[c]) - a) * rs;
+            dx[start + c] = accumulate != 0 ? dx[start + c] + value : value;
+        }
+    }
+
+    #endregion
 }

@@ -406,4 +406,163 @@ public static unsafe class Softmax
             dx[start + c] = scale * y[start + c] * (dy[start + c] - dot);
         }
     }
+
+    #region LRP
+
+    /// <summary>
+    /// AttnLRP's softmax rule (a Taylor expansion at the input, bias included), on relevance itself:
+    /// <c>R_x = (scale·x) ⊙ (R_y − y·Σ_j R_y)</c> per row over the allowed columns; masked columns get 0. In signal
+    /// form (relevance = input ⊙ signal) the rule equals the gradient, which is <see cref="Backward"/>; this form
+    /// serves relevance passes that carry relevance explicitly.
+    /// </summary>
+    /// <param name="x">The forward's scores <c>[outer..., rows, cols]</c>.</param>
+    /// <param name="y">The forward's probabilities, shaped like <paramref name="x"/>.</param>
+    /// <param name="relevance">The relevance at the output, shaped like <paramref name="x"/>.</param>
+    /// <param name="result">Receives the relevance at the scores <c>scale·x</c>; may be <paramref name="relevance"/>.</param>
+    /// <param name="scale">The forward's scale.</param>
+    /// <param name="keyMask">The forward's key mask, or null.</param>
+    /// <param name="causal">The forward's causal flag.</param>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, or the scale is not finite.</exception>
+    public static void Relevance(Tensor<float> x, Tensor<float> y, Tensor<float> relevance, Tensor<float> result,
+        float scale = 1f, Tensor<int>? keyMask = null, bool causal = false)
+    {
+        var args = new OpArgs("Softmax.Relevance").Add("x", x).Add("y", y).Add("relevance", relevance).Add("result", result)
+            .AddOptional("keyMask", keyMask)
+            .Require(x.Shape.Rank >= 2, "x must have rank 2 or more: [outer..., rows, cols]")
+            .Require(y.Shape == x.Shape && relevance.Shape == x.Shape && result.Shape == x.Shape, "x, y, relevance and result must have the same shape")
+            .Require(!ReferenceEquals(result, x) && !ReferenceEquals(result, y), "result must not be x or y")
+            .Require(float.IsFinite(scale), $"scale must be finite (got {scale})");
+        int rows = x.Shape[-2];
+        int cols = x.Shape[-1];
+        int outer = rows == 0 ? 0 : args.ToInt32(x.Shape.Rows / rows, "outer");
+        int perBatch = 1;
+        if (keyMask is not null)
+        {
+            args.Require(keyMask.Shape.Rank == 2 && keyMask.Shape[1] == cols, $"keyMask must be [batch, cols] with cols = {cols}")
+                .Require(keyMask.Shape[0] >= 1 && outer % keyMask.Shape[0] == 0,
+                    $"keyMask's batch ({keyMask.Shape[0]}) must divide the number of [rows, cols] matrices ({outer})");
+            perBatch = Math.Max(1, outer / keyMask.Shape[0]);
+        }
+
+        long totalRows = (long)outer * rows;
+        if (totalRows == 0 || cols == 0)
+        {
+            return;
+        }
+
+        if (args.Device is IlgpuDevice gpu)
+        {
+            var kernel = gpu.GetKernel("Softmax.Relevance", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, float, int>(RelevanceKernel));
+            int flags = (keyMask is not null ? FlagMask : 0) | (causal ? FlagCausal : 0);
+            var mask = keyMask?.View ?? x.View.Cast<int>();
+            lock (gpu.SyncRoot)
+            {
+                kernel(gpu.Accelerator.DefaultStream, new KernelConfig(args.ToInt32(totalRows, "outer·rows"), LayerNorm.RowGroupSize(gpu, cols)),
+                    x.View, y.View, relevance.View, result.View, mask, rows, cols, perBatch, scale, flags);
+            }
+
+            return;
+        }
+
+        var cpu = (CpuDevice)args.Device;
+        int count = (int)totalRows;
+        fixed (float* px = x.HostSpan, py = y.HostSpan, prel = relevance.HostSpan, pres = result.HostSpan)
+        fixed (int* pmask = keyMask is null ? default : keyMask.HostSpan)
+        {
+            var job = new RelevanceJob
+            {
+                X = px, Y = py, Relevance = prel, Result = pres, Mask = keyMask is null ? null : pmask, Rows = rows, Cols = cols, PerBatch = perBatch,
+                Scale = scale, Causal = causal, Count = count, RowsPerItem = RowsPerItem(cpu, count, cols),
+            };
+            cpu.Workers.Run(ref job, (count + job.RowsPerItem - 1) / job.RowsPerItem);
+        }
+    }
+
+    /// <summary>The relevance pass on the host; item = a range of rows.</summary>
+    private unsafe struct RelevanceJob : ICpuJob
+    {
+        public float* X;
+        public float* Y;
+        public float* Relevance;
+        public float* Result;
+        public int* Mask;
+        public int Rows;
+        public int Cols;
+        public int PerBatch;
+        public float Scale;
+        public bool Causal;
+        public int Count;
+        public int RowsPerItem;
+
+        public readonly void Execute(int item)
+        {
+            int end = Math.Min(Count, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                RelevanceRow(r, this);
+            }
+        }
+    }
+
+    // One row on the host: x, y, relevance [cols] -> result [cols]; the row total is taken before anything is written.
+    private static void RelevanceRow(int r, in RelevanceJob j)
+    {
+        int rows = j.Rows;
+        int cols = j.Cols;
+        float scale = j.Scale;
+        long start = (long)r * cols;
+        int visible = VisibleColumns(r % rows, rows, cols, j.Causal);
+        var xs = new ReadOnlySpan<float>(j.X + start, cols);
+        var ys = new ReadOnlySpan<float>(j.Y + start, cols);
+        var rs = new ReadOnlySpan<float>(j.Relevance + start, cols);
+        var mask = j.Mask is null ? default : new ReadOnlySpan<int>(j.Mask + ((long)(r / rows / j.PerBatch) * cols), cols);
+        float total = 0f;
+        for (int c = 0; c < visible; c++)
+        {
+            total += mask.IsEmpty || mask[c] != 0 ? rs[c] : 0f;
+        }
+
+        var o = new Span<float>(j.Result + start, cols);
+        for (int c = 0; c < cols; c++)
+        {
+            bool allowed = c < visible && (mask.IsEmpty || mask[c] != 0);
+            o[c] = allowed ? scale * xs[c] * (rs[c] - (ys[c] * total)) : 0f;
+        }
+    }
+
+    // One group per row. x, y, relevance [outer, rows, cols], mask [batch, cols] -> result [outer, rows, cols]
+    private static void RelevanceKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<float> relevance, ArrayView<float> result,
+        ArrayView<int> mask, int rows, int cols, int perBatch, float scale, int flags)
+    {
+        var scratch = SharedMemory.Allocate<float>(GroupReduce.MaxGroupSize);
+        int row = Grid.IdxX;
+        long start = (long)row * cols;
+        long maskStart = (long)(row / rows / perBatch) * cols;
+        int visible = cols;
+        if ((flags & FlagCausal) != 0)
+        {
+            visible = XMath.Clamp((row % rows) + (cols - rows) + 1, 0, cols);
+        }
+
+        bool masked = (flags & FlagMask) != 0;
+        float total = 0f;
+        for (int c = Group.IdxX; c < visible; c += Group.DimX)
+        {
+            if (!masked || mask[maskStart + c] != 0)
+            {
+                total += relevance[start + c];
+            }
+        }
+
+        // Every thread reads its own columns before writing them, so result may be relevance.
+        total = GroupReduce.Sum(scratch, total);
+        for (int c = Group.IdxX; c < cols; c += Group.DimX)
+        {
+            bool allowed = c < visible && (!masked || mask[maskStart + c] != 0);
+            result[start + c] = allowed ? scale * x[start + c] * (relevance[start + c] - (y[start + c] * total)) : 0f;
+        }
+    }
+
+    #endregion
 }
