@@ -5,7 +5,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "compare", "no-importance" };
 
     private static int Main(string[] args)
     {
@@ -20,6 +20,7 @@ internal static class Program
                 "logits" => LogitsCommand.Run(cli, Console.Out),
                 "generate" => GenerateCommand.Run(cli, Console.Out),
                 "explain" => ExplainCommand.Run(cli, Console.Out),
+                "heads" => HeadsCommand.Run(cli, Console.Out),
                 "help" or "--help" or "-h" => Help(Console.Out),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
@@ -64,6 +65,7 @@ internal static class Program
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
               explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
+              heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
 
             Common options:
@@ -72,7 +74,7 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """ + "\n\n" + ExplainCommand.TargetHelp);
+            """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + HeadsCommand.Help);
         return 0;
     }
 }

@@ -86,6 +86,17 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>
+    /// A model from weights made in memory (random-weight controls): <paramref name="weights"/> in the
+    /// Hugging Face names of <paramref name="config"/>'s family, uploaded to <paramref name="device"/>, which
+    /// the model does not own.
+    /// </summary>
+    internal static Model FromWeights(string name, ModelConfig config, WeightSet weights, ITextTokenizer? tokenizer, Device device)
+    {
+        config.Validate(name);
+        return new Model(name, weights.SourcePath, config, device, ownsDevice: false, DeviceWeights.Upload(device, config, weights), tokenizer);
+    }
+
     /// <summary>Tokenises and pads texts into one batch (the model's special tokens added).</summary>
     /// <exception cref="InvalidOperationException">The model has no tokenizer.</exception>
     /// <exception cref="ArgumentException">A text is empty or has no tokens.</exception>
