@@ -26,6 +26,7 @@ public class GemmBenchmarks
     private Tensor<float>? a;
     private Tensor<float>? b;
     private Tensor<float>? c;
+    private PackedWeight? packedB;
     private float[] hostA = [];
     private float[] hostBt = [];
     private float[] hostC = [];
@@ -58,9 +59,18 @@ public class GemmBenchmarks
         }
     }
 
-    /// <summary>Allocates and fills the operands, and builds the ONNX Runtime sessions on the CPU.</summary>
-    [GlobalSetup]
-    public void Setup()
+    /// <summary>
+    /// Allocates and fills the operands. ONNX Runtime is loaded only for its own rows: its idle intra-op
+    /// threads spin for a while and would take CPU from the other methods.
+    /// </summary>
+    [GlobalSetup(Targets = [nameof(Headlight), nameof(HeadlightPackedB), nameof(TensorPrimitivesDot)])]
+    public void Setup() => Setup(withOnnxRuntime: false);
+
+    /// <summary>Allocates and fills the operands and builds the ONNX Runtime sessions.</summary>
+    [GlobalSetup(Targets = [nameof(OnnxRuntimeConstantB), nameof(OnnxRuntimeInputB)])]
+    public void SetupOnnxRuntime() => Setup(withOnnxRuntime: true);
+
+    private void Setup(bool withOnnxRuntime)
     {
         int[] dims = Shape.Split('x').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         (m, k, n) = (dims[0], dims[1], dims[2]);
@@ -73,6 +83,7 @@ public class GemmBenchmarks
         a = device.FromHost<float>(hostA, m, k);
         b = device.FromHost<float>(hostB, k, n);
         c = device.Allocate(m, n);
+        packedB = Gemm.Prepack(b);
         if (device is not CpuDevice cpu)
         {
             return;
@@ -86,6 +97,11 @@ public class GemmBenchmarks
             {
                 hostBt[(j * k) + p] = hostB[(p * n) + j];
             }
+        }
+
+        if (!withOnnxRuntime)
+        {
+            return;
         }
 
         runOptions = new RunOptions();
@@ -106,6 +122,7 @@ public class GemmBenchmarks
         ortConstant?.Dispose();
         ortInput?.Dispose();
         runOptions?.Dispose();
+        packedB?.Dispose();
         a?.Dispose();
         b?.Dispose();
         c?.Dispose();
@@ -117,6 +134,14 @@ public class GemmBenchmarks
     public void Headlight()
     {
         Gemm.Forward(a!, b!, c!);
+        device!.Synchronize();
+    }
+
+    /// <summary>Headlight's GEMM with b packed once beforehand (<see cref="Gemm.Prepack"/>), as model weights are: the peer of <see cref="OnnxRuntimeConstantB"/>.</summary>
+    [Benchmark]
+    public void HeadlightPackedB()
+    {
+        Gemm.ForwardPacked(a!, packedB!, c!);
         device!.Synchronize();
     }
 
@@ -275,7 +300,7 @@ public class GemmBenchmarks
             AddColumn(new GflopsColumn());
             AddDiagnoser(MemoryDiagnoser.Default);
             AddFilter(new SimpleFilter(bc =>
-                bc.Descriptor.WorkloadMethod.Name == nameof(Headlight)
+                bc.Descriptor.WorkloadMethod.Name is nameof(Headlight) or nameof(HeadlightPackedB)
                 || bc.Parameters.Items.Any(p => p.Name == nameof(Device) && (string?)p.Value == "cpu")));
         }
     }

@@ -7,33 +7,37 @@ internal static class Program
 {
     private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "compare", "no-importance" };
 
-    private static int Main(string[] args)
+    private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage error).</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         try
         {
             var cli = CliArgs.Parse(args, FlagNames);
             return cli.Command switch
             {
-                "devices" => DevicesCommand.Run(cli, Console.Out),
-                "embed" => EmbedCommand.Run(cli, Console.Out),
-                "attend" => AttendCommand.Run(cli, Console.Out),
-                "logits" => LogitsCommand.Run(cli, Console.Out),
-                "generate" => GenerateCommand.Run(cli, Console.Out),
-                "explain" => ExplainCommand.Run(cli, Console.Out),
-                "heads" => HeadsCommand.Run(cli, Console.Out),
-                "help" or "--help" or "-h" => Help(Console.Out),
+                "devices" => DevicesCommand.Run(cli, output),
+                "embed" => EmbedCommand.Run(cli, output),
+                "attend" => AttendCommand.Run(cli, output),
+                "logits" => LogitsCommand.Run(cli, output),
+                "generate" => GenerateCommand.Run(cli, output),
+                "explain" => ExplainCommand.Run(cli, output),
+                "heads" => HeadsCommand.Run(cli, output, error),
+                "bench" => BenchCommand.Run(cli, output),
+                "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
             };
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"headlight: {e.Message}");
+            error.WriteLine($"headlight: {e.Message}");
             return 2;
         }
         catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
             or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
         {
-            Console.Error.WriteLine($"headlight: {Message(e)}");
+            error.WriteLine($"headlight: {Message(e)}");
             return 1;
         }
     }
@@ -67,6 +71,8 @@ internal static class Program
               explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
               heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
+              bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
+                                         --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
 
             Common options:
               --model NAME|PATH                         minilm (default), arcticxs, a Hugging Face folder or an .onnx file

@@ -119,24 +119,8 @@ public static class Explainer
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
         {
-            int length = inputs.Lengths[r];
-            var scores = new double[length];
-            var embedding = new float[length * d];
-            for (int t = 0; t < length; t++)
-            {
-                double sum = 0;
-                for (int i = 0; i < d; i++)
-                {
-                    int at = (t * d) + i;
-                    float g = gradients[r][at];
-                    float a = timesInput ? x[r][at] * g : g;
-                    embedding[at] = a;
-                    sum += timesInput ? (double)x[r][at] * g : (double)g * g;
-                }
-
-                scores[t] = timesInput ? sum : Math.Sqrt(sum);
-            }
-
+            var (g, e) = (gradients[r], x[r]);
+            var (scores, embedding) = Reduce(inputs.Lengths[r], d, timesInput ? i => (double)e[i] * g[i] : i => g[i], norm: !timesInput);
             result[r] = new Attribution(inputs.Texts[r], scores, embedding, d, values[r], null, null);
         }
 
@@ -200,22 +184,8 @@ public static class Explainer
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
         {
-            int length = inputs.Lengths[r];
-            var scores = new double[length];
-            var embedding = new float[length * d];
-            for (int t = 0; t < length; t++)
-            {
-                double squares = 0;
-                for (int i = 0; i < d; i++)
-                {
-                    double mean = sums[r][(t * d) + i] / n;
-                    embedding[(t * d) + i] = (float)mean;
-                    squares += mean * mean;
-                }
-
-                scores[t] = Math.Sqrt(squares);
-            }
-
+            var sum = sums[r];
+            var (scores, embedding) = Reduce(inputs.Lengths[r], d, i => sum[i] / n, norm: true);
             result[r] = new Attribution(inputs.Texts[r], scores, embedding, d, values[r], null, null);
         }
 
@@ -256,31 +226,35 @@ public static class Explainer
         var result = new Attribution[inputs.BatchSize];
         for (int r = 0; r < result.Length; r++)
         {
-            int length = inputs.Lengths[r];
-            var scores = new double[length];
-            var embedding = new float[length * d];
-            double total = 0;
-            for (int t = 0; t < length; t++)
-            {
-                double score = 0;
-                for (int i = 0; i < d; i++)
-                {
-                    int at = (t * d) + i;
-                    double ig = ((double)x[r][at] - baselines[r][at]) * sums[r][at];
-                    embedding[at] = (float)ig;
-                    score += ig;
-                }
-
-                scores[t] = score;
-                total += score;
-            }
-
-            double delta = total - (inputValues[r] - baselineValues[r]);
+            var (sum, to, from) = (sums[r], x[r], baselines[r]);
+            var (scores, embedding) = Reduce(inputs.Lengths[r], d, i => ((double)to[i] - from[i]) * sum[i], norm: false);
+            double delta = scores.Sum() - (inputValues[r] - baselineValues[r]);
             var check = new CheckFigure("completeness delta", delta, "Σ attributions − (F(x) − F(x')): how far the quadrature is from the exact path integral.");
             result[r] = new Attribution(inputs.Texts[r], scores, embedding, d, inputValues[r], baselineValues[r], check);
         }
 
         return (result, passes);
+    }
+
+    // An attribution per token and dimension [length, d] → per-token scores: each token's L2 norm (norm) or sum.
+    private static (double[] Scores, float[] Embedding) Reduce(int length, int d, Func<int, double> attribution, bool norm)
+    {
+        var scores = new double[length];
+        var embedding = new float[length * d];
+        for (int t = 0; t < length; t++)
+        {
+            double total = 0;
+            for (int i = t * d; i < (t + 1) * d; i++)
+            {
+                double a = attribution(i);
+                embedding[i] = (float)a;
+                total += norm ? a * a : a;
+            }
+
+            scores[t] = norm ? Math.Sqrt(total) : total;
+        }
+
+        return (scores, embedding);
     }
 
     // e = from + α·(to − from)

@@ -5,9 +5,14 @@ namespace Headlight.Kernels;
 
 /// <summary>
 /// The managed SIMD CPU backend: ops run as Vector512/Vector256 code and TensorPrimitives on the
-/// host, with one level of parallelism over <see cref="Threads"/> workers. This is the fast CPU
-/// path; ILGPU's CPU accelerator (<c>ilgpu-cpu</c>) is a simulator for testing kernels.
+/// host, with one level of parallelism over <see cref="Threads"/> threads (persistent workers owned by
+/// the device, plus the calling thread). This is the fast CPU path; ILGPU's CPU accelerator
+/// (<c>ilgpu-cpu</c>) is a simulator for testing kernels.
 /// </summary>
+/// <remarks>
+/// Ops may be called from several threads at once; their parallel parts take turns on the workers.
+/// Dispose the device to stop its worker threads.
+/// </remarks>
 public sealed class CpuDevice : Device
 {
     /// <summary>Creates the CPU device using every logical processor.</summary>
@@ -19,6 +24,7 @@ public sealed class CpuDevice : Device
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         Threads = threads;
         ParallelOptions = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        Workers = new CpuWorkers(threads);
     }
 
     /// <inheritdoc />
@@ -30,10 +36,25 @@ public sealed class CpuDevice : Device
     /// <summary>The widest SIMD vector the ops use on this machine, in bits (512, 256 or 128).</summary>
     public static int VectorBits => Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
 
+    /// <summary>Options for code outside the ops that parallelises with <see cref="Parallel"/> (benchmark baselines).</summary>
     internal ParallelOptions ParallelOptions { get; }
+
+    /// <summary>The threads every op's parallel part runs on.</summary>
+    internal CpuWorkers Workers { get; }
 
     /// <inheritdoc />
     public override void Synchronize() { }
+
+    /// <summary>Stops the worker threads.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Workers.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
 
     internal override DeviceStorage<T> CreateStorage<T>(long length)
     {

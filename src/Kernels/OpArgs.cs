@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Headlight.Kernels;
@@ -19,16 +21,27 @@ internal interface ITensorInfo
 /// small enough for 32-bit indexing, and shaped as the op needs. Every failure is an
 /// <see cref="ArgumentException"/> whose message names the op and the shapes of all its operands.
 /// </summary>
-internal sealed class OpArgs
+/// <remarks>
+/// A struct with inline room for its operands, and messages formatted only on failure (interpolated
+/// <see cref="Require(bool, ref RequireMessage)"/> arguments are not built while the condition holds):
+/// validation allocates nothing on success. The fluent methods return the updated value, so use it as
+/// <c>var args = new OpArgs(op).Add(...).Add(...)</c> or call them on a local variable; a copy passed to a
+/// helper method can check and fail, but operands it adds do not reach the caller's copy.
+/// </remarks>
+internal struct OpArgs
 {
+    private const int InlineOperands = 16;
+
     private readonly string op;
-    private readonly List<(string Name, ITensorInfo Tensor)> operands = new(8);
+    private Operands operands;
+    private List<Operand>? overflow;
+    private int count;
     private Device? device;
 
     public OpArgs(string op) => this.op = op;
 
     /// <summary>The device every operand lives on.</summary>
-    public Device Device => device ?? throw new InvalidOperationException($"{op}: no operands were given.");
+    public readonly Device Device => device ?? throw new InvalidOperationException($"{op}: no operands were given.");
 
     /// <summary>Adds a required operand.</summary>
     public OpArgs Add<T>(string name, Tensor<T>? tensor)
@@ -69,7 +82,7 @@ internal sealed class OpArgs
         else if (!ReferenceEquals(device, tensor.Device))
         {
             throw new ArgumentException(
-                $"{op}: operand '{name}' is on device '{tensor.Device}', but '{operands[0].Name}' is on '{device}'. All operands must be on one device.",
+                $"{op}: operand '{name}' is on device '{tensor.Device}', but '{OperandAt(0).Name}' is on '{device}'. All operands must be on one device.",
                 name);
         }
 
@@ -81,12 +94,21 @@ internal sealed class OpArgs
                 name);
         }
 
-        operands.Add((name, tensor));
+        if (count < InlineOperands)
+        {
+            operands[count] = new Operand(name, tensor);
+        }
+        else
+        {
+            (overflow ??= []).Add(new Operand(name, tensor));
+        }
+
+        count++;
         return this;
     }
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the op and all shapes unless <paramref name="condition"/> holds.</summary>
-    public OpArgs Require(bool condition, string expectation)
+    public readonly OpArgs Require(bool condition, string expectation)
     {
         if (!condition)
         {
@@ -96,24 +118,38 @@ internal sealed class OpArgs
         return this;
     }
 
+    /// <summary>As <see cref="Require(bool, string)"/>; an interpolated message is formatted only when <paramref name="condition"/> fails.</summary>
+    public readonly OpArgs Require(bool condition, [InterpolatedStringHandlerArgument("condition")] ref RequireMessage expectation)
+    {
+        if (!condition)
+        {
+            Fail(expectation.ToStringAndClear());
+        }
+
+        return this;
+    }
+
     /// <summary>Requires <paramref name="tensor"/> to have exactly <paramref name="rank"/> dimensions.</summary>
-    public OpArgs RequireRank<T>(string name, Tensor<T>? tensor, int rank)
+    public readonly OpArgs RequireRank<T>(string name, Tensor<T>? tensor, int rank)
         where T : unmanaged
     {
         return tensor is null ? this : Require(tensor.Shape.Rank == rank, $"'{name}' must have rank {rank}");
     }
 
     /// <summary>Requires <paramref name="tensor"/> to have exactly the given shape.</summary>
-    public OpArgs RequireShape<T>(string name, Tensor<T>? tensor, params ReadOnlySpan<int> shape)
+    public readonly OpArgs RequireShape<T>(string name, Tensor<T>? tensor, params ReadOnlySpan<int> shape)
         where T : unmanaged
     {
-        return tensor is null
-            ? this
-            : Require(tensor.Shape.Dims.SequenceEqual(shape), $"'{name}' must have shape {TensorShape.Format(shape)}");
+        if (tensor is not null && !tensor.Shape.Dims.SequenceEqual(shape))
+        {
+            Fail($"'{name}' must have shape {TensorShape.Format(shape)}");
+        }
+
+        return this;
     }
 
     /// <summary>Requires a value computed from shapes to fit 32-bit indexing and returns it.</summary>
-    public int ToInt32(long value, string what)
+    public readonly int ToInt32(long value, string what)
     {
         if (value is < 0 or > int.MaxValue)
         {
@@ -125,16 +161,17 @@ internal sealed class OpArgs
 
     /// <summary>Throws the op's <see cref="ArgumentException"/>.</summary>
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    public void Fail(string expectation)
+    public readonly void Fail(string expectation)
     {
         var message = new StringBuilder();
         message.Append(op).Append(": ").Append(expectation).Append(". Operands:");
-        foreach (var (name, tensor) in operands)
+        for (int i = 0; i < count; i++)
         {
+            var (name, tensor) = OperandAt(i);
             message.Append(' ').Append(name).Append(' ').Append(tensor.Shape.ToString()).Append(',');
         }
 
-        if (operands.Count > 0)
+        if (count > 0)
         {
             message.Length--;
         }
@@ -146,4 +183,40 @@ internal sealed class OpArgs
         message.Append('.');
         throw new ArgumentException(message.ToString());
     }
+
+    private readonly Operand OperandAt(int i) => i < InlineOperands ? operands[i] : overflow![i - InlineOperands];
+
+    private readonly record struct Operand(string Name, ITensorInfo Tensor);
+
+    [InlineArray(InlineOperands)]
+    private struct Operands
+    {
+        private Operand element;
+    }
+}
+
+/// <summary>
+/// The message of <see cref="OpArgs.Require(bool, ref RequireMessage)"/>: an interpolated string that is
+/// formatted (invariant culture) only when the requirement fails, so checks that pass allocate nothing.
+/// </summary>
+[InterpolatedStringHandler]
+internal ref struct RequireMessage
+{
+    private DefaultInterpolatedStringHandler inner;
+    private readonly bool active;
+
+    public RequireMessage(int literalLength, int formattedCount, bool condition, out bool shouldAppend)
+    {
+        active = !condition;
+        shouldAppend = active;
+        inner = active ? new DefaultInterpolatedStringHandler(literalLength, formattedCount, CultureInfo.InvariantCulture) : default;
+    }
+
+    public void AppendLiteral(string value) => inner.AppendLiteral(value);
+
+    public void AppendFormatted<T>(T value) => inner.AppendFormatted(value);
+
+    public void AppendFormatted<T>(T value, string? format) => inner.AppendFormatted(value, format);
+
+    public string ToStringAndClear() => active ? inner.ToStringAndClear() : string.Empty;
 }

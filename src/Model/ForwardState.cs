@@ -30,6 +30,7 @@ internal sealed class ForwardState : IDisposable
         Positions = Int(batch, seq);
         TypeIds = Int(batch, seq);
         KeyMask = Int(batch, seq);
+        FillPositions(batch, seq);
         TokenEmbeds = Float(batch, seq, d);
         EmbedSum = Float(batch, seq, d);
         EmbedMean = Float(n);
@@ -54,9 +55,9 @@ internal sealed class ForwardState : IDisposable
 
     public Tensor<int> Ids { get; }              // [batch, seq]
 
-    public Tensor<int> Positions { get; }        // [batch, seq]
+    public Tensor<int> Positions { get; }        // [batch, seq] 0..seq−1 in every row, filled once
 
-    public Tensor<int> TypeIds { get; }          // [batch, seq]
+    public Tensor<int> TypeIds { get; }          // [batch, seq] zeros until a batch with token types is uploaded
 
     public Tensor<int> KeyMask { get; }          // [batch, seq] 1 = real token
 
@@ -94,6 +95,20 @@ internal sealed class ForwardState : IDisposable
         }
 
         return t;
+    }
+
+    // Positions depend only on the shape, so every call of this shape reuses them; types start as zeros
+    // (models without token types never upload any).
+    private void FillPositions(int batch, int seq)
+    {
+        var positions = new int[batch * seq];
+        for (int i = 0; i < positions.Length; i++)
+        {
+            positions[i] = i % seq;
+        }
+
+        Positions.CopyFrom(positions);
+        TypeIds.Fill(0);
     }
 
     /// <summary>The gradient buffers of the backward pass for this shape, made on first use and owned here.</summary>

@@ -20,6 +20,7 @@ public sealed class Model : IDisposable
     private static readonly HashSet<string> NoCapture = [];
 
     private readonly DeviceWeights weights;
+    private readonly PackedWeights? packed;
     private readonly bool ownsDevice;
     private readonly object gate = new();
     private readonly LinkedList<((int Batch, int Seq, bool Saves) Key, ForwardState State)> states = new();
@@ -34,6 +35,7 @@ public sealed class Model : IDisposable
         this.ownsDevice = ownsDevice;
         this.weights = weights;
         Tokenizer = tokenizer;
+        packed = PackedWeights.For(device, weights);
     }
 
     /// <summary>The name it was loaded by (catalogue name or path).</summary>
@@ -177,8 +179,33 @@ public sealed class Model : IDisposable
             ObjectDisposedException.ThrowIf(disposed, this);
             var state = Prepare(batch, savesForBackward: false);
             var cache = new ActivationCache();
-            TransformerForward.Run(Config, weights, state, names, cache);
+            TransformerForward.Run(Config, weights, state, names, cache, packed: packed);
             return Collect(batch, state, cache);
+        }
+    }
+
+    /// <summary>
+    /// Runs the model on a batch and writes only the last hidden state <c>[batch, seq, d]</c> (after GPT-2's final
+    /// LayerNorm) into <paramref name="lastHiddenState"/>: the steady-state path for serving and benchmarks. Once
+    /// the buffers of the batch's shape exist (the first call of a shape makes them), a call on the <c>cpu</c>
+    /// device allocates nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">The span's length is not batch·seq·d, or the batch is longer than the model's positions or holds ids outside the vocabulary.</exception>
+    public void Forward(TokenBatch batch, Span<float> lastHiddenState)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        long needed = (long)batch.BatchSize * batch.SequenceLength * Config.Hidden;
+        if (lastHiddenState.Length != needed)
+        {
+            throw new ArgumentException($"Model '{Name}': the output holds {lastHiddenState.Length} floats; [batch, seq, d] = [{batch.BatchSize}, {batch.SequenceLength}, {Config.Hidden}] needs {needed}.", nameof(lastHiddenState));
+        }
+
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            var state = Prepare(batch, savesForBackward: false);
+            TransformerForward.Run(Config, weights, state, NoCapture, null, packed: packed);
+            TransformerForward.LastHidden(Config, state).CopyTo(lastHiddenState);
         }
     }
 
@@ -289,14 +316,11 @@ public sealed class Model : IDisposable
         var state = StateFor(b, t, savesForBackward);
         state.Ids.CopyFrom(ids);
         state.KeyMask.CopyFrom(mask);
-        state.TypeIds.CopyFrom(Config.TypeVocabSize > 0 ? types : new int[ids.Length]);
-        var positions = new int[b * t];
-        for (int i = 0; i < positions.Length; i++)
+        if (Config.TypeVocabSize > 0)
         {
-            positions[i] = i % t;
+            state.TypeIds.CopyFrom(types); // otherwise the state's zeros (and positions) stay as made
         }
 
-        state.Positions.CopyFrom(positions);
         return state;
     }
 
@@ -306,6 +330,13 @@ public sealed class Model : IDisposable
     /// it across both.
     /// </summary>
     internal object Gate => gate;
+
+    /// <summary>
+    /// Call under <see cref="Gate"/> after block <paramref name="layer"/>'s attention output projection in
+    /// <see cref="Weights"/> was changed in place (head ablation): the <c>cpu</c> device's packed copy, which
+    /// the forward pass reads, is made again. Other devices read the tensor itself.
+    /// </summary>
+    internal void OutWeightChanged(int layer) => packed?.RepackOut(layer, weights.Layers[layer]);
 
     /// <summary>Throws <see cref="ObjectDisposedException"/> once the model is disposed; call under <see cref="Gate"/>.</summary>
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
@@ -321,7 +352,7 @@ public sealed class Model : IDisposable
         ThrowIfDisposed();
         var state = Prepare(ids, mask, types, b, t, savesForBackward: true);
         state.TokenEmbeds.CopyFrom(tokenEmbeds);
-        TransformerForward.Run(Config, weights, state, NoCapture, null, tokenEmbedsGiven: true);
+        TransformerForward.Run(Config, weights, state, NoCapture, null, tokenEmbedsGiven: true, packed: packed);
         return state;
     }
 
@@ -515,6 +546,7 @@ public sealed class Model : IDisposable
             }
 
             states.Clear();
+            packed?.Dispose();
             weights.Dispose();
             if (ownsDevice)
             {

@@ -13,10 +13,14 @@ internal static class TransformerForward
     /// Runs the blocks on the token, position and type ids already uploaded into <paramref name="state"/>,
     /// copying the activations named in <paramref name="capture"/> into <paramref name="cache"/>. With
     /// <paramref name="tokenEmbedsGiven"/> the caller has filled <see cref="ForwardState.TokenEmbeds"/>
-    /// (integrated gradients) and the word embeddings are not gathered from the ids.
+    /// (integrated gradients) and the word embeddings are not gathered from the ids. With <paramref name="packed"/>
+    /// (the <c>cpu</c> device) the four GEMMs of each block read weights packed at load. Capturing nothing
+    /// allocates nothing.
     /// </summary>
-    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, IReadOnlySet<string> capture, ActivationCache? cache, bool tokenEmbedsGiven = false)
+    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, IReadOnlySet<string> capture, ActivationCache? cache,
+        bool tokenEmbedsGiven = false, PackedWeights? packed = null)
     {
+        bool capturing = cache is not null && capture.Count > 0;
         int d = config.Hidden;
         int b = state.Batch;
         int t = state.Seq;
@@ -44,13 +48,17 @@ internal static class TransformerForward
             state.EmbedSum.CopyTo(stream0);
         }
 
-        Keep(cache, capture, ActivationNames.Embed, stream0);
+        if (capturing)
+        {
+            Keep(cache, capture, ActivationNames.Embed, stream0);
+        }
 
         var shape = new AttentionShape(b, config.Heads, t, t, config.HeadDim);
         float scale = 1f / MathF.Sqrt(config.HeadDim);
         for (int l = 0; l < config.Layers; l++)
         {
             var w = weights.Layers[l];
+            var pw = packed?.Layers[l];
             var s = state.LayerAt(l);
             var input = state.StreamAt(l);
             var output = state.StreamAt(l + 1);
@@ -63,16 +71,23 @@ internal static class TransformerForward
                 LayerNorm.Forward(input, w.Norm1Gamma, w.Norm1Beta, s.NormIn, config.LayerNormEpsilon, s.Mean1, s.Rstd1);
             }
 
-            Gemm.Forward(attnIn, w.QkvWeight, s.Qkv, bias: w.QkvBias);
-            string probsName = ActivationNames.AttentionProbs(l);
-            var probs = capture.Contains(probsName) ? state.ProbabilitiesFor(l) : null;
+            Linear(attnIn, w.QkvWeight, pw?.Qkv, s.Qkv, w.QkvBias);
+            string? probsName = capturing ? ActivationNames.AttentionProbs(l) : null;
+            var probs = probsName is not null && capture.Contains(probsName) ? state.ProbabilitiesFor(l) : null;
             Attention.Forward(
                 new AttentionOperand(s.Qkv, 0), new AttentionOperand(s.Qkv, d), new AttentionOperand(s.Qkv, 2 * d),
                 new AttentionOperand(s.Context, 0), s.LogSumExp, shape, scale, state.KeyMask, config.IsCausal, probs);
-            Keep(cache, capture, probsName, probs);
-            Keep(cache, capture, ActivationNames.AttentionZ(l), s.Context);
-            Gemm.Forward(s.Context, w.OutWeight, s.AttnOut, bias: w.OutBias);
-            Keep(cache, capture, ActivationNames.AttentionOut(l), s.AttnOut);
+            if (capturing)
+            {
+                Keep(cache, capture, probsName!, probs);
+                Keep(cache, capture, ActivationNames.AttentionZ(l), s.Context);
+            }
+
+            Linear(s.Context, w.OutWeight, pw?.Out, s.AttnOut, w.OutBias);
+            if (capturing)
+            {
+                Keep(cache, capture, ActivationNames.AttentionOut(l), s.AttnOut);
+            }
 
             if (bert)
             {
@@ -84,7 +99,10 @@ internal static class TransformerForward
                 Elementwise.Add(input, s.AttnOut, s.Mid);
             }
 
-            Keep(cache, capture, ActivationNames.ResidMid(l), s.Mid);
+            if (capturing)
+            {
+                Keep(cache, capture, ActivationNames.ResidMid(l), s.Mid);
+            }
 
             // MLP: GELU fused into the first GEMM, its input kept for the backward pass.
             var mlpIn = s.Mid;
@@ -95,9 +113,12 @@ internal static class TransformerForward
             }
 
             var epilogue = config.Activation == GeluForm.Erf ? Epilogue.GeluErf : Epilogue.GeluTanh;
-            Gemm.Forward(mlpIn, w.FfnInWeight, s.FfnAct, bias: w.FfnInBias, epilogue: epilogue, preActivation: state.SavesForBackward ? s.FfnPre : null);
-            Gemm.Forward(s.FfnAct, w.FfnOutWeight, s.MlpOut, bias: w.FfnOutBias);
-            Keep(cache, capture, ActivationNames.MlpOut(l), s.MlpOut);
+            Linear(mlpIn, w.FfnInWeight, pw?.FfnIn, s.FfnAct, w.FfnInBias, epilogue, state.SavesForBackward ? s.FfnPre : null);
+            Linear(s.FfnAct, w.FfnOutWeight, pw?.FfnOut, s.MlpOut, w.FfnOutBias);
+            if (capturing)
+            {
+                Keep(cache, capture, ActivationNames.MlpOut(l), s.MlpOut);
+            }
 
             if (bert)
             {
@@ -108,7 +129,10 @@ internal static class TransformerForward
                 Elementwise.Add(s.Mid, s.MlpOut, output);
             }
 
-            Keep(cache, capture, ActivationNames.ResidPost(l), output);
+            if (capturing)
+            {
+                Keep(cache, capture, ActivationNames.ResidPost(l), output);
+            }
         }
 
         var last = state.StreamAt(config.Layers);
@@ -118,12 +142,29 @@ internal static class TransformerForward
             last = state.Final!;
         }
 
-        Keep(cache, capture, ActivationNames.Final, last);
+        if (capturing)
+        {
+            Keep(cache, capture, ActivationNames.Final, last);
+        }
     }
 
     /// <summary>The last hidden state [batch, seq, d] after <see cref="Run"/>.</summary>
     public static Tensor<float> LastHidden(ModelConfig config, ForwardState state)
         => config.Family == ModelFamily.Gpt2Decoder ? state.Final! : state.StreamAt(config.Layers);
+
+    // x [rows, in] · w [in, out] + bias -> y [rows, out], through the packed weight where there is one.
+    private static void Linear(Tensor<float> x, Tensor<float> w, PackedWeight? packed, Tensor<float> y, Tensor<float> bias,
+        Epilogue epilogue = Epilogue.None, Tensor<float>? preActivation = null)
+    {
+        if (packed is not null)
+        {
+            Gemm.ForwardPacked(x, packed, y, bias, epilogue, preActivation: preActivation);
+        }
+        else
+        {
+            Gemm.Forward(x, w, y, bias: bias, epilogue: epilogue, preActivation: preActivation);
+        }
+    }
 
     private static void Keep(ActivationCache? cache, IReadOnlySet<string> capture, string name, Tensor<float>? tensor)
     {

@@ -2,6 +2,7 @@ using Headlight.Explain.Census;
 using Headlight.Models;
 using Headlight.Tests.Explain;
 using Headlight.Tests.Loading;
+using RandomWeights = Headlight.Explain.Census.RandomWeights;
 
 namespace Headlight.Tests.Census;
 

@@ -3,6 +3,7 @@ using Headlight.Explain.Census;
 using Headlight.Models;
 using Headlight.Tests.Explain;
 using Headlight.Tests.Loading;
+using RandomWeights = Headlight.Explain.Census.RandomWeights;
 
 namespace Headlight.Tests.Census;
 

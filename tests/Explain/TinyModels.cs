@@ -73,15 +73,9 @@ public sealed class TinyModel : IDisposable
     {
         const int d = Hidden;
         const int inter = 32;
-        var w = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        var shapes = new List<(string, long[])>();
-        int s = seed;
-        void Add(string name, long[] shape, float scale, float offset = 0)
-        {
-            int count = (int)shape.Aggregate(1L, (a, b) => a * b);
-            w[name] = TestData.Uniform(s++, count, scale).Select(v => v + offset).ToArray();
-            shapes.Add((name, shape));
-        }
+        var weights = new RandomWeights(seed);
+        var w = weights.Values;
+        var Add = weights.Add;
 
         Add("embeddings.word_embeddings.weight", [BertVocab, d], 1f);
         Add("embeddings.position_embeddings.weight", [Positions, d], 0.5f);
@@ -139,7 +133,7 @@ public sealed class TinyModel : IDisposable
             config["id2label"] = new JsonObject { ["0"] = "negative", ["1"] = "neutral", ["2"] = "positive" };
         }
 
-        model.Write(config, shapes);
+        model.Write(config, weights.Shapes);
         string[] special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
         File.WriteAllText(Path.Combine(model.Folder, "vocab.txt"), string.Join('\n', special.Concat(Enumerable.Range(special.Length, BertVocab - special.Length).Select(i => $"w{i}"))) + "\n", Encoding.UTF8);
         if (head is TinyHead.MeanPooling or TinyHead.ClsPooling)
@@ -158,15 +152,9 @@ public sealed class TinyModel : IDisposable
     {
         const int d = Hidden;
         const int inner = 4 * d;
-        var w = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        var shapes = new List<(string, long[])>();
-        int s = seed;
-        void Add(string name, long[] shape, float scale, float offset = 0)
-        {
-            int count = (int)shape.Aggregate(1L, (a, b) => a * b);
-            w[name] = TestData.Uniform(s++, count, scale).Select(v => v + offset).ToArray();
-            shapes.Add((name, shape));
-        }
+        var weights = new RandomWeights(seed);
+        var w = weights.Values;
+        var Add = weights.Add;
 
         Add("wte.weight", [Gpt2Vocab, d], 1f);
         Add("wpe.weight", [Positions, d], 0.5f);
@@ -204,16 +192,35 @@ public sealed class TinyModel : IDisposable
             ["activation_function"] = "gelu_new",
             ["layer_norm_epsilon"] = 1e-5,
         };
-        model.Write(config, shapes);
+        model.Write(config, weights.Shapes);
         return model;
     }
 
     public void Dispose() => temp.Dispose();
 
-    private void Write(JsonObject config, List<(string Name, long[] Shape)> shapes)
+    private void Write(JsonObject config, IReadOnlyList<(string Name, long[] Shape)> shapes)
     {
         File.WriteAllText(Path.Combine(Folder, "config.json"), config.ToJsonString());
         var entries = shapes.Select(e => (e.Name, "F32", e.Shape, LoadingFiles.F32(Weights[e.Name]))).ToList();
         File.WriteAllBytes(Path.Combine(Folder, "model.safetensors"), LoadingFiles.SafeTensors(entries));
+    }
+}
+
+/// <summary>Uniform random weights by name, in the order they are made, each from the next seed.</summary>
+internal sealed class RandomWeights(int seed)
+{
+    private readonly List<(string Name, long[] Shape)> shapes = [];
+    private int next = seed;
+
+    public Dictionary<string, float[]> Values { get; } = new(StringComparer.Ordinal);
+
+    public IReadOnlyList<(string Name, long[] Shape)> Shapes => shapes;
+
+    /// <summary>Values uniform in [offset − scale, offset + scale).</summary>
+    public void Add(string name, long[] shape, float scale, float offset = 0)
+    {
+        int count = (int)shape.Aggregate(1L, (a, b) => a * b);
+        Values[name] = TestData.Uniform(next++, count, scale).Select(v => v + offset).ToArray();
+        shapes.Add((name, shape));
     }
 }

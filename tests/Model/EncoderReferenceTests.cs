@@ -128,8 +128,15 @@ public sealed class EncoderReferenceTests
                 {
                     for (int k = 0; k < tp; k++)
                     {
-                        float expected = k < t ? a[0, h, q, k] : 0f;
-                        Assert.Equal(expected, p[1, h, q, k], 1e-6f);
+                        // Padded keys get exactly 0; real ones agree up to rounding (the GEMM takes other code paths for other row counts).
+                        if (k >= t)
+                        {
+                            Assert.True(p[1, h, q, k] == 0f, $"padded key {k} has probability {p[1, h, q, k]}");
+                        }
+                        else
+                        {
+                            Assert.Equal(a[0, h, q, k], p[1, h, q, k], 1e-5f);
+                        }
                     }
                 }
             }

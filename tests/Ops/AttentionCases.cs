@@ -103,6 +103,25 @@ public sealed class AttentionCases : IOpCaseSource
             yield return new OpCase("Attention.Backward", setup.Name + " tiles", true, d => Backward(d, setup));
         }
 
+        // Each ILGPU forward kernel forced, at tiny shapes the simulator runs (the CPU backend ignores the choice):
+        // masks, causality with every offset sign, packed buffers, edge lengths and more keys than one tile.
+        var forced = new[]
+        {
+            new Setup(2, 3, 17, 17, 17, Mask: MaskKind.Holes, Probabilities: true),
+            new Setup(3, 2, 17, 3, 8, Causal: true, Mask: MaskKind.Padding, Probabilities: true),
+            new Setup(2, 2, 17, 17, 5, Causal: true, Packed: true, Probabilities: true),
+            new Setup(1, 1, 33, 67, 3, Causal: true, Mask: MaskKind.Padding),
+            new Setup(2, 2, 3, 0, 4),
+        };
+        foreach (var setup in forced)
+        {
+            foreach (bool perThread in new[] { false, true })
+            {
+                var s = setup with { PerThread = perThread };
+                yield return new OpCase("Attention.Forward", s.Name, true, d => Forward(d, s));
+            }
+        }
+
         yield return new OpCase("Attention.Forward", "batch row alone = the same row padded in a batch", true, RowAloneEqualsPadded);
         yield return new OpCase("Attention.Backward", "finite differences of the float64 forward", true, FiniteDifferences);
     }
@@ -119,10 +138,13 @@ public sealed class AttentionCases : IOpCaseSource
     /// <param name="Probabilities">Capture probabilities.</param>
     public sealed record Setup(int Batch, int Heads, int Tq, int Tk, int Dim, bool Causal = false, MaskKind Mask = MaskKind.None, bool Packed = false, bool Probabilities = false)
     {
+        /// <summary>The ILGPU forward kernel to force: true the barrier-free thread per query row, false the tiled one, null the device's choice.</summary>
+        public bool? PerThread { get; init; }
+
         /// <summary>The case name.</summary>
         public string Name => string.Create(
             CultureInfo.InvariantCulture,
-            $"B{Batch} H{Heads} Tq{Tq} Tk{Tk} D{Dim}{(Causal ? " causal" : "")}{(Mask == MaskKind.None ? "" : " mask=" + Mask.ToString().ToLowerInvariant())}{(Packed ? " packed" : "")}{(Probabilities ? " probs" : "")}");
+            $"B{Batch} H{Heads} Tq{Tq} Tk{Tk} D{Dim}{(Causal ? " causal" : "")}{(Mask == MaskKind.None ? "" : " mask=" + Mask.ToString().ToLowerInvariant())}{(Packed ? " packed" : "")}{(Probabilities ? " probs" : "")}{(PerThread is { } p ? (p ? " kernel=per-thread" : " kernel=tiled") : "")}");
 
         /// <summary>Small enough for ILGPU's CPU simulator.</summary>
         public bool Tiny => Tq <= 17 && Tk <= 17 && Dim <= 17;
@@ -376,7 +398,7 @@ public sealed class AttentionCases : IOpCaseSource
             return tensor;
         }
 
-        public void RunForward() => Attention.Forward(QOp, KOp, VOp, OutOp, Lse, Shape, S.Scale, Mask, S.Causal, Probabilities);
+        public void RunForward() => Attention.ForwardWith(QOp, KOp, VOp, OutOp, Lse, Shape, S.Scale, Mask, S.Causal, Probabilities, S.PerThread);
 
         public void Dispose()
         {

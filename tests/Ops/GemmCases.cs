@@ -113,6 +113,35 @@ public sealed class GemmCases : IOpCaseSource
             }
         }
 
+        // Weights packed once (Gemm.Prepack): several k-blocks, n not a multiple of the strip width, too few
+        // rows for the packed path (which then reads the source), leading dimensions, every epilogue, beta, a
+        // transposed weight, and the Vector256 micro-kernel (whose strips differ, so the source is packed per call).
+        foreach (var (m, k, n) in new[] { (130, 600, 67), (67, 1100, 33), (5, 65, 130), (33, 17, 1), (17, 17, 17), (129, 384, 1152) })
+        {
+            yield return Forward(new Spec([m, k], [k, n], false, false) { Packed = true, Bias = true });
+            yield return Forward(new Spec([m, k], [n, k], false, true) { Packed = true, Bias = true, Epilogue = Epilogue.GeluErf, Pre = true });
+        }
+
+        yield return Forward(new Spec([2, 33, 65], [65, 130], false, false) { Packed = true, Epilogue = Epilogue.GeluTanh, Alpha = 0.5f, Beta = 1f, Bias = true });
+        yield return Forward(new Spec([67, 257], [257, 130], false, false) { Packed = true, Isa = GemmIsa.Vector256, Bias = true, Epilogue = Epilogue.GeluErf });
+
+        // Each ILGPU kernel forced (tiled with barriers; one thread per 4×4 block), at shapes the simulator runs
+        // quickly: every transpose, batches with a broadcast operand, epilogues, beta and an empty sum over k.
+        foreach (var kernel in new[] { GemmKernel.Tiled, GemmKernel.PerThread })
+        {
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0;
+                bool tb = (t & 2) != 0;
+                yield return Forward(new Spec(ta ? [17, 13] : [13, 17], tb ? [6, 17] : [17, 6], ta, tb) { Kernel = kernel, Bias = t >= 2, Epilogue = t == 3 ? Epilogue.GeluErf : Epilogue.None, Pre = t == 3 });
+            }
+
+            yield return Forward(new Spec([3, 5, 9], [9, 7], false, false) { Kernel = kernel, Beta = 0.5f, Epilogue = Epilogue.GeluTanh, Bias = true });
+            yield return Forward(new Spec([3, 9, 5], [3, 7, 9], true, true) { Kernel = kernel, Alpha = -1.5f });
+            yield return Forward(new Spec([4, 0], [0, 5], false, false) { Kernel = kernel, Beta = 2f, Bias = true });
+            yield return Forward(new Spec([70, 17], [17, 66], false, false) { Kernel = kernel, Bias = true, Tiny = true });
+        }
+
         foreach (var c in BackwardCases())
         {
             yield return c;
@@ -181,6 +210,15 @@ public sealed class GemmCases : IOpCaseSource
 
         public GemmIsa? Isa { get; init; }
 
+        /// <summary>Multiply by the weight packed with <see cref="Gemm.Prepack"/> (linear form only).</summary>
+        public bool Packed { get; init; }
+
+        /// <summary>The ILGPU kernel to force (the CPU ignores it).</summary>
+        public GemmKernel Kernel { get; init; }
+
+        /// <summary>Marks a case tiny for the simulator although its shape exceeds the usual limit.</summary>
+        public bool Tiny { get; init; }
+
         public int Seed { get; init; } = 1;
 
         public string Describe()
@@ -210,6 +248,16 @@ public sealed class GemmCases : IOpCaseSource
             if (Isa is { } isa)
             {
                 s += " " + isa;
+            }
+
+            if (Packed)
+            {
+                s += " packed";
+            }
+
+            if (Kernel != GemmKernel.Auto)
+            {
+                s += " kernel=" + Kernel;
             }
 
             if (Seed != 1)
@@ -311,7 +359,7 @@ public sealed class GemmCases : IOpCaseSource
     private static OpCase Forward(Spec s)
     {
         var layout = new Layout(s.A, s.B, s.TransposeA, s.TransposeB);
-        bool tiny = layout.M <= 17 && layout.N <= 17 && layout.K <= 17 && layout.Batch <= 6;
+        bool tiny = s.Tiny || (layout.M <= 17 && layout.N <= 17 && layout.K <= 17 && layout.Batch <= 6);
         return new OpCase("Gemm.Forward", s.Describe(), tiny, device => RunForward(device, s, layout));
     }
 
@@ -326,9 +374,21 @@ public sealed class GemmCases : IOpCaseSource
         using var tbias = s.Bias ? Upload(device, bias, l.N) : null;
         using var tc = s.Beta == 0f ? Poisoned(device, l.CShape) : Upload(device, c0, l.CShape);
         using var tpre = s.Pre ? Poisoned(device, l.CShape) : null;
-        if (s.Isa is { } isa)
+        if (s.Packed)
         {
-            Gemm.ForwardWith(ta, tb, tc, s.TransposeA, s.TransposeB, tbias, s.Epilogue, s.Alpha, s.Beta, tpre, isa);
+            using var packed = Gemm.Prepack(tb, s.TransposeB);
+            if (s.Isa is { } packedIsa)
+            {
+                Gemm.ForwardWith(ta, tb, tc, s.TransposeA, s.TransposeB, tbias, s.Epilogue, s.Alpha, s.Beta, tpre, packedIsa, packed);
+            }
+            else
+            {
+                Gemm.ForwardPacked(ta, packed, tc, tbias, s.Epilogue, s.Alpha, s.Beta, tpre);
+            }
+        }
+        else if (s.Isa is not null || s.Kernel != GemmKernel.Auto)
+        {
+            Gemm.ForwardWith(ta, tb, tc, s.TransposeA, s.TransposeB, tbias, s.Epilogue, s.Alpha, s.Beta, tpre, s.Isa ?? GemmCpu.DefaultIsa, kernel: s.Kernel);
         }
         else
         {

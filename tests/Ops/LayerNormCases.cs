@@ -65,6 +65,19 @@ public sealed class LayerNormCases : IOpCaseSource
         }
 
         // Every leading dimension is a row; mean and rstd may take the leading shape.
+        // Each ILGPU forward kernel forced (group per row, thread per row), at tiny shapes the simulator runs;
+        // the CPU backend ignores the choice.
+        foreach (bool perThread in new[] { false, true })
+        {
+            string k = perThread ? "kernel=thread-per-row" : "kernel=group-per-row";
+            foreach (var layout in Enum.GetValues<Layout>())
+            {
+                yield return new OpCase("LayerNorm.Forward", $"[3, 17] eps=1e-12 offset=1000 {layout} {k}", true, dev => Forward(dev, [3, 17], 1e-12f, 1000f, layout, perThread));
+            }
+
+            yield return new OpCase("LayerNorm.Forward", $"[2, 3, 65] eps=1e-5 ResidualSum {k}", true, dev => Forward(dev, [2, 3, 65], 1e-5f, 0f, Layout.ResidualSum, perThread));
+        }
+
         yield return new OpCase("LayerNorm.Forward+residual+sum", "[2, 5, 33] eps=1e-12", false, dev => Forward(dev, [2, 5, 33], 1e-12f, 0f, Layout.ResidualSum));
         yield return new OpCase("LayerNorm.Backward", "[2, 5, 33]", false, dev => Backward(dev, [2, 5, 33], 0f, BackwardLayout.Plain));
         // Large enough for the host path's workers (rows in parallel, dgamma/dbeta by column ranges).
@@ -150,7 +163,7 @@ public sealed class LayerNormCases : IOpCaseSource
         return (dx, dgamma, dbeta);
     }
 
-    private static void Forward(Device device, int[] shape, float epsilon, float offset, Layout layout)
+    private static void Forward(Device device, int[] shape, float epsilon, float offset, Layout layout, bool? perThread = null)
     {
         int d = shape[^1];
         int n = shape.Aggregate(1, (p, s) => p * s);
@@ -184,7 +197,7 @@ public sealed class LayerNormCases : IOpCaseSource
         };
         bool saveRstd = layout != Layout.ResidualNoSum;
 
-        LayerNorm.Forward(tx, tg, tb, ty, epsilon, tmean, saveRstd ? trstd : null, residual ? tr : null, tsum);
+        LayerNorm.ForwardWith(tx, tg, tb, ty, epsilon, tmean, saveRstd ? trstd : null, residual ? tr : null, tsum, perThread);
 
         // The fused input is the float32 sum the op stores: one IEEE addition, rounded as the op must round it.
         float[] input = residual ? x.Select((v, i) => v + res[i]).ToArray() : x;

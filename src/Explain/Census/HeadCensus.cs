@@ -201,7 +201,8 @@ public static class HeadCensus
 
     // For each head: the mean over the ablation texts of L(all heads) − L(head zeroed). A head's output is
     // zeroed by zeroing its rows of the output projection [d, d] (rows h·headDim.. are the inputs its
-    // values feed), which is exactly a gate of 0 on the head; the rows are restored afterwards.
+    // values feed), which is exactly a gate of 0 on the head; the rows are restored afterwards. The cpu
+    // device's forward pass reads a packed copy of the projection, so it is packed again after each change.
     private static (double[] Drops, double Baseline, int Texts) Ablation(Model model, CorpusPlan plan, RetrievalGallery? gallery, CensusOptions options, IProgress<CensusProgress>? progress)
     {
         var config = model.Config;
@@ -259,11 +260,13 @@ public static class HeadCensus
                     try
                     {
                         rows.Fill(0f);
+                        model.OutWeightChanged(l);
                         drops[(l * heads) + h] = baseline - Evaluate();
                     }
                     finally
                     {
                         rows.CopyFrom(saved);
+                        model.OutWeightChanged(l);
                     }
 
                     progress?.Report(new CensusProgress("ablation", ++done, steps));

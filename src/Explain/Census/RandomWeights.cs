@@ -1,3 +1,4 @@
+using Headlight.Kernels;
 using Headlight.Models;
 using Headlight.Models.Loading;
 
@@ -13,63 +14,57 @@ internal static class RandomWeights
 {
     public const double Std = 0.02;
 
-    // Large tensors are drawn in chunks, each from its own seeded generator, so chunks can run in parallel
-    // and the values do not depend on how they were scheduled.
+    // Large tensors are drawn in chunks, each from its own seeded generator, so chunks can run on the CPU
+    // device's workers and the values do not depend on how they were scheduled.
     private const int Chunk = 1 << 20;
 
     /// <summary>A random-weight twin of <paramref name="model"/> on the same device.</summary>
     public static Model Control(Model model, int seed)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var weights = Draw(model.Config, seed);
+        var weights = Draw(model.Config, seed, (model.Device as CpuDevice)?.Workers);
         return Model.FromWeights($"{model.Name} (random weights, seed {seed})", model.Config, weights, model.Tokenizer, model.Device);
     }
 
-    /// <summary>The weights of a random model of <paramref name="config"/>, in Hugging Face names.</summary>
-    public static WeightSet Draw(ModelConfig config, int seed)
+    /// <summary>
+    /// The weights of a random model of <paramref name="config"/>, in Hugging Face names; the chunks of
+    /// large tensors run on <paramref name="workers"/> when given, else on the calling thread (same values).
+    /// </summary>
+    public static unsafe WeightSet Draw(ModelConfig config, int seed, CpuWorkers? workers = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         var specs = config.Family == ModelFamily.BertEncoder ? Bert(config) : Gpt2(config);
         var set = new WeightSet($"random-init(seed {seed})");
         var data = new float[specs.Count][];
-        var jobs = new List<(int Tensor, int Chunk)>();
         for (int i = 0; i < specs.Count; i++)
         {
-            long count = specs[i].Shape.Aggregate(1L, (a, b) => a * b);
+            var spec = specs[i];
+            long count = spec.Shape.Aggregate(1L, (a, b) => a * b);
             data[i] = new float[count];
-            if (specs[i].Fill is Fill.Normal)
-            {
-                for (int c = 0; c * (long)Chunk < count; c++)
-                {
-                    jobs.Add((i, c));
-                }
-            }
-            else if (specs[i].Fill is Fill.One)
+            if (spec.Fill is Fill.One)
             {
                 Array.Fill(data[i], 1f);
             }
-        }
-
-        Parallel.ForEach(jobs, job =>
-        {
-            var spec = specs[job.Tensor];
-            var values = data[job.Tensor];
-            int start = job.Chunk * Chunk;
-            int end = (int)Math.Min(values.Length, (long)start + Chunk);
-            var random = new Random(unchecked((seed * 1_000_003) + (job.Tensor * 7_919) + (job.Chunk * 104_729)));
-            for (int k = start; k < end; k += 2)
+            else if (spec.Fill is Fill.Normal && count > 0)
             {
-                // Box–Muller: two standard normal values per pair of uniforms.
-                double u = 1 - random.NextDouble();
-                double v = random.NextDouble();
-                double r = Math.Sqrt(-2 * Math.Log(u)) * spec.Std;
-                values[k] = (float)(r * Math.Cos(2 * Math.PI * v));
-                if (k + 1 < end)
+                fixed (float* values = data[i])
                 {
-                    values[k + 1] = (float)(r * Math.Sin(2 * Math.PI * v));
+                    var job = new NormalJob { Values = values, Length = data[i].Length, Seed = seed, Tensor = i, Std = spec.Std };
+                    int chunks = (int)((count + Chunk - 1) / Chunk);
+                    if (workers is not null)
+                    {
+                        workers.Run(ref job, chunks);
+                    }
+                    else
+                    {
+                        for (int c = 0; c < chunks; c++)
+                        {
+                            job.Execute(c);
+                        }
+                    }
                 }
             }
-        });
+        }
 
         for (int i = 0; i < specs.Count; i++)
         {
@@ -78,6 +73,35 @@ internal static class RandomWeights
         }
 
         return set;
+    }
+
+    /// <summary>N(0, Std²) values into one tensor; item = a chunk of <see cref="Chunk"/> values with its own generator.</summary>
+    private unsafe struct NormalJob : ICpuJob
+    {
+        public float* Values;
+        public int Length;
+        public int Seed;
+        public int Tensor;
+        public double Std;
+
+        public readonly void Execute(int item)
+        {
+            int start = item * Chunk;
+            int end = (int)Math.Min(Length, (long)start + Chunk);
+            var random = new Random(unchecked((Seed * 1_000_003) + (Tensor * 7_919) + (item * 104_729)));
+            for (int k = start; k < end; k += 2)
+            {
+                // Box–Muller: two standard normal values per pair of uniforms.
+                double u = 1 - random.NextDouble();
+                double v = random.NextDouble();
+                double r = Math.Sqrt(-2 * Math.Log(u)) * Std;
+                Values[k] = (float)(r * Math.Cos(2 * Math.PI * v));
+                if (k + 1 < end)
+                {
+                    Values[k + 1] = (float)(r * Math.Sin(2 * Math.PI * v));
+                }
+            }
+        }
     }
 
     private enum Fill

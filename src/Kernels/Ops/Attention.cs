@@ -42,6 +42,10 @@ public static class Attention
     private const int GroupRows = 64;
     private const int TileRows = 32;
 
+    // On ILGPU's CPU accelerator, problems up to this many multiply-adds per score pass keep the tiled kernel (so
+    // tests of tiny shapes still run it there); larger ones take the barrier-free kernel.
+    private const long SimulatorTiledWork = 1 << 14;
+
     // Managed path: query rows and keys per block; a key block is a multiple of the 16-float vector.
     private const int QueryBlock = 32;
     private const int KeyBlock = 128;
@@ -74,6 +78,26 @@ public static class Attention
         bool causal = false,
         Tensor<float>? probabilities = null)
     {
+        ForwardWith(q, k, v, output, logSumExp, shape, scale, keyMask, causal, probabilities, perThread: null);
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> with the ILGPU kernel chosen: <paramref name="perThread"/> true runs one thread per query
+    /// row without shared memory or barriers, false the tiled group kernel; null chooses (tests run both this way).
+    /// </summary>
+    internal static void ForwardWith(
+        AttentionOperand q,
+        AttentionOperand k,
+        AttentionOperand v,
+        AttentionOperand output,
+        Tensor<float> logSumExp,
+        AttentionShape shape,
+        float scale,
+        Tensor<int>? keyMask,
+        bool causal,
+        Tensor<float>? probabilities,
+        bool? perThread)
+    {
         const string op = "Attention.Forward";
         var args = new OpArgs(op)
             .Add("q", q.Tensor).Add("k", k.Tensor).Add("v", v.Tensor).Add("output", output.Tensor)
@@ -97,11 +121,11 @@ public static class Attention
 
         if (args.Device is IlgpuDevice gpu)
         {
-            ForwardIlgpu(gpu, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout);
+            ForwardIlgpu(gpu, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout, perThread);
         }
         else
         {
-            ForwardManaged((CpuDevice)args.Device, new Operands(q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities), layout);
+            ForwardManaged((CpuDevice)args.Device, q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, probabilities, layout);
         }
     }
 
@@ -175,7 +199,7 @@ public static class Attention
         }
         else
         {
-            BackwardManaged((CpuDevice)args.Device, new Operands(q.Tensor, k.Tensor, v.Tensor, output.Tensor, logSumExp, keyMask, null, dOutput.Tensor, dq.Tensor, dk.Tensor, dv.Tensor, delta), layout);
+            BackwardManaged((CpuDevice)args.Device, q.Tensor, k.Tensor, v.Tensor, output.Tensor, dOutput.Tensor, logSumExp, keyMask, dq.Tensor, dk.Tensor, dv.Tensor, delta, layout);
         }
     }
 
@@ -344,20 +368,37 @@ public static class Attention
     #region ILGPU
 
     private static void ForwardIlgpu(
-        IlgpuDevice gpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o, Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities, Layout layout)
+        IlgpuDevice gpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o, Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities,
+        Layout layout, bool? perThread)
     {
-        var forward = gpu.GetKernel("Attention.Forward", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardKernel));
-        int group = Math.Min(GroupRows, gpu.MaxGroupSize);
-        layout.Blocks = DivUp(layout.QueryLength, group);
-        int groups = layout.Batch * layout.Heads * layout.Blocks;
-
-        // Without keys (or a mask) the kernel never reads those views; stand-ins avoid empty views.
+        // Without keys (or a mask) the kernels never read those views; stand-ins avoid empty views.
         var standIn = q.View;
         var maskView = ViewOr(mask, standIn.Cast<int>());
-        lock (gpu.SyncRoot)
+
+        // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny problems a
+        // thread per query row, reading keys and values in place, is far faster there.
+        long work = (long)layout.Batch * layout.Heads * layout.QueryLength * layout.KeyLength * layout.HeadDim;
+        if (perThread ?? (gpu.Kind == DeviceKind.IlgpuCpu && work > SimulatorTiledWork))
         {
-            forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            var rows = gpu.GetKernel("Attention.ForwardPerThread", static acc =>
+                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardPerThreadKernel));
+            lock (gpu.SyncRoot)
+            {
+                rows(gpu.Accelerator.DefaultStream, layout.Batch * layout.Heads * layout.QueryLength,
+                    q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            }
+        }
+        else
+        {
+            var forward = gpu.GetKernel("Attention.Forward", static acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Layout>(ForwardKernel));
+            int group = Math.Min(GroupRows, gpu.MaxGroupSize);
+            layout.Blocks = DivUp(layout.QueryLength, group);
+            int groups = layout.Batch * layout.Heads * layout.Blocks;
+            lock (gpu.SyncRoot)
+            {
+                forward(gpu.Accelerator.DefaultStream, new KernelConfig(groups, group), q.View, ViewOr(k, standIn), ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            }
         }
 
         if (probabilities is not null && probabilities.Length > 0)
@@ -524,6 +565,95 @@ public static class Attention
 
             lse[(bh * p.QueryLength) + i] = l > 0f ? m + XMath.Log(l) : float.PositiveInfinity;
         }
+    }
+
+    // One thread per (batch, head, query row), with no shared memory and no barriers (for ILGPU's CPU
+    // accelerator): ForwardKernel's tile-by-tile online softmax with keys and values read in place.
+    // q, k, v [batch, seq, width] -> o [batch, query, width], lse [batch, heads, query]
+    private static void ForwardPerThreadKernel(
+        Index1D index, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<float> lse, ArrayView<int> mask, Layout p)
+    {
+        var qRow = LocalMemory.Allocate1D<float>(MaxHeadDim);
+        var acc = LocalMemory.Allocate1D<float>(MaxHeadDim);
+        var scores = LocalMemory.Allocate1D<float>(TileRows);
+
+        int dim = p.HeadDim;
+        int i = index % p.QueryLength;
+        int bh = index / p.QueryLength;
+        int h = bh % p.Heads;
+        int b = bh / p.Heads;
+        int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
+        for (int d = 0; d < dim; d++)
+        {
+            qRow[d] = q[qBase + d] * p.Scale;
+            acc[d] = 0f;
+        }
+
+        int keyEnd = p.KeyLength;
+        if (p.Causal != 0)
+        {
+            int limit = i + p.CausalOffset + 1;
+            keyEnd = limit < 0 ? 0 : limit < keyEnd ? limit : keyEnd;
+        }
+
+        float m = float.NegativeInfinity;
+        float l = 0f;
+        for (int tile = 0; tile < keyEnd; tile += TileRows)
+        {
+            int n = keyEnd - tile < TileRows ? keyEnd - tile : TileRows;
+            float tileMax = float.NegativeInfinity;
+            for (int jj = 0; jj < n; jj++)
+            {
+                int j = tile + jj;
+                float s = float.NegativeInfinity;
+                if (p.HasMask == 0 || mask[(b * p.KeyLength) + j] != 0)
+                {
+                    int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (h * dim);
+                    s = 0f;
+                    for (int d = 0; d < dim; d++)
+                    {
+                        s += qRow[d] * k[kBase + d];
+                    }
+
+                    tileMax = XMath.Max(tileMax, s);
+                }
+
+                scores[jj] = s;
+            }
+
+            if (tileMax > float.NegativeInfinity)
+            {
+                float mNew = XMath.Max(m, tileMax);
+                float alpha = XMath.Exp(m - mNew);
+                l *= alpha;
+                for (int d = 0; d < dim; d++)
+                {
+                    acc[d] *= alpha;
+                }
+
+                for (int jj = 0; jj < n; jj++)
+                {
+                    float pj = XMath.Exp(scores[jj] - mNew);
+                    l += pj;
+                    int vBase = (((b * p.KeyLength) + tile + jj) * p.VStride) + p.VColumn + (h * dim);
+                    for (int d = 0; d < dim; d++)
+                    {
+                        acc[d] += pj * v[vBase + d];
+                    }
+                }
+
+                m = mNew;
+            }
+        }
+
+        int oBase = (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim);
+        float inv = l > 0f ? 1f / l : 0f;
+        for (int d = 0; d < dim; d++)
+        {
+            o[oBase + d] = acc[d] * inv;
+        }
+
+        lse[(bh * p.QueryLength) + i] = l > 0f ? m + XMath.Log(l) : float.PositiveInfinity;
     }
 
     // Stages keys [tile, tile + n) of (b, h): K and V rows [n, dim] and whether each key is unmasked.
@@ -809,7 +939,8 @@ public static class Attention
 
     #region Managed SIMD
 
-    private static void ForwardManaged(CpuDevice cpu, Operands t, Layout p)
+    private static unsafe void ForwardManaged(CpuDevice cpu, Tensor<float> q, Tensor<float> k, Tensor<float> v, Tensor<float> o,
+        Tensor<float> lse, Tensor<int>? mask, Tensor<float>? probabilities, Layout p)
     {
         int pairs = p.Batch * p.Heads;
 
@@ -824,23 +955,51 @@ public static class Attention
         chunks = DivUp(p.QueryLength, chunkRows);
         int items = pairs * chunks;
         long work = (long)items * chunkRows * Math.Max(p.KeyLength, 1) * p.HeadDim;
-        if (items == 1 || work < (1 << 16))
+        fixed (float* pq = q.HostSpan, pk = k.HostSpan, pv = v.HostSpan, po = o.HostSpan, plse = lse.HostSpan)
+        fixed (float* probs = probabilities is null ? default : probabilities.HostSpan)
+        fixed (int* pmask = mask is null ? default : mask.HostSpan)
         {
-            for (int item = 0; item < items; item++)
+            var job = new ForwardJob
             {
-                ForwardItem(t, p, item / chunks, (item % chunks) * chunkRows, chunkRows);
+                Q = pq, K = pk, V = pv, O = po, Lse = plse, Probabilities = probs, Mask = pmask,
+                P = p, Chunks = chunks, ChunkRows = chunkRows,
+            };
+            if (items == 1 || work < (1 << 16))
+            {
+                for (int item = 0; item < items; item++)
+                {
+                    job.Execute(item);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, items);
             }
         }
-        else
-        {
-            Parallel.For(0, items, cpu.ParallelOptions, item => ForwardItem(t, p, item / chunks, (item % chunks) * chunkRows, chunkRows));
-        }
+    }
+
+    /// <summary>The forward pass's operands as pinned pointers; item = (batch·heads + head)·chunks + chunk of query rows.</summary>
+    private unsafe struct ForwardJob : ICpuJob
+    {
+        public float* Q;
+        public float* K;
+        public float* V;
+        public float* O;
+        public float* Lse;
+        public float* Probabilities;
+        public int* Mask;
+        public Layout P;
+        public int Chunks;
+        public int ChunkRows;
+
+        public readonly void Execute(int item) => ForwardItem(this, item / Chunks, (item % Chunks) * ChunkRows, ChunkRows);
     }
 
     // One (batch, head) pair, query rows [rowStart, rowStart + rowCount): online softmax over key blocks.
     [SkipLocalsInit]
-    private static unsafe void ForwardItem(Operands t, Layout p, int bh, int rowStart, int rowCount)
+    private static unsafe void ForwardItem(in ForwardJob t, int bh, int rowStart, int rowCount)
     {
+        var p = t.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
         int dim = p.HeadDim;
@@ -860,9 +1019,8 @@ public static class Attention
         float* rowMax = (float*)scratch[6]; // [QueryBlock]: m
         float* rowSum = (float*)scratch[7]; // [QueryBlock]: ℓ
 
-        fixed (float* q = t.Q.HostSpan, k = t.K.HostSpan, v = t.V.HostSpan, o = t.O.HostSpan, lse = t.Lse.HostSpan)
-        fixed (float* probs = t.Probabilities is null ? default : t.Probabilities.HostSpan)
-        fixed (int* mask = t.Mask is null ? default : t.Mask.HostSpan)
+        float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse, probs = t.Probabilities;
+        int* mask = t.Mask;
         {
             StageKeys(p, k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim), p.KStride, keyEnd, keyPad, kT);
             StageRows(v + (b * p.KeyLength * p.VStride) + p.VColumn + (h * dim), p.VStride, keyEnd, dim, dimPad, vPad);
@@ -873,8 +1031,7 @@ public static class Attention
                 int rows = Math.Min(QueryBlock, rowEnd - qb);
                 for (int r = 0; r < rows; r++)
                 {
-                    var src = new ReadOnlySpan<float>(q + (((b * p.QueryLength) + qb + r) * p.QStride) + p.QColumn + (h * dim), dim);
-                    TensorPrimitives.Multiply(src, p.Scale, new Span<float>(qs + (r * dim), dim));
+                    ScaleRow(q + (((b * p.QueryLength) + qb + r) * p.QStride) + p.QColumn + (h * dim), p.Scale, qs + (r * dim), dim);
                     rowMax[r] = float.NegativeInfinity;
                     rowSum[r] = 0f;
                 }
@@ -907,10 +1064,14 @@ public static class Attention
                         float mOld = rowMax[r];
                         if (blockMax > mOld)
                         {
-                            float alpha = MathF.Exp(mOld - blockMax);
-                            rowSum[r] *= alpha;
-                            var accRow = new Span<float>(acc + (r * dimPad), dimPad);
-                            TensorPrimitives.Multiply(accRow, alpha, accRow);
+                            // The first visible block finds acc and ℓ still zero: nothing to rescale.
+                            if (mOld != float.NegativeInfinity)
+                            {
+                                float alpha = MathF.Exp(mOld - blockMax);
+                                rowSum[r] *= alpha;
+                                ScaleRow(acc + (r * dimPad), alpha, acc + (r * dimPad), dimPad);
+                            }
+
                             rowMax[r] = blockMax;
                         }
 
@@ -924,17 +1085,10 @@ public static class Attention
                 for (int r = 0; r < rows; r++)
                 {
                     int i = qb + r;
-                    var dst = new Span<float>(o + (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim), dim);
+                    float* dst = o + (((b * p.QueryLength) + i) * p.OStride) + p.OColumn + (h * dim);
                     float l = rowSum[r];
                     float logSumExp = l > 0f ? rowMax[r] + MathF.Log(l) : float.PositiveInfinity;
-                    if (l > 0f)
-                    {
-                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (r * dimPad), dim), 1f / l, dst);
-                    }
-                    else
-                    {
-                        dst.Clear();
-                    }
+                    ScaleRow(acc + (r * dimPad), l > 0f ? 1f / l : 0f, dst, dim);
 
                     lse[(bh * p.QueryLength) + i] = logSumExp;
                     if (probs != null)
@@ -951,27 +1105,57 @@ public static class Attention
         }
     }
 
-    private static void BackwardManaged(CpuDevice cpu, Operands t, Layout p)
+    private static unsafe void BackwardManaged(CpuDevice cpu, Tensor<float> tq, Tensor<float> tk, Tensor<float> tv, Tensor<float> to,
+        Tensor<float> tdO, Tensor<float> tlse, Tensor<int>? tmask, Tensor<float> tdq, Tensor<float> tdk, Tensor<float> tdv, Tensor<float> tdelta, Layout p)
     {
         int pairs = p.Batch * p.Heads;
         long work = (long)pairs * Math.Max(p.QueryLength, 1) * Math.Max(p.KeyLength, 1) * p.HeadDim;
-        if (pairs == 1 || work < (1 << 16))
+        fixed (float* q = tq.HostSpan, k = tk.HostSpan, v = tv.HostSpan, o = to.HostSpan, lse = tlse.HostSpan)
+        fixed (float* dO = tdO.HostSpan, dq = tdq.HostSpan, dk = tdk.HostSpan, dv = tdv.HostSpan, delta = tdelta.HostSpan)
+        fixed (int* mask = tmask is null ? default : tmask.HostSpan)
         {
-            for (int bh = 0; bh < pairs; bh++)
+            var job = new BackwardJob
             {
-                BackwardItem(t, p, bh);
+                Q = q, K = k, V = v, O = o, Lse = lse, Mask = mask, DOutput = dO, Dq = dq, Dk = dk, Dv = dv, Delta = delta, P = p,
+            };
+            if (pairs == 1 || work < (1 << 16))
+            {
+                for (int bh = 0; bh < pairs; bh++)
+                {
+                    job.Execute(bh);
+                }
+            }
+            else
+            {
+                cpu.Workers.Run(ref job, pairs);
             }
         }
-        else
-        {
-            Parallel.For(0, pairs, cpu.ParallelOptions, bh => BackwardItem(t, p, bh));
-        }
+    }
+
+    /// <summary>The backward pass's operands as pinned pointers; item = batch·heads + head.</summary>
+    private unsafe struct BackwardJob : ICpuJob
+    {
+        public float* Q;
+        public float* K;
+        public float* V;
+        public float* O;
+        public float* Lse;
+        public int* Mask;
+        public float* DOutput;
+        public float* Dq;
+        public float* Dk;
+        public float* Dv;
+        public float* Delta;
+        public Layout P;
+
+        public readonly void Execute(int item) => BackwardItem(this, item);
     }
 
     // One (batch, head) pair: recompute P block by block, accumulate dK and dV over all query blocks.
     [SkipLocalsInit]
-    private static unsafe void BackwardItem(Operands t, Layout p, int bh)
+    private static unsafe void BackwardItem(in BackwardJob t, int bh)
     {
+        var p = t.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
         int dim = p.HeadDim;
@@ -996,9 +1180,9 @@ public static class Attention
         float* rowLse = (float*)scratch[11];  // [QueryBlock]
         float* rowDelta = (float*)scratch[12]; // [QueryBlock]
 
-        fixed (float* q = t.Q.HostSpan, k = t.K.HostSpan, v = t.V.HostSpan, o = t.O.HostSpan, lse = t.Lse.HostSpan)
-        fixed (float* dO = t.DOutput!.HostSpan, dq = t.Dq!.HostSpan, dk = t.Dk!.HostSpan, dv = t.Dv!.HostSpan, delta = t.Delta!.HostSpan)
-        fixed (int* mask = t.Mask is null ? default : t.Mask.HostSpan)
+        float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse;
+        float* dO = t.DOutput, dq = t.Dq, dk = t.Dk, dv = t.Dv, delta = t.Delta;
+        int* mask = t.Mask;
         {
             float* kHead = k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim);
             StageKeys(p, kHead, p.KStride, keyEnd, keyPad, kT);
@@ -1097,7 +1281,8 @@ public static class Attention
         return p.Causal == 0 ? kn : Math.Clamp(i + p.CausalOffset + 1 - kb, 0, kn);
     }
 
-    // rows [count, dim] at `stride` -> transposed [dim, pad] with zeros in columns [count, pad)
+    // rows [count, dim] at `stride` -> transposed [dim, pad] with zeros in columns [count, pad); 8×8 blocks
+    // are transposed in registers, the edges one by one.
     private static unsafe void StageKeys(Layout p, float* source, int stride, int count, int pad, float* transposed)
     {
         int dim = p.HeadDim;
@@ -1106,13 +1291,54 @@ public static class Attention
             new Span<float>(transposed + (d * pad) + count, pad - count).Clear();
         }
 
+        int j0 = 0;
+        int d0 = dim & ~7;
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+        {
+            for (; j0 + 8 <= count; j0 += 8)
+            {
+                for (int d = 0; d < d0; d += 8)
+                {
+                    GemmCpu.Transpose8x8(source + (j0 * stride) + d, stride, transposed + (d * pad) + j0, pad);
+                }
+            }
+        }
+
         for (int j = 0; j < count; j++)
         {
             float* row = source + (j * stride);
-            for (int d = 0; d < dim; d++)
+            for (int d = j < j0 ? d0 : 0; d < dim; d++)
             {
                 transposed[(d * pad) + j] = row[d];
             }
+        }
+    }
+
+    // dst [n] = scale · src [n]; dst may be src.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void ScaleRow(float* src, float scale, float* dst, int n)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var f = Vector512.Create(scale);
+            for (; j + 16 <= n; j += 16)
+            {
+                (Vector512.Load(src + j) * f).Store(dst + j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var f = Vector256.Create(scale);
+            for (; j + 8 <= n; j += 8)
+            {
+                (Vector256.Load(src + j) * f).Store(dst + j);
+            }
+        }
+
+        for (; j < n; j++)
+        {
+            dst[j] = scale * src[j];
         }
     }
 
@@ -1200,7 +1426,7 @@ public static class Attention
             var m = Vector512.Create(shift);
             for (; j < n; j += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(row + j) - m);
+                var e = Softmax.Exp(Vector512.Load(row + j) - m);
                 e.Store(row + j);
                 total += e;
             }
@@ -1265,11 +1491,116 @@ public static class Attention
     {
         if (Vector512.IsHardwareAccelerated)
         {
-            MultiplyAdd512(c, cRow, a, aRow, aCol, b, bRow, rows, depth, n, accumulate);
+            // Blocks of eight rows (16 accumulators: more multiply-adds per load), then fours for the rest.
+            int eights = rows >= 8 ? rows & ~7 : 0;
+            if (eights > 0)
+            {
+                MultiplyAdd512x8(c, cRow, a, aRow, aCol, b, bRow, eights, depth, n, accumulate);
+            }
+
+            if (rows > eights)
+            {
+                MultiplyAdd512(c + (eights * cRow), cRow, a + (eights * aRow), aRow, aCol, b, bRow, rows - eights, depth, n, accumulate);
+            }
         }
         else
         {
             MultiplyAdd256(c, cRow, a, aRow, aCol, b, bRow, rows, depth, n, accumulate);
+        }
+    }
+
+    // Eight rows (a multiple of 8) at a time, 32 columns per step: 16 accumulators per pass over depth.
+    [SkipLocalsInit]
+    private static unsafe void MultiplyAdd512x8(float* c, int cRow, float* a, int aRow, int aCol, float* b, int bRow, int rows, int depth, int n, bool accumulate)
+    {
+        for (int r = 0; r < rows; r += 8)
+        {
+            float* a0 = a + (r * aRow);
+            float* c0 = c + (r * cRow);
+            int j = 0;
+            for (; j + 32 <= n; j += 32)
+            {
+                Vector512<float> x00, x01, x10, x11, x20, x21, x30, x31, x40, x41, x50, x51, x60, x61, x70, x71;
+                if (accumulate)
+                {
+                    x00 = Vector512.Load(c0 + j);
+                    x01 = Vector512.Load(c0 + j + 16);
+                    x10 = Vector512.Load(c0 + cRow + j);
+                    x11 = Vector512.Load(c0 + cRow + j + 16);
+                    x20 = Vector512.Load(c0 + (2 * cRow) + j);
+                    x21 = Vector512.Load(c0 + (2 * cRow) + j + 16);
+                    x30 = Vector512.Load(c0 + (3 * cRow) + j);
+                    x31 = Vector512.Load(c0 + (3 * cRow) + j + 16);
+                    x40 = Vector512.Load(c0 + (4 * cRow) + j);
+                    x41 = Vector512.Load(c0 + (4 * cRow) + j + 16);
+                    x50 = Vector512.Load(c0 + (5 * cRow) + j);
+                    x51 = Vector512.Load(c0 + (5 * cRow) + j + 16);
+                    x60 = Vector512.Load(c0 + (6 * cRow) + j);
+                    x61 = Vector512.Load(c0 + (6 * cRow) + j + 16);
+                    x70 = Vector512.Load(c0 + (7 * cRow) + j);
+                    x71 = Vector512.Load(c0 + (7 * cRow) + j + 16);
+                }
+                else
+                {
+                    x00 = x01 = x10 = x11 = x20 = x21 = x30 = x31 = Vector512<float>.Zero;
+                    x40 = x41 = x50 = x51 = x60 = x61 = x70 = x71 = Vector512<float>.Zero;
+                }
+
+                float* bp = b + j;
+                float* ap = a0;
+                for (int t = 0; t < depth; t++, bp += bRow, ap += aCol)
+                {
+                    var b0 = Vector512.Load(bp);
+                    var b1 = Vector512.Load(bp + 16);
+                    var s = Vector512.Create(ap[0]);
+                    x00 = Vector512.FusedMultiplyAdd(s, b0, x00);
+                    x01 = Vector512.FusedMultiplyAdd(s, b1, x01);
+                    s = Vector512.Create(ap[aRow]);
+                    x10 = Vector512.FusedMultiplyAdd(s, b0, x10);
+                    x11 = Vector512.FusedMultiplyAdd(s, b1, x11);
+                    s = Vector512.Create(ap[2 * aRow]);
+                    x20 = Vector512.FusedMultiplyAdd(s, b0, x20);
+                    x21 = Vector512.FusedMultiplyAdd(s, b1, x21);
+                    s = Vector512.Create(ap[3 * aRow]);
+                    x30 = Vector512.FusedMultiplyAdd(s, b0, x30);
+                    x31 = Vector512.FusedMultiplyAdd(s, b1, x31);
+                    s = Vector512.Create(ap[4 * aRow]);
+                    x40 = Vector512.FusedMultiplyAdd(s, b0, x40);
+                    x41 = Vector512.FusedMultiplyAdd(s, b1, x41);
+                    s = Vector512.Create(ap[5 * aRow]);
+                    x50 = Vector512.FusedMultiplyAdd(s, b0, x50);
+                    x51 = Vector512.FusedMultiplyAdd(s, b1, x51);
+                    s = Vector512.Create(ap[6 * aRow]);
+                    x60 = Vector512.FusedMultiplyAdd(s, b0, x60);
+                    x61 = Vector512.FusedMultiplyAdd(s, b1, x61);
+                    s = Vector512.Create(ap[7 * aRow]);
+                    x70 = Vector512.FusedMultiplyAdd(s, b0, x70);
+                    x71 = Vector512.FusedMultiplyAdd(s, b1, x71);
+                }
+
+                x00.Store(c0 + j);
+                x01.Store(c0 + j + 16);
+                x10.Store(c0 + cRow + j);
+                x11.Store(c0 + cRow + j + 16);
+                x20.Store(c0 + (2 * cRow) + j);
+                x21.Store(c0 + (2 * cRow) + j + 16);
+                x30.Store(c0 + (3 * cRow) + j);
+                x31.Store(c0 + (3 * cRow) + j + 16);
+                x40.Store(c0 + (4 * cRow) + j);
+                x41.Store(c0 + (4 * cRow) + j + 16);
+                x50.Store(c0 + (5 * cRow) + j);
+                x51.Store(c0 + (5 * cRow) + j + 16);
+                x60.Store(c0 + (6 * cRow) + j);
+                x61.Store(c0 + (6 * cRow) + j + 16);
+                x70.Store(c0 + (7 * cRow) + j);
+                x71.Store(c0 + (7 * cRow) + j + 16);
+            }
+
+            if (j < n)
+            {
+                // A last 16 columns: the four-row kernel twice.
+                MultiplyAdd512(c0 + j, cRow, a0, aRow, aCol, b + j, bRow, 8, depth, n - j, accumulate);
+            }
         }
     }
 

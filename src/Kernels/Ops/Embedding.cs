@@ -10,7 +10,7 @@ namespace Headlight.Kernels;
 /// gradients. Ids are checked on the host before anything runs, so a bad id is an
 /// <see cref="ArgumentException"/> rather than a read outside the table.
 /// </summary>
-public static class Embedding
+public static unsafe class Embedding
 {
     private const int ParallelThreshold = 1 << 15;
 
@@ -46,16 +46,16 @@ public static class Embedding
         }
 
         var cpu = (CpuDevice)args.Device;
-        if ((long)n * d < ParallelThreshold)
+        fixed (float* pt = table.HostSpan, py = y.HostSpan)
+        fixed (int* pids = ids.HostSpan)
         {
-            for (int i = 0; i < n; i++)
+            var job = new GatherJob { Table = pt, Ids = pids, Y = py, D = d, Rows = n, Accumulate = accumulate, RowsPerItem = n };
+            if ((long)n * d >= ParallelThreshold && cpu.Threads > 1)
             {
-                GatherRow(i, d, table, ids, y, accumulate);
+                job.RowsPerItem = Math.Max(1, (n + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
             }
-        }
-        else
-        {
-            Parallel.For(0, n, cpu.ParallelOptions, i => GatherRow(i, d, table, ids, y, accumulate));
+
+            cpu.Workers.Run(ref job, (n + job.RowsPerItem - 1) / job.RowsPerItem);
         }
     }
 
@@ -94,14 +94,65 @@ public static class Embedding
         int chunk = (long)n * d < ParallelThreshold || cpu.Threads == 1
             ? d
             : RoundUp((d + cpu.Threads - 1) / cpu.Threads, 16);
-        int chunks = (d + chunk - 1) / chunk;
-        if (chunks == 1)
+        fixed (float* pdy = dy.HostSpan, pt = dTable.HostSpan)
+        fixed (int* pids = ids.HostSpan)
         {
-            ScatterColumns(0, d, dy, ids, dTable);
+            var job = new ScatterJob { Dy = pdy, Ids = pids, Table = pt, D = d, Rows = n, Chunk = chunk };
+            cpu.Workers.Run(ref job, (d + chunk - 1) / chunk);
         }
-        else
+    }
+
+    /// <summary>Gather on the host; item = a range of rows.</summary>
+    private unsafe struct GatherJob : ICpuJob
+    {
+        public float* Table;
+        public int* Ids;
+        public float* Y;
+        public int D;
+        public int Rows;
+        public int RowsPerItem;
+        public bool Accumulate;
+
+        // table [vocab, d], ids [n] -> y [n, d]
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, chunks, cpu.ParallelOptions, c => ScatterColumns(c * chunk, Math.Min(chunk, d - (c * chunk)), dy, ids, dTable));
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int i = item * RowsPerItem; i < end; i++)
+            {
+                var source = new ReadOnlySpan<float>(Table + ((long)Ids[i] * D), D);
+                var target = new Span<float>(Y + ((long)i * D), D);
+                if (Accumulate)
+                {
+                    TensorPrimitives.Add(target, source, target);
+                }
+                else
+                {
+                    source.CopyTo(target);
+                }
+            }
+        }
+    }
+
+    /// <summary>Scatter-add on the host; item = a range of table columns, so no two items write one element.</summary>
+    private unsafe struct ScatterJob : ICpuJob
+    {
+        public float* Dy;
+        public int* Ids;
+        public float* Table;
+        public int D;
+        public int Rows;
+        public int Chunk;
+
+        // Columns [c0, c0 + width) of dTable [vocab, d] += dy [n, d] by ids [n], in id order.
+        public readonly void Execute(int item)
+        {
+            int c0 = item * Chunk;
+            int width = Math.Min(Chunk, D - c0);
+            for (int i = 0; i < Rows; i++)
+            {
+                var target = new Span<float>(Table + ((long)Ids[i] * D) + c0, width);
+                TensorPrimitives.Add(target, new ReadOnlySpan<float>(Dy + ((long)i * D) + c0, width), target);
+            }
         }
     }
 
@@ -111,10 +162,14 @@ public static class Embedding
         args.Require(table.Shape.Rank == 2, $"'{tableName}' must be [vocab, d]");
         int vocab = table.Shape[0];
         int d = table.Shape[1];
-        var expected = new int[ids.Shape.Rank + 1];
-        ids.Shape.Dims.CopyTo(expected);
-        expected[^1] = d;
-        args.RequireShape(rowsName, rows, expected);
+        var rowDims = rows.Shape.Dims;
+        if (rowDims.Length != ids.Shape.Rank + 1 || !rowDims[..^1].SequenceEqual(ids.Shape.Dims) || rowDims[^1] != d)
+        {
+            var expected = new int[ids.Shape.Rank + 1];
+            ids.Shape.Dims.CopyTo(expected);
+            expected[^1] = d;
+            args.RequireShape(rowsName, rows, expected);
+        }
 
         int n = (int)ids.Length;
         if (n == 0)
@@ -168,35 +223,6 @@ public static class Embedding
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
-
-    // One row on the host: table [vocab, d], ids [n] -> y [n, d]
-    private static void GatherRow(int i, int d, Tensor<float> table, Tensor<int> ids, Tensor<float> y, bool accumulate)
-    {
-        var source = table.HostSpan.Slice(ids.HostSpan[i] * d, d);
-        var target = y.HostSpan.Slice(i * d, d);
-        if (accumulate)
-        {
-            TensorPrimitives.Add(target, source, target);
-        }
-        else
-        {
-            source.CopyTo(target);
-        }
-    }
-
-    // Columns [c0, c0 + width) of dTable [vocab, d] += dy [n, d] by ids [n], in id order.
-    private static void ScatterColumns(int c0, int width, Tensor<float> dy, Tensor<int> ids, Tensor<float> dTable)
-    {
-        int d = dTable.Shape[1];
-        var g = dy.HostSpan;
-        var t = dTable.HostSpan;
-        var idSpan = ids.HostSpan;
-        for (int i = 0; i < idSpan.Length; i++)
-        {
-            var target = t.Slice((idSpan[i] * d) + c0, width);
-            TensorPrimitives.Add(target, g.Slice((i * d) + c0, width), target);
-        }
-    }
 
     // table [vocab, d], ids [n] -> y [n, d]
     private static void GatherKernel(Index1D i, ArrayView<float> table, ArrayView<int> ids, ArrayView<float> y, int d, int accumulate)

@@ -21,7 +21,7 @@ public enum GeluForm
 /// GEMM fuses. Both forms are written in a way that keeps relative accuracy for large negative x,
 /// where GELU is tiny: <c>½(1 + erf(z)) = ½erfc(−z)</c> and <c>½(1 + tanh(u)) = sigmoid(2u)</c>.
 /// </summary>
-public static class Gelu
+public static unsafe class Gelu
 {
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
@@ -82,20 +82,28 @@ public static class Gelu
             // SIMD per chunk, chunks over the device's threads: the backward pass of an MLP runs this on
             // [rows, intermediate] every layer.
             var cpu = (CpuDevice)args.Device;
-            int chunks = (n + BackwardChunk - 1) / BackwardChunk;
-            if (chunks == 1 || cpu.Threads == 1)
+            fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
             {
-                BackwardRange(x.HostSpan, dy.HostSpan, dx.HostSpan, form);
+                var job = new BackwardJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+                cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
             }
-            else
-            {
-                Parallel.For(0, chunks, cpu.ParallelOptions, c =>
-                {
-                    int start = c * BackwardChunk;
-                    int length = Math.Min(BackwardChunk, n - start);
-                    BackwardRange(x.HostSpan.Slice(start, length), dy.HostSpan.Slice(start, length), dx.HostSpan.Slice(start, length), form);
-                });
-            }
+        }
+    }
+
+    /// <summary>The backward pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
+    private unsafe struct BackwardJob : ICpuJob
+    {
+        public float* X;
+        public float* Dy;
+        public float* Dx;
+        public int Length;
+        public GeluForm Form;
+
+        public readonly void Execute(int item)
+        {
+            int start = item * BackwardChunk;
+            int length = Math.Min(BackwardChunk, Length - start);
+            BackwardRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
         }
     }
 
@@ -218,7 +226,7 @@ public static class Gelu
         }
 
         var u = Vector512.Create(TanhScale) * (x + (Vector512.Create(TanhCubic) * x * x * x));
-        return x / (Vector512<float>.One + Vector512.Exp(Vector512.Create(-2f) * u));
+        return x / (Vector512<float>.One + Softmax.Exp(Vector512.Create(-2f) * u));
     }
 
     /// <summary>GELU on one Vector256, for machines without AVX-512.</summary>
@@ -259,6 +267,7 @@ public static class Gelu
             + (t * (0.27886807f + (t * (-1.13520398f + (t * (1.48851587f + (t * (-0.82215223f + (t * 0.17087277f)))))))))))))))));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Erfc(Vector512<float> z)
     {
         var a = Vector512.Abs(z);
@@ -273,7 +282,7 @@ public static class Gelu
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(0.37409196f));
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(1.00002368f));
         p = Vector512.FusedMultiplyAdd(p, t, Vector512.Create(-1.26551223f));
-        var r = t * Vector512.Exp(p - (a * a));
+        var r = t * Softmax.Exp(p - (a * a));
         return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(z, Vector512<float>.Zero), r, Vector512.Create(2f) - r);
     }
 

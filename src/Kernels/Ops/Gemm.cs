@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace Headlight.Kernels;
@@ -41,6 +43,14 @@ public static class Gemm
 
     // Row pitch of the shared tiles: 66 ≡ 2 (mod 32 banks) keeps the transposing tile stores free of bank conflicts.
     private const int SharedPitch = 66;
+
+    // The barrier-free kernel: one thread per 4×4 block of c.
+    private const int BlockM = 4;
+    private const int BlockN = 4;
+
+    // On ILGPU's CPU accelerator, problems up to this many multiply-adds keep the tiled kernel (so tests of tiny
+    // shapes still run it there); larger ones take the barrier-free kernel.
+    private const long SimulatorTiledWork = 1 << 15;
 
     /// <summary>
     /// <c>c = act(alpha·op(a)·op(b) + beta·c + bias)</c>, where <c>op(x)</c> is <c>x</c> or its transpose
@@ -89,8 +99,8 @@ public static class Gemm
         var args = new OpArgs(op).Add("a", a).Add("b", b).Add("dc", dc)
             .AddOptional("da", da).AddOptional("db", db).AddOptional("dbias", dbias);
         var shape = Resolve(args, a, b, transposeA, transposeB);
-        args.RequireShape("dc", dc, shape.COutput)
-            .RequireShape("da", da, a.Shape.Dims)
+        RequireOutput(args, "dc", dc, shape, a, b);
+        args.RequireShape("da", da, a.Shape.Dims)
             .RequireShape("db", db, b.Shape.Dims)
             .RequireShape("dbias", dbias, shape.N);
         args.Require(!IsInput(da, a, b, dc), "'da' must not be a, b or dc")
@@ -151,19 +161,61 @@ public static class Gemm
         }
     }
 
-    /// <summary>The forward pass with the CPU micro-kernel chosen explicitly (tests exercise the Vector256 fallback this way).</summary>
+    /// <summary>
+    /// <c>c = act(alpha·a·b + beta·c + bias)</c> with a weight packed once by <see cref="Prepack"/>: the linear
+    /// form, <c>a [..., k]</c>, <c>c [..., n]</c>. The CPU reads the packed strips (no packing of b per call);
+    /// other devices, and CPU paths that do not use strips, read <see cref="PackedWeight.Source"/>.
+    /// </summary>
+    /// <param name="a">The left operand <c>[..., k]</c>.</param>
+    /// <param name="b">The weight, packed by <see cref="Prepack"/>.</param>
+    /// <param name="c">The output <c>[..., n]</c>.</param>
+    /// <param name="bias">Optional <c>[n]</c>, added to every row.</param>
+    /// <param name="epilogue">The activation applied last.</param>
+    /// <param name="alpha">Scales the product.</param>
+    /// <param name="beta">Scales the old contents of <paramref name="c"/>.</param>
+    /// <param name="preActivation">Optional, shaped like <paramref name="c"/>: receives the value before the activation.</param>
+    /// <remarks>A separate name rather than an overload of <see cref="Forward"/>, so that references to that stay unambiguous.</remarks>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device, too large for 32-bit indexing, aliased or misshaped.</exception>
+    /// <exception cref="ObjectDisposedException"><paramref name="b"/> has been disposed.</exception>
+    public static void ForwardPacked(Tensor<float> a, PackedWeight b, Tensor<float> c, Tensor<float>? bias = null,
+        Epilogue epilogue = Epilogue.None, float alpha = 1f, float beta = 0f, Tensor<float>? preActivation = null)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        ObjectDisposedException.ThrowIf(b.IsDisposed, b);
+        ForwardWith(a, b.Source, c, false, b.Transposed, bias, epilogue, alpha, beta, preActivation, GemmCpu.DefaultIsa, b);
+    }
+
+    /// <summary>
+    /// Packs a constant right operand once (a weight <c>b [k, n]</c>, or <c>[n, k]</c> with <paramref name="transposeB"/>)
+    /// into the CPU micro-kernel's strip layout, for <see cref="ForwardPacked"/>.
+    /// On ILGPU devices nothing is packed. The result refers to <paramref name="b"/>, which must outlive it and stay unchanged.
+    /// </summary>
+    /// <param name="b">The weight.</param>
+    /// <param name="transposeB">Use the transpose of <paramref name="b"/> (weights stored <c>[out, in]</c>).</param>
+    /// <exception cref="ArgumentException"><paramref name="b"/> is missing, freed or not of rank 2.</exception>
+    public static PackedWeight Prepack(Tensor<float> b, bool transposeB = false)
+    {
+        new OpArgs("Gemm.Prepack").Add("b", b).RequireRank("b", b, 2);
+        return new PackedWeight(b, transposeB);
+    }
+
+    /// <summary>
+    /// The forward pass with the CPU micro-kernel, and the ILGPU kernel, chosen explicitly (tests exercise the
+    /// Vector256 fallback and both ILGPU kernels this way).
+    /// </summary>
     internal static void ForwardWith(Tensor<float> a, Tensor<float> b, Tensor<float> c,
         bool transposeA, bool transposeB, Tensor<float>? bias,
-        Epilogue epilogue, float alpha, float beta, Tensor<float>? preActivation, GemmIsa isa)
+        Epilogue epilogue, float alpha, float beta, Tensor<float>? preActivation, GemmIsa isa, PackedWeight? packed = null,
+        GemmKernel kernel = GemmKernel.Auto)
     {
         const string op = "Gemm.Forward";
         var args = new OpArgs(op).Add("a", a).Add("b", b).Add("c", c)
             .AddOptional("bias", bias).AddOptional("preActivation", preActivation)
             .Require(Enum.IsDefined(epilogue), "epilogue must be None, GeluErf or GeluTanh");
         var shape = Resolve(args, a, b, transposeA, transposeB);
-        args.RequireShape("c", c, shape.COutput)
-            .RequireShape("bias", bias, shape.N)
-            .RequireShape("preActivation", preActivation, shape.COutput)
+        RequireOutput(args, "c", c, shape, a, b);
+        RequireOutput(args, "preActivation", preActivation, shape, a, b);
+        args.RequireShape("bias", bias, shape.N)
             .Require(!ReferenceEquals(c, a) && !ReferenceEquals(c, b), "c must not be a or b")
             .Require(preActivation is null || (!ReferenceEquals(preActivation, c) && !ReferenceEquals(preActivation, a)
                 && !ReferenceEquals(preActivation, b) && !ReferenceEquals(preActivation, bias)), "preActivation must not be a, b, c or bias")
@@ -175,11 +227,41 @@ public static class Gemm
         d.Activation = (int)epilogue;
         d.HasBias = bias is null ? 0 : 1;
         d.HasPre = preActivation is null ? 0 : 1;
-        Execute(args.Device, a, b, c, bias, preActivation, d, isa);
+        Execute(args.Device, a, b, c, bias, preActivation, d, isa, packed, kernel);
     }
 
-    /// <summary>What shape analysis yields: the problem and the output shape it implies.</summary>
-    private readonly record struct Resolved(GemmDims Dims, int[] COutput, int N);
+    /// <summary>
+    /// What shape analysis yields: the problem, and how the output shape follows from the operands: the linear
+    /// form gives <c>a</c>'s leading dimensions and n, the batched form the batch dimensions (of <c>a</c>, or of
+    /// <c>b</c> when <c>a</c> has none) and m, n.
+    /// </summary>
+    private readonly record struct Resolved(GemmDims Dims, bool Linear, bool LeadFromA)
+    {
+        public int N => Dims.N;
+    }
+
+    // The output c (or a tensor shaped like it) must have the shape the operands imply; compared without allocating.
+    private static void RequireOutput(OpArgs args, string name, Tensor<float>? tensor, in Resolved r, Tensor<float> a, Tensor<float> b)
+    {
+        if (tensor is null)
+        {
+            return;
+        }
+
+        var prefix = OutputLead(r, a, b);
+        var dims = tensor.Shape.Dims;
+        int tail = r.Linear ? 1 : 2;
+        bool ok = dims.Length == prefix.Length + tail && dims[..prefix.Length].SequenceEqual(prefix)
+            && dims[^1] == r.Dims.N && (r.Linear || dims[^2] == r.Dims.M);
+        if (!ok)
+        {
+            int[] expected = r.Linear ? [.. prefix, r.Dims.N] : [.. prefix, r.Dims.M, r.Dims.N];
+            args.Fail($"'{name}' must have shape {TensorShape.Format(expected)}");
+        }
+    }
+
+    private static ReadOnlySpan<int> OutputLead(in Resolved r, Tensor<float> a, Tensor<float> b)
+        => r.Linear ? a.Shape.Dims[..^1] : r.LeadFromA ? a.Shape.Dims[..^2] : b.Shape.Dims[..^2];
 
     // Works out m, n, k, the batch layout and c's shape from a and b, or fails naming all shapes.
     private static Resolved Resolve(OpArgs args, Tensor<float> a, Tensor<float> b, bool transposeA, bool transposeB)
@@ -187,7 +269,7 @@ public static class Gemm
         var sa = a.Shape;
         var sb = b.Shape;
         var d = new GemmDims { TransA = transposeA ? 1 : 0, TransB = transposeB ? 1 : 0, Reduce = 1 };
-        int[] cShape;
+        bool leadFromA = true;
         if (sb.Rank == 2 && !transposeA)
         {
             // Linear form: a [..., k] · b [k, n] -> c [..., n]
@@ -210,7 +292,6 @@ public static class Gemm
             d.N = n;
             d.K = k;
             d.Batch = 1;
-            cShape = [.. sa.Dims[..^1], n];
             d.CBatchStride = args.ToInt32((long)d.M * n, "m·n");
         }
         else
@@ -230,7 +311,8 @@ public static class Gemm
             var leadB = sb.Dims[..^2];
             args.Require(leadA.Length == 0 || leadB.Length == 0 || leadA.SequenceEqual(leadB),
                 "a and b must have the same batch dimensions (or one of them rank 2)");
-            var lead = leadA.Length > 0 ? leadA : leadB;
+            leadFromA = leadA.Length > 0;
+            var lead = leadFromA ? leadA : leadB;
             long batch = 1;
             foreach (int x in lead)
             {
@@ -244,10 +326,10 @@ public static class Gemm
             d.ABatchStride = leadA.Length == 0 ? 0 : args.ToInt32((long)m * k, "m·k");
             d.BBatchStride = leadB.Length == 0 ? 0 : args.ToInt32((long)k * n, "k·n");
             d.CBatchStride = args.ToInt32((long)m * n, "m·n");
-            cShape = [.. lead, m, n];
+            return new Resolved(d, Linear: false, leadFromA);
         }
 
-        return new Resolved(d, cShape, d.N);
+        return new Resolved(d, Linear: true, LeadFromA: true);
     }
 
     private static bool IsInput(Tensor<float>? output, Tensor<float> a, Tensor<float> b, Tensor<float> dc)
@@ -280,7 +362,7 @@ public static class Gemm
     }
 
     private static void Execute(Device device, Tensor<float> a, Tensor<float> b, Tensor<float> c,
-        Tensor<float>? bias, Tensor<float>? pre, GemmDims d, GemmIsa isa)
+        Tensor<float>? bias, Tensor<float>? pre, GemmDims d, GemmIsa isa, PackedWeight? packed = null, GemmKernel kernel = GemmKernel.Auto)
     {
         if (d.M == 0 || d.N == 0 || d.Batch == 0)
         {
@@ -289,34 +371,58 @@ public static class Gemm
 
         if (device is IlgpuDevice gpu)
         {
+            // Absent optional operands are never read or written (HasBias/HasPre), nor are empty a or b
+            // (k = 0); ILGPU has no view of an empty buffer, so c's view stands in for them.
+            var cView = c.View;
+            var aView = a.Length == 0 ? cView : a.View;
+            var bView = b.Length == 0 ? cView : b.View;
+            var biasView = bias?.View ?? cView;
+            var preView = pre?.View ?? cView;
+            if (kernel == GemmKernel.Auto)
+            {
+                // ILGPU's CPU accelerator runs each thread of a group on its own OS thread and every barrier
+                // synchronises them all: beyond tiny problems the tiled kernel spends its time in barriers.
+                long work = (long)d.M * d.N * Math.Max(d.K, 1) * d.Batch * Math.Max(d.Reduce, 1);
+                kernel = gpu.Kind == DeviceKind.IlgpuCpu && work > SimulatorTiledWork ? GemmKernel.PerThread : GemmKernel.Tiled;
+            }
+
+            if (kernel == GemmKernel.PerThread)
+            {
+                var direct = gpu.GetKernel("Gemm.PerThread", static acc => acc.LoadAutoGroupedKernel<
+                    Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(PerThreadKernel));
+                d.MTiles = (d.M + BlockM - 1) / BlockM;
+                d.NTiles = (d.N + BlockN - 1) / BlockN;
+                int threads = checked(d.MTiles * d.NTiles * d.Batch);
+                lock (gpu.SyncRoot)
+                {
+                    direct(gpu.Accelerator.DefaultStream, threads, aView, bView, cView, biasView, preView, d);
+                }
+
+                return;
+            }
+
             if (gpu.MaxGroupSize < GroupThreads)
             {
                 throw new NotSupportedException(
                     $"Gemm: device '{gpu.Name}' runs at most {gpu.MaxGroupSize} threads per group; the tiled kernel needs {GroupThreads}.");
             }
 
-            var kernel = gpu.GetKernel("Gemm.Tiled", static acc =>
+            var tiled = gpu.GetKernel("Gemm.Tiled", static acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(TiledKernel));
             d.MTiles = (d.M + TileM - 1) / TileM;
             d.NTiles = (d.N + TileN - 1) / TileN;
             int groups = checked(d.MTiles * d.NTiles * d.Batch);
-
-            // Absent optional operands are never read or written (HasBias/HasPre), nor are empty a or b
-            // (k = 0); ILGPU has no view of an empty buffer, so c's view stands in for them.
-            var cView = c.View;
-            var aView = a.Length == 0 ? cView : a.View;
-            var bView = b.Length == 0 ? cView : b.View;
             lock (gpu.SyncRoot)
             {
-                kernel(gpu.Accelerator.DefaultStream, new KernelConfig(groups, GroupThreads),
-                    aView, bView, cView, bias?.View ?? cView, pre?.View ?? cView, d);
+                tiled(gpu.Accelerator.DefaultStream, new KernelConfig(groups, GroupThreads), aView, bView, cView, biasView, preView, d);
             }
 
             return;
         }
 
         GemmCpu.Run((CpuDevice)device, a.HostSpan, b.HostSpan, c.HostSpan,
-            bias is null ? default : bias.HostSpan, pre is null ? default : pre.HostSpan, d, isa);
+            bias is null ? default : bias.HostSpan, pre is null ? default : pre.HostSpan, d, isa, packed);
+        GC.KeepAlive(packed); // its pinned strips were read through a pointer
     }
 
     // One group per 64×64 tile of one batch's c: a, b, c as described by p, bias [n], pre like c.
@@ -429,6 +535,83 @@ public static class Gemm
         Store(c, bias, pre, p, cBase, r0 + 48, j0, c30, c31, c32, c33);
     }
 
+    // One thread per 4×4 block of one batch's c, with no shared memory and no barriers (for ILGPU's CPU
+    // accelerator, which simulates barriers with OS threads). a, b, c as described by p; bias [n], pre like c.
+    // Rows and columns past the edge are clamped to the last one: they are computed, never stored.
+    private static void PerThreadKernel(Index1D index, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> bias, ArrayView<float> pre, GemmDims p)
+    {
+        int jBlock = index % p.NTiles;
+        int rest = index / p.NTiles;
+        int iBlock = rest % p.MTiles;
+        int batch = rest / p.MTiles;
+        int i0 = iBlock * BlockM;
+        int j0 = jBlock * BlockN;
+
+        // op(a)[i, k] = a[i·aRow + k·aStep], op(b)[k, j] = b[j·bCol + k·bStep] (plus the batch offsets).
+        long aRow = p.TransA == 0 ? p.K : 1;
+        long aStep = p.TransA == 0 ? 1 : p.M;
+        long bCol = p.TransB == 0 ? 1 : p.K;
+        long bStep = p.TransB == 0 ? p.N : 1;
+        long ra0 = XMath.Min(i0, p.M - 1) * aRow;
+        long ra1 = XMath.Min(i0 + 1, p.M - 1) * aRow;
+        long ra2 = XMath.Min(i0 + 2, p.M - 1) * aRow;
+        long ra3 = XMath.Min(i0 + 3, p.M - 1) * aRow;
+        long cb0 = XMath.Min(j0, p.N - 1) * bCol;
+        long cb1 = XMath.Min(j0 + 1, p.N - 1) * bCol;
+        long cb2 = XMath.Min(j0 + 2, p.N - 1) * bCol;
+        long cb3 = XMath.Min(j0 + 3, p.N - 1) * bCol;
+
+        float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f;
+        float c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        float c20 = 0f, c21 = 0f, c22 = 0f, c23 = 0f;
+        float c30 = 0f, c31 = 0f, c32 = 0f, c33 = 0f;
+        for (int r = 0; r < p.Reduce; r++)
+        {
+            long aBase = ((long)batch * p.ABatchStride) + ((long)r * p.AReduceStride);
+            long bBase = ((long)batch * p.BBatchStride) + ((long)r * p.BReduceStride);
+            for (int k = 0; k < p.K; k++)
+            {
+                long ak = aBase + (k * aStep);
+                long bk = bBase + (k * bStep);
+                float a0 = a[ak + ra0];
+                float a1 = a[ak + ra1];
+                float a2 = a[ak + ra2];
+                float a3 = a[ak + ra3];
+                float b0 = b[bk + cb0];
+                float b1 = b[bk + cb1];
+                float b2 = b[bk + cb2];
+                float b3 = b[bk + cb3];
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+        }
+
+        long cBase = (long)batch * p.CBatchStride;
+        StoreBlockRow(c, bias, pre, p, cBase, i0, j0, c00, c01, c02, c03);
+        StoreBlockRow(c, bias, pre, p, cBase, i0 + 1, j0, c10, c11, c12, c13);
+        StoreBlockRow(c, bias, pre, p, cBase, i0 + 2, j0, c20, c21, c22, c23);
+        StoreBlockRow(c, bias, pre, p, cBase, i0 + 3, j0, c30, c31, c32, c33);
+    }
+
+    // One row of a 4×4 block: columns j0 to j0 + 3.
+    private static void StoreBlockRow(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> pre, GemmDims p,
+        long cBase, int row, int j0, float v0, float v1, float v2, float v3)
+    {
+        if (row >= p.M)
+        {
+            return;
+        }
+
+        long rowBase = cBase + ((long)row * p.N);
+        StoreOne(c, bias, pre, p, rowBase, j0, v0);
+        StoreOne(c, bias, pre, p, rowBase, j0 + 1, v1);
+        StoreOne(c, bias, pre, p, rowBase, j0 + 2, v2);
+        StoreOne(c, bias, pre, p, rowBase, j0 + 3, v3);
+    }
+
     // One row of a thread's 4×4 block: columns j0, j0 + 16, j0 + 32, j0 + 48.
     private static void Store(ArrayView<float> c, ArrayView<float> bias, ArrayView<float> pre, GemmDims p,
         long cBase, int row, int j0, float v0, float v1, float v2, float v3)
@@ -476,6 +659,78 @@ public static class Gemm
         }
 
         c[i] = v;
+    }
+}
+
+/// <summary>Which ILGPU kernel <see cref="Gemm"/> launches.</summary>
+internal enum GemmKernel
+{
+    /// <summary>The tiled kernel on GPUs and for tiny problems on ILGPU's CPU accelerator; the per-thread kernel for the rest there.</summary>
+    Auto,
+
+    /// <summary>Groups of 256 threads with shared-memory tiles and barriers: the GPU kernel.</summary>
+    Tiled,
+
+    /// <summary>One thread per 4×4 block of c, no shared memory or barriers: fast on ILGPU's CPU accelerator.</summary>
+    PerThread,
+}
+
+/// <summary>
+/// A constant right operand of <see cref="Gemm"/> (a weight <c>b [k, n]</c>, or <c>[n, k]</c> transposed) with, on the
+/// <c>cpu</c> device, its strips packed once for the micro-kernel, in pinned memory owned here: multiplying by it
+/// (<see cref="Gemm.ForwardPacked"/>) skips the packing of b that every plain call does. Made by
+/// <see cref="Gemm.Prepack"/>; on ILGPU devices it holds only the source.
+/// </summary>
+/// <remarks>The packed copy is taken once: later changes to <see cref="Source"/> are not seen by the CPU path.</remarks>
+public sealed unsafe class PackedWeight : IDisposable
+{
+    private float[]? data;
+
+    internal PackedWeight(Tensor<float> source, bool transposed)
+    {
+        Source = source;
+        Transposed = transposed;
+        K = transposed ? source.Shape[1] : source.Shape[0];
+        N = transposed ? source.Shape[0] : source.Shape[1];
+        Isa = GemmCpu.DefaultIsa;
+        if (source.Device is CpuDevice && K > 0 && N > 0)
+        {
+            int nr = GemmCpu.TileOf(Isa).Nr;
+            long length = (long)K * ((N + nr - 1) / nr * nr);
+            data = GC.AllocateUninitializedArray<float>(checked((int)(length + 16)), pinned: true);
+            nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(data));
+            Strips = (float*)((address + 63) & ~(nint)63);
+            GemmCpu.PackWhole(source.HostSpan, K, N, transposed, Isa, Strips);
+        }
+    }
+
+    /// <summary>The weight as given; ILGPU devices and the CPU's unpacked paths read it.</summary>
+    public Tensor<float> Source { get; }
+
+    /// <summary>True when <see cref="Source"/> is <c>[n, k]</c> (used as its transpose).</summary>
+    public bool Transposed { get; }
+
+    /// <summary>Rows of op(b).</summary>
+    public int K { get; }
+
+    /// <summary>Columns of op(b).</summary>
+    public int N { get; }
+
+    /// <summary>The micro-kernel the strips are laid out for.</summary>
+    internal GemmIsa Isa { get; }
+
+    /// <summary>The packed strips, or null (nothing packed: not a CPU tensor, empty, or disposed).</summary>
+    internal float* Strips { get; private set; }
+
+    /// <summary>True once <see cref="Dispose"/> has run.</summary>
+    public bool IsDisposed { get; private set; }
+
+    /// <summary>Releases the packed strips (not <see cref="Source"/>).</summary>
+    public void Dispose()
+    {
+        IsDisposed = true;
+        Strips = null;
+        data = null;
     }
 }
 

@@ -20,7 +20,7 @@ internal enum GemmIsa
 /// contiguous strips (transposes are absorbed there), a register-blocked FMA micro-kernel multiplies one
 /// strip pair at a time, and the epilogue (alpha, beta, bias, GELU, pre-activation) is applied as each
 /// micro-tile is stored. Blocking follows the caches of a Zen 4 core: a k-block of one A strip
-/// (≤ 12 KB) stays in L1 while it meets every B strip of a packed B block (≤ 576 KB) held in L2.
+/// (≤ 16 KB) stays in L1 while it meets every B strip of a packed B block (≤ 768 KB) held in L2.
 /// Work is split once, over threads, along batches or along the larger of m and n.
 /// </summary>
 internal static unsafe class GemmCpu
@@ -32,7 +32,7 @@ internal static unsafe class GemmCpu
     private const int Nr256 = 16;
 
     // Cache blocking (elements): kc × mr A strips in L1, kc × nc B blocks in L2, mc × kc A blocks in L3.
-    private const int KcMax = 384;
+    private const int KcMax = 512;
     private const int NcMax = 384;
     private const int McMax = 1008; // a multiple of both micro-tile heights
 
@@ -45,26 +45,39 @@ internal static unsafe class GemmCpu
     /// <summary>The micro-kernel for this machine: Vector512 where it is accelerated, else Vector256.</summary>
     public static GemmIsa DefaultIsa => Vector512.IsHardwareAccelerated ? GemmIsa.Vector512 : GemmIsa.Vector256;
 
-    /// <summary>Runs one validated problem; spans are the whole tensors (bias and pre empty when absent).</summary>
+    /// <summary>Rows of op(a) × columns of op(b) of one micro-tile.</summary>
+    public static (int Mr, int Nr) TileOf(GemmIsa isa) => isa == GemmIsa.Vector512 ? (Mr512, Nr512) : (Mr256, Nr256);
+
+    /// <summary>The k-block length the packed path uses for a depth of <paramref name="k"/>: even splits of at most <see cref="KcMax"/>.</summary>
+    public static int KBlock(int k) => k == 0 ? 1 : Ceiling(k, Ceiling(k, KcMax));
+
+    /// <summary>
+    /// Runs one validated problem; spans are the whole tensors (bias and pre empty when absent). With
+    /// <paramref name="packed"/> (packed for <paramref name="isa"/>), the packed path reads its strips of b
+    /// instead of packing b on every call.
+    /// </summary>
     public static void Run(CpuDevice device, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c,
-        ReadOnlySpan<float> bias, Span<float> pre, in GemmDims d, GemmIsa isa)
+        ReadOnlySpan<float> bias, Span<float> pre, in GemmDims d, GemmIsa isa, PackedWeight? packed = null)
     {
         fixed (float* pa = a, pb = b, pc = c, pbias = bias, ppre = pre)
         {
-            var job = Job.ForThisThread();
-            job.A = pa;
-            job.B = pb;
-            job.C = pc;
-            job.Bias = d.HasBias != 0 ? pbias : null;
-            job.Pre = d.HasPre != 0 ? ppre : null;
-            job.D = d;
-            job.Isa = isa;
+            var job = new Job
+            {
+                A = pa,
+                B = pb,
+                C = pc,
+                Bias = d.HasBias != 0 ? pbias : null,
+                Pre = d.HasPre != 0 ? ppre : null,
+                PackedB = packed is not null && packed.Isa == isa ? packed.Strips : null,
+                D = d,
+                Isa = isa,
+                Parts = 1,
+            };
 
             long flopsPerBatch = 2L * d.M * d.N * d.K * Math.Max(d.Reduce, 1);
             int threads = device.Threads;
             if (threads == 1 || flopsPerBatch * d.Batch < ParallelFlops)
             {
-                job.Plan(parts: 1, splitRows: false);
                 for (int batch = 0; batch < d.Batch; batch++)
                 {
                     job.Execute(batch);
@@ -76,16 +89,15 @@ internal static unsafe class GemmCpu
             if (d.Batch >= 2 && (flopsPerBatch < BatchSplitFlops || d.Batch >= 4 * threads))
             {
                 // Many small products (attention heads): each worker takes whole batches.
-                job.Plan(parts: 1, splitRows: false);
-                Parallel.For(0, d.Batch, device.ParallelOptions, job.Body);
+                device.Workers.Run(ref job, d.Batch);
                 return;
             }
 
-            // One large product per batch: split it along the dimension that duplicates less packing.
+            // One large product per batch: split it along the dimension that duplicates less packing. With b packed
+            // once, splitting rows duplicates nothing (each thread packs only its rows of a).
             bool direct = IsDirect(d);
-            int mr = isa == GemmIsa.Vector512 ? Mr512 : Mr256;
-            int nr = isa == GemmIsa.Vector512 ? Nr512 : Nr256;
-            bool splitRows = direct ? d.M > DirectMaxRows : d.M > d.N;
+            var (mr, nr) = TileOf(isa);
+            bool splitRows = direct ? d.M > DirectMaxRows : job.PackedB != null || d.M > d.N;
             int units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             if (!direct && units < threads)
             {
@@ -93,16 +105,10 @@ internal static unsafe class GemmCpu
                 units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             }
 
-            // Large products get two shares per thread, so a thread slowed by other work on its core is
-            // covered by the other; the extra packing of the unsplit operand costs about 1% at that size.
-            int parts = Math.Clamp(units, 1, threads);
-            if (!direct && units >= 16 * threads)
-            {
-                parts = 2 * threads;
-            }
-
-            job.Plan(parts, splitRows);
-            Parallel.For(0, d.Batch * parts, device.ParallelOptions, job.Body);
+            // One share per thread: more shares would pack the unsplit operand again for each (measured slower).
+            job.Parts = Math.Clamp(units, 1, threads);
+            job.SplitRows = splitRows;
+            device.Workers.Run(ref job, d.Batch * job.Parts);
         }
     }
 
@@ -111,56 +117,55 @@ internal static unsafe class GemmCpu
     // Too few rows or columns to fill a micro-tile: dot products or row updates without packing do better.
     private static bool IsDirect(in GemmDims d) => d.Reduce == 1 && (d.M <= DirectMaxRows || d.N <= DirectMaxColumns);
 
-    /// <summary>One call's operands and its split into tasks; one per calling thread, reused, so a call allocates nothing here.</summary>
-    private sealed class Job
+    /// <summary>
+    /// Packs <c>op(b)</c> (<c>[k, n]</c>, or <c>[n, k]</c> transposed) whole into the packed path's layout: for each
+    /// k-block (<see cref="KBlock"/>) starting at row <c>p0</c>, at offset <c>p0·nPad</c>, the strips of <c>nr</c>
+    /// columns, each <c>[kc][nr]</c>, zero-padded to <c>nPad</c> = n rounded up to <c>nr</c>.
+    /// </summary>
+    public static void PackWhole(ReadOnlySpan<float> b, int k, int n, bool transposed, GemmIsa isa, float* dst)
     {
-        [ThreadStatic]
-        private static Job? current;
-
-        private int parts;
-        private bool splitRows;
-
-        private Job() => Body = Execute;
-
-        public Action<int> Body { get; }
-
-        public float* A { get; set; }
-
-        public float* B { get; set; }
-
-        public float* C { get; set; }
-
-        public float* Bias { get; set; }
-
-        public float* Pre { get; set; }
-
-        public GemmDims D { get; set; }
-
-        public GemmIsa Isa { get; set; }
-
-        public static Job ForThisThread() => current ??= new Job();
-
-        public void Plan(int parts, bool splitRows)
+        int nr = TileOf(isa).Nr;
+        int nPad = Ceiling(n, nr) * nr;
+        int kc0 = KBlock(k);
+        fixed (float* pb = b)
         {
-            this.parts = parts;
-            this.splitRows = splitRows;
+            for (int p0 = 0; p0 < k; p0 += kc0)
+            {
+                PackB(pb, transposed ? k : n, transposed, p0, Math.Min(kc0, k - p0), 0, n, nr, dst + ((long)p0 * nPad));
+            }
         }
+    }
+
+    /// <summary>One call's operands and its split into tasks: an unmanaged struct the workers run by address.</summary>
+    private struct Job : ICpuJob
+    {
+        public float* A;
+        public float* B;
+        public float* C;
+        public float* Bias;
+        public float* Pre;
+        public float* PackedB;
+        public GemmDims D;
+        public GemmIsa Isa;
+        public int Parts;
+        public bool SplitRows;
 
         // Task t: batch t / parts, the (t % parts)-th share of its rows or columns.
-        public void Execute(int task)
+        public readonly void Execute(int task)
         {
             var d = D;
-            int batch = task / parts;
-            int part = task % parts;
+            int batch = task / Parts;
+            int part = task % Parts;
             int r0 = 0, r1 = d.M, c0 = 0, c1 = d.N;
-            if (parts > 1)
+            if (Parts > 1)
             {
-                int unit = splitRows ? (Isa == GemmIsa.Vector512 ? Mr512 : Mr256) : (Isa == GemmIsa.Vector512 ? Nr512 : Nr256);
-                int extent = splitRows ? d.M : d.N;
+                var (mr, nr) = TileOf(Isa);
+                int unit = SplitRows ? mr : nr;
+                int extent = SplitRows ? d.M : d.N;
                 int units = Ceiling(extent, unit);
-                int start = Math.Min(extent, part * units / parts * unit);
-                int end = Math.Min(extent, (part + 1) * units / parts * unit);
-                if (splitRows)
+                int start = Math.Min(extent, part * units / Parts * unit);
+                int end = Math.Min(extent, (part + 1) * units / Parts * unit);
+                if (SplitRows)
                 {
                     (r0, r1) = (start, end);
                 }
@@ -191,7 +196,8 @@ internal static unsafe class GemmCpu
             }
             else
             {
-                Packed(block, d, Isa, r0, r1, c0, c1);
+                // Packed strips of b exist only for a b shared by every batch (a weight).
+                Packed(block, d, Isa, r0, r1, c0, c1, d.BBatchStride == 0 && d.Reduce == 1 ? PackedB : null);
             }
         }
     }
@@ -247,9 +253,10 @@ internal static unsafe class GemmCpu
         }
     }
 
-    // c [m, n] block rows r0..r1, columns c0..c1 through packed strips.
+    // c [m, n] block rows r0..r1, columns c0..c1 through packed strips; b's strips come from `prepacked`
+    // (PackWhole's layout) when given, else are packed here block by block.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Packed(in Block blk, in GemmDims d, GemmIsa isa, int r0, int r1, int c0, int c1)
+    private static void Packed(in Block blk, in GemmDims d, GemmIsa isa, int r0, int r1, int c0, int c1, float* prepacked)
     {
         var ws = Workspace.Get();
         float* packA = ws.PackA;
@@ -261,9 +268,9 @@ internal static unsafe class GemmCpu
         int lda = d.TransA == 0 ? d.K : d.M;
         int ldb = d.TransB == 0 ? d.N : d.K;
 
-        // Even splits avoid a thin last block: k = 600 becomes 300 + 300 rather than 384 + 216.
-        int kSteps = Ceiling(d.K, KcMax);
-        int kc0 = Ceiling(d.K, kSteps);
+        // Even splits avoid a thin last block: k = 600 becomes 300 + 300 rather than 512 + 88.
+        int kc0 = KBlock(d.K);
+        int nPad = Ceiling(d.N, nr) * nr;
         int nSteps = Ceiling(c1 - c0, NcMax);
         int nc0 = Ceiling(Ceiling(c1 - c0, nSteps), nr) * nr;
         int mSteps = Ceiling(r1 - r0, McMax);
@@ -285,7 +292,15 @@ internal static unsafe class GemmCpu
                     for (int jc = c0; jc < c1; jc += nc0)
                     {
                         int nc = Math.Min(nc0, c1 - jc);
-                        PackB(b, ldb, d.TransB != 0, pc, kc, jc, nc, nr, packB);
+                        if (prepacked != null)
+                        {
+                            packB = prepacked + ((long)pc * nPad) + ((long)jc * kc);
+                        }
+                        else
+                        {
+                            PackB(b, ldb, d.TransB != 0, pc, kc, jc, nc, nr, packB);
+                        }
+
                         for (int ir = 0; ir < mc; ir += mr)
                         {
                             int rows = Math.Min(mr, mc - ir);
@@ -299,13 +314,19 @@ internal static unsafe class GemmCpu
                                 float* cTile = blk.C + rowOffset + col;
                                 float* biasTile = blk.Bias == null ? null : blk.Bias + col;
 
-                                // Full tiles whose epilogue is only alpha, bias and accumulation go straight from registers to c.
-                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || (d.Activation == 0 && blk.Pre == null)))
+                                // Full tiles without a beta term go straight from registers to c; on the last pass the
+                                // Vector512 kernel also saves the pre-activation and applies GELU to the tile while in L1.
+                                bool plainLast = d.Activation == 0 && blk.Pre == null;
+                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || plainLast || wide))
                                 {
                                     float* tileBias = last ? biasTile : null;
                                     if (wide)
                                     {
                                         Kernel8x32(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
+                                        if (last && !plainLast)
+                                        {
+                                            FinishTile8x32(cTile, blk.Pre == null ? null : blk.Pre + rowOffset + col, d.N, d.Activation);
+                                        }
                                     }
                                     else
                                     {
@@ -492,7 +513,7 @@ internal static unsafe class GemmCpu
 
     // dst[q * dstStride + r] = src[r * srcStride + q] for an 8×8 block.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, int srcStride, float* dst, int dstStride)
+    internal static void Transpose8x8(float* src, int srcStride, float* dst, int dstStride)
     {
         var r0 = Avx.LoadVector256(src);
         var r1 = Avx.LoadVector256(src + srcStride);
@@ -581,6 +602,31 @@ internal static unsafe class GemmCpu
         StoreRow(dst + (5 * ldd), c50, c51, va, z0, z1, add);
         StoreRow(dst + (6 * ldd), c60, c61, va, z0, z1, add);
         StoreRow(dst + (7 * ldd), c70, c71, va, z0, z1, add);
+    }
+
+    // The last pass's tail for a full 8×32 tile already in c (and in L1): pre = c, then c = GELU(c).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FinishTile8x32(float* c, float* pre, int ldc, int activation)
+    {
+        var form = (GeluForm)(activation - 1);
+        for (int r = 0; r < Mr512; r++)
+        {
+            float* row = c + ((long)r * ldc);
+            var v0 = Vector512.Load(row);
+            var v1 = Vector512.Load(row + 16);
+            if (pre != null)
+            {
+                float* preRow = pre + ((long)r * ldc);
+                v0.Store(preRow);
+                v1.Store(preRow + 16);
+            }
+
+            if (activation != 0)
+            {
+                Gelu.ValueVector(v0, form).Store(row);
+                Gelu.ValueVector(v1, form).Store(row + 16);
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

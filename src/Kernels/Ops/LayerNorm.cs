@@ -19,9 +19,13 @@ namespace Headlight.Kernels;
 /// differences <c>v − m₀</c> carry no cancellation, so rows with a large common offset and
 /// ε = 1e-12 (BERT) stay accurate where <c>E[v²] − E[v]²</c> would not.
 /// </remarks>
-public static class LayerNorm
+public static unsafe class LayerNorm
 {
     private const int ParallelThreshold = 1 << 15;
+
+    // On ILGPU's CPU accelerator, inputs up to this many elements keep the group-per-row kernel (so tests of tiny
+    // shapes still run it there); larger ones take the barrier-free thread-per-row kernel.
+    private const long SimulatorGroupWork = 1 << 10;
 
     // Kernel flags.
     private const int FlagResidual = 1;
@@ -54,6 +58,16 @@ public static class LayerNorm
         float epsilon, Tensor<float>? mean = null, Tensor<float>? rstd = null,
         Tensor<float>? residual = null, Tensor<float>? sum = null)
     {
+        ForwardWith(x, gamma, beta, y, epsilon, mean, rstd, residual, sum, perThread: null);
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> with the ILGPU kernel chosen: <paramref name="perThread"/> true runs one thread per row
+    /// without barriers, false one group per row; null chooses (tests run both kernels on every backend this way).
+    /// </summary>
+    internal static void ForwardWith(Tensor<float> x, Tensor<float> gamma, Tensor<float> beta, Tensor<float> y,
+        float epsilon, Tensor<float>? mean, Tensor<float>? rstd, Tensor<float>? residual, Tensor<float>? sum, bool? perThread)
+    {
         var args = new OpArgs("LayerNorm.Forward").Add("x", x).Add("gamma", gamma).Add("beta", beta).Add("y", y)
             .AddOptional("mean", mean).AddOptional("rstd", rstd).AddOptional("residual", residual).AddOptional("sum", sum)
             .Require(x.Shape.Rank >= 1 && x.Shape[-1] >= 1, "x must have at least one dimension, and its last (d) must be at least 1")
@@ -76,13 +90,30 @@ public static class LayerNorm
 
         if (args.Device is IlgpuDevice gpu)
         {
-            var kernel = gpu.GetKernel("LayerNorm.Forward", static acc => acc.LoadKernel<
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, float, int>(ForwardKernel));
-
             // The LN input lives in sum, else (fused) in y until it is normalised in place, else in x.
             var input = sum ?? (residual is not null ? y : x);
             int flags = (residual is not null ? FlagResidual : 0) | (mean is not null ? FlagMean : 0) | (rstd is not null ? FlagRstd : 0);
+
+            // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny inputs a
+            // thread per row, without barriers, is far faster there.
+            if (perThread ?? (gpu.Kind == DeviceKind.IlgpuCpu && (long)rows * d > SimulatorGroupWork))
+            {
+                var rowKernel = gpu.GetKernel("LayerNorm.ForwardPerThread", static acc => acc.LoadAutoGroupedKernel<
+                    Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, float, int>(ForwardPerThreadKernel));
+                lock (gpu.SyncRoot)
+                {
+                    rowKernel(gpu.Accelerator.DefaultStream, rows,
+                        x.View, (residual ?? x).View, input.View, gamma.View, beta.View, y.View,
+                        (mean ?? x).View, (rstd ?? x).View, d, epsilon, flags);
+                }
+
+                return;
+            }
+
+            var kernel = gpu.GetKernel("LayerNorm.Forward", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, int, float, int>(ForwardKernel));
             int group = RowGroupSize(gpu, d);
             lock (gpu.SyncRoot)
             {
@@ -95,16 +126,16 @@ public static class LayerNorm
         }
 
         var cpu = (CpuDevice)args.Device;
-        if ((long)rows * d < ParallelThreshold)
+        fixed (float* px = x.HostSpan, pg = gamma.HostSpan, pb = beta.HostSpan, py = y.HostSpan)
+        fixed (float* pm = mean is null ? default : mean.HostSpan, ps = rstd is null ? default : rstd.HostSpan)
+        fixed (float* pr = residual is null ? default : residual.HostSpan, psum = sum is null ? default : sum.HostSpan)
         {
-            for (int r = 0; r < rows; r++)
+            var job = new ForwardJob
             {
-                ForwardRow(r, d, epsilon, x, gamma, beta, y, mean, rstd, residual, sum);
-            }
-        }
-        else
-        {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => ForwardRow(r, d, epsilon, x, gamma, beta, y, mean, rstd, residual, sum));
+                X = px, Gamma = pg, Beta = pb, Y = py, Mean = pm, Rstd = ps, Residual = pr, Sum = psum,
+                D = d, Rows = rows, Epsilon = epsilon, RowsPerItem = RowsPerItem(cpu, rows, d),
+            };
+            cpu.Workers.Run(ref job, DivUp(rows, job.RowsPerItem));
         }
     }
 
@@ -186,32 +217,101 @@ public static class LayerNorm
 
         var cpu = (CpuDevice)args.Device;
         bool parallel = (long)rows * d >= ParallelThreshold && cpu.Threads > 1;
-        if (dgamma is not null || dbeta is not null)
+        fixed (float* pdy = dy.HostSpan, pin = input.HostSpan, pg = gamma.HostSpan, pm = mean.HostSpan, ps = rstd.HostSpan, pdx = dx.HostSpan)
+        fixed (float* pdg = dgamma is null ? default : dgamma.HostSpan, pdb = dbeta is null ? default : dbeta.HostSpan)
         {
-            // Workers own disjoint column ranges (multiples of one vector), so no two write the same element.
-            int chunk = parallel ? RoundUp((d + cpu.Threads - 1) / cpu.Threads, Vector512<float>.Count) : d;
-            int chunks = (d + chunk - 1) / chunk;
-            if (chunks == 1)
+            var job = new BackwardJob
             {
-                ParameterGradientColumns(0, d, rows, dy, input, mean, rstd, dgamma, dbeta, accumulate);
-            }
-            else
+                Dy = pdy, Input = pin, Gamma = pg, Mean = pm, Rstd = ps, Dx = pdx,
+                Dgamma = dgamma is null ? null : pdg, Dbeta = dbeta is null ? null : pdb,
+                D = d, Rows = rows, Accumulate = accumulate, AccumulateInput = accumulateInput,
+            };
+            if (dgamma is not null || dbeta is not null)
             {
-                Parallel.For(0, chunks, cpu.ParallelOptions, i =>
-                    ParameterGradientColumns(i * chunk, Math.Min(chunk, d - (i * chunk)), rows, dy, input, mean, rstd, dgamma, dbeta, accumulate));
+                // Workers own disjoint column ranges (multiples of one vector), so no two write the same element.
+                job.ColumnsPerItem = parallel ? RoundUp(DivUp(d, cpu.Threads), Vector512<float>.Count) : d;
+                job.Phase = 0;
+                cpu.Workers.Run(ref job, DivUp(d, job.ColumnsPerItem));
             }
+
+            job.Phase = 1;
+            job.RowsPerItem = parallel ? RowsPerItem(cpu, rows, d) : rows;
+            cpu.Workers.Run(ref job, rows == 0 ? 0 : DivUp(rows, job.RowsPerItem));
+        }
+    }
+
+    // Rows per work item: about four items per thread (claimed dynamically), one item for small inputs.
+    private static int RowsPerItem(CpuDevice cpu, int rows, int d)
+    {
+        if ((long)rows * d < ParallelThreshold || cpu.Threads == 1)
+        {
+            return Math.Max(rows, 1);
         }
 
-        if (!parallel)
+        return Math.Max(1, DivUp(rows, 4 * cpu.Threads));
+    }
+
+    private static int DivUp(int value, int divisor) => (value + divisor - 1) / divisor;
+
+    /// <summary>The forward pass on the host; item = a range of rows.</summary>
+    private unsafe struct ForwardJob : ICpuJob
+    {
+        public float* X;
+        public float* Residual;
+        public float* Sum;
+        public float* Gamma;
+        public float* Beta;
+        public float* Y;
+        public float* Mean;
+        public float* Rstd;
+        public int D;
+        public int Rows;
+        public int RowsPerItem;
+        public float Epsilon;
+
+        public readonly void Execute(int item)
         {
-            for (int r = 0; r < rows; r++)
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
             {
-                BackwardRow(r, d, dy, input, gamma, mean, rstd, dx, accumulateInput);
+                ForwardRow(r, this);
             }
         }
-        else
+    }
+
+    /// <summary>The backward pass on the host: phase 0, item = a range of dgamma/dbeta columns; phase 1, item = a range of rows of dx.</summary>
+    private unsafe struct BackwardJob : ICpuJob
+    {
+        public float* Dy;
+        public float* Input;
+        public float* Gamma;
+        public float* Mean;
+        public float* Rstd;
+        public float* Dx;
+        public float* Dgamma;
+        public float* Dbeta;
+        public int D;
+        public int Rows;
+        public int RowsPerItem;
+        public int ColumnsPerItem;
+        public int Phase;
+        public bool Accumulate;
+        public bool AccumulateInput;
+
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => BackwardRow(r, d, dy, input, gamma, mean, rstd, dx, accumulateInput));
+            if (Phase == 0)
+            {
+                int c0 = item * ColumnsPerItem;
+                ParameterGradientColumns(c0, Math.Min(ColumnsPerItem, D - c0), this);
+                return;
+            }
+
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                BackwardRow(r, this);
+            }
         }
     }
 
@@ -245,17 +345,17 @@ public static class LayerNorm
     }
 
     // One row on the host: x, residual [d] -> sum [d], y [d]; mean, rstd [1]
-    private static void ForwardRow(int r, int d, float epsilon, Tensor<float> x, Tensor<float> gamma, Tensor<float> beta,
-        Tensor<float> y, Tensor<float>? mean, Tensor<float>? rstd, Tensor<float>? residual, Tensor<float>? sum)
+    private static unsafe void ForwardRow(int r, in ForwardJob j)
     {
-        int start = r * d;
-        var yRow = y.HostSpan.Slice(start, d);
-        ReadOnlySpan<float> v = x.HostSpan.Slice(start, d);
-        if (residual is not null)
+        int d = j.D;
+        long start = (long)r * d;
+        var yRow = new Span<float>(j.Y + start, d);
+        ReadOnlySpan<float> v = new(j.X + start, d);
+        if (j.Residual != null)
         {
             // The sum goes to `sum`, or to y, which is then normalised in place: no scratch row.
-            var target = sum is not null ? sum.HostSpan.Slice(start, d) : yRow;
-            TensorPrimitives.Add(v, residual.HostSpan.Slice(start, d), target);
+            var target = j.Sum != null ? new Span<float>(j.Sum + start, d) : yRow;
+            TensorPrimitives.Add(v, new ReadOnlySpan<float>(j.Residual + start, d), target);
             v = target;
         }
 
@@ -263,16 +363,16 @@ public static class LayerNorm
         var (s1, s2) = DeviationSums(v, m0);
         float shift = s1 / d;
         float variance = MathF.Max((s2 / d) - (shift * shift), 0f);
-        float rs = 1f / MathF.Sqrt(variance + epsilon);
-        Normalize(v, m0, shift, rs, gamma.HostSpan, beta.HostSpan, yRow);
-        if (mean is not null)
+        float rs = 1f / MathF.Sqrt(variance + j.Epsilon);
+        Normalize(v, m0, shift, rs, new ReadOnlySpan<float>(j.Gamma, d), new ReadOnlySpan<float>(j.Beta, d), yRow);
+        if (j.Mean != null)
         {
-            mean.HostSpan[r] = m0 + shift;
+            j.Mean[r] = m0 + shift;
         }
 
-        if (rstd is not null)
+        if (j.Rstd != null)
         {
-            rstd.HostSpan[r] = rs;
+            j.Rstd[r] = rs;
         }
     }
 
@@ -330,31 +430,27 @@ public static class LayerNorm
     }
 
     // Columns [c0, c0 + n) of dgamma, dbeta [d] from dy, input [rows, d] and mean, rstd [rows].
-    private static void ParameterGradientColumns(int c0, int n, int rows, Tensor<float> dy, Tensor<float> input,
-        Tensor<float> mean, Tensor<float> rstd, Tensor<float>? dgamma, Tensor<float>? dbeta, bool accumulate)
+    private static unsafe void ParameterGradientColumns(int c0, int n, in BackwardJob j)
     {
-        int d = dy.Shape[-1];
-        var dg = dgamma is null ? default : dgamma.HostSpan.Slice(c0, n);
-        var db = dbeta is null ? default : dbeta.HostSpan.Slice(c0, n);
-        if (!accumulate)
+        int d = j.D;
+        var dg = j.Dgamma == null ? default : new Span<float>(j.Dgamma + c0, n);
+        var db = j.Dbeta == null ? default : new Span<float>(j.Dbeta + c0, n);
+        if (!j.Accumulate)
         {
             dg.Clear();
             db.Clear();
         }
 
-        var g = dy.HostSpan;
-        var v = input.HostSpan;
-        var means = mean.HostSpan;
-        var rstds = rstd.HostSpan;
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < j.Rows; r++)
         {
-            var gRow = g.Slice((r * d) + c0, n);
-            if (dgamma is not null)
+            long at = ((long)r * d) + c0;
+            var gRow = new ReadOnlySpan<float>(j.Dy + at, n);
+            if (j.Dgamma != null)
             {
-                AccumulateScaledDeviation(gRow, v.Slice((r * d) + c0, n), means[r], rstds[r], dg);
+                AccumulateScaledDeviation(gRow, new ReadOnlySpan<float>(j.Input + at, n), j.Mean[r], j.Rstd[r], dg);
             }
 
-            if (dbeta is not null)
+            if (j.Dbeta != null)
             {
                 TensorPrimitives.Add(db, gRow, db);
             }
@@ -384,16 +480,17 @@ public static class LayerNorm
     }
 
     // One row on the host: dy, input [d], gamma [d] -> dx [d]
-    private static void BackwardRow(int r, int d, Tensor<float> dy, Tensor<float> input, Tensor<float> gamma,
-        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dx, bool accumulateInput)
+    private static unsafe void BackwardRow(int r, in BackwardJob j)
     {
-        int start = r * d;
-        ReadOnlySpan<float> g = dy.HostSpan.Slice(start, d);
-        ReadOnlySpan<float> v = input.HostSpan.Slice(start, d);
-        ReadOnlySpan<float> w = gamma.HostSpan;
-        var o = dx.HostSpan.Slice(start, d);
-        float m = mean.HostSpan[r];
-        float rs = rstd.HostSpan[r];
+        int d = j.D;
+        bool accumulateInput = j.AccumulateInput;
+        long start = (long)r * d;
+        ReadOnlySpan<float> g = new(j.Dy + start, d);
+        ReadOnlySpan<float> v = new(j.Input + start, d);
+        ReadOnlySpan<float> w = new(j.Gamma, d);
+        var o = new Span<float>(j.Dx + start, d);
+        float m = j.Mean[r];
+        float rs = j.Rstd[r];
         ref float gr = ref MemoryMarshal.GetReference(g);
         ref float vr = ref MemoryMarshal.GetReference(v);
         ref float wr = ref MemoryMarshal.GetReference(w);
@@ -507,6 +604,54 @@ public static class LayerNorm
             {
                 rstd[row] = rs;
             }
+        }
+    }
+
+    // One thread per row, no shared memory or barriers (for ILGPU's CPU accelerator); the same three passes
+    // as ForwardKernel. x, residual [rows, d] -> input [rows, d], y [rows, d]; mean, rstd [rows]
+    private static void ForwardPerThreadKernel(Index1D row, ArrayView<float> x, ArrayView<float> residual, ArrayView<float> input,
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd,
+        int d, float epsilon, int flags)
+    {
+        long start = (long)row.X * d;
+        float acc = 0f;
+        for (int c = 0; c < d; c++)
+        {
+            float v = x[start + c];
+            if ((flags & FlagResidual) != 0)
+            {
+                v += residual[start + c];
+                input[start + c] = v;
+            }
+
+            acc += v;
+        }
+
+        float m0 = acc / d;
+        float s1 = 0f;
+        float s2 = 0f;
+        for (int c = 0; c < d; c++)
+        {
+            float dv = input[start + c] - m0;
+            s1 += dv;
+            s2 += dv * dv;
+        }
+
+        float shift = s1 / d;
+        float rs = 1f / XMath.Sqrt(XMath.Max((s2 / d) - (shift * shift), 0f) + epsilon);
+        for (int c = 0; c < d; c++)
+        {
+            y[start + c] = ((input[start + c] - m0 - shift) * rs * gamma[c]) + beta[c];
+        }
+
+        if ((flags & FlagMean) != 0)
+        {
+            mean[row] = m0 + shift;
+        }
+
+        if ((flags & FlagRstd) != 0)
+        {
+            rstd[row] = rs;
         }
     }
 

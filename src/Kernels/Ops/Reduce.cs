@@ -10,7 +10,7 @@ namespace Headlight.Kernels;
 /// dimensions of the input are rows). Sums are accumulated in float32 per thread, then combined
 /// in a tree, which keeps the error near <c>log2(columns)</c> roundings.
 /// </summary>
-public static class Reduce
+public static unsafe class Reduce
 {
     private const int ParallelThreshold = 1 << 15;
 
@@ -167,18 +167,35 @@ public static class Reduce
         }
 
         var cpu = (CpuDevice)args.Device;
-        var xa = x;
-        var ya = y;
-        if ((long)rows * columns < ParallelThreshold)
+        fixed (float* px = x.HostSpan, py = y.HostSpan)
         {
-            for (int r = 0; r < rows; r++)
+            var job = new RowJob { X = px, Y = py, Columns = columns, Rows = rows, Kind = kind, RowsPerItem = rows };
+            if ((long)rows * columns >= ParallelThreshold && cpu.Threads > 1)
             {
-                ya.HostSpan[r] = ReduceRow(xa.HostSpan.Slice(r * columns, columns), kind);
+                job.RowsPerItem = Math.Max(1, (rows + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
             }
+
+            cpu.Workers.Run(ref job, (rows + job.RowsPerItem - 1) / job.RowsPerItem);
         }
-        else
+    }
+
+    /// <summary>Row reductions on the host; item = a range of rows.</summary>
+    private unsafe struct RowJob : ICpuJob
+    {
+        public float* X;
+        public float* Y;
+        public int Columns;
+        public int Rows;
+        public int RowsPerItem;
+        public RowKind Kind;
+
+        public readonly void Execute(int item)
         {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => ya.HostSpan[r] = ReduceRow(xa.HostSpan.Slice(r * columns, columns), kind));
+            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                Y[r] = ReduceRow(new ReadOnlySpan<float>(X + ((long)r * Columns), Columns), Kind);
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using ILGPU;
@@ -13,7 +14,7 @@ namespace Headlight.Kernels;
 /// matrices: rows are queries, columns keys. Masked entries get exactly 0, and a row with every
 /// entry masked becomes all 0, never NaN.
 /// </summary>
-public static class Softmax
+public static unsafe class Softmax
 {
     private const int ParallelThreshold = 1 << 15;
     private const int FlagMask = 1;
@@ -73,16 +74,15 @@ public static class Softmax
 
         var cpu = (CpuDevice)args.Device;
         int count = (int)totalRows;
-        if (totalRows * cols < ParallelThreshold)
+        fixed (float* px = x.HostSpan, py = y.HostSpan)
+        fixed (int* pmask = keyMask is null ? default : keyMask.HostSpan)
         {
-            for (int r = 0; r < count; r++)
+            var job = new RowJob
             {
-                ForwardRow(r, rows, cols, perBatch, scale, causal, x, y, keyMask);
-            }
-        }
-        else
-        {
-            Parallel.For(0, count, cpu.ParallelOptions, r => ForwardRow(r, rows, cols, perBatch, scale, causal, x, y, keyMask));
+                X = px, Y = py, Mask = keyMask is null ? null : pmask, Rows = rows, Cols = cols, PerBatch = perBatch, Scale = scale,
+                Causal = causal, Count = count, RowsPerItem = RowsPerItem(cpu, count, cols),
+            };
+            cpu.Workers.Run(ref job, (count + job.RowsPerItem - 1) / job.RowsPerItem);
         }
     }
 
@@ -122,16 +122,57 @@ public static class Softmax
         }
 
         var cpu = (CpuDevice)args.Device;
-        if ((long)rows * cols < ParallelThreshold)
+        fixed (float* py = y.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
         {
-            for (int r = 0; r < rows; r++)
-            {
-                BackwardRow(r, cols, scale, y, dy, dx);
-            }
+            var job = new RowJob { X = py, Dy = pdy, Y = pdx, Cols = cols, Scale = scale, Count = rows, Backward = true, RowsPerItem = RowsPerItem(cpu, rows, cols) };
+            cpu.Workers.Run(ref job, (rows + job.RowsPerItem - 1) / job.RowsPerItem);
         }
-        else
+    }
+
+    // Rows per work item: about four items per thread (claimed dynamically), one item for small inputs.
+    private static int RowsPerItem(CpuDevice cpu, int count, int cols)
+    {
+        if ((long)count * cols < ParallelThreshold || cpu.Threads == 1)
         {
-            Parallel.For(0, rows, cpu.ParallelOptions, r => BackwardRow(r, cols, scale, y, dy, dx));
+            return Math.Max(count, 1);
+        }
+
+        return Math.Max(1, (count + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
+    }
+
+    /// <summary>
+    /// Rows on the host; item = a range of rows. Forward: x, mask -> y. Backward: X holds the forward's y,
+    /// Dy the output gradient, Y receives dx.
+    /// </summary>
+    private unsafe struct RowJob : ICpuJob
+    {
+        public float* X;
+        public float* Y;
+        public float* Dy;
+        public int* Mask;
+        public int Rows;
+        public int Cols;
+        public int PerBatch;
+        public int Count;
+        public int RowsPerItem;
+        public float Scale;
+        public bool Causal;
+        public bool Backward;
+
+        public readonly void Execute(int item)
+        {
+            int end = Math.Min(Count, (item + 1) * RowsPerItem);
+            for (int r = item * RowsPerItem; r < end; r++)
+            {
+                if (Backward)
+                {
+                    BackwardRow(r, this);
+                }
+                else
+                {
+                    ForwardRow(r, this);
+                }
+            }
         }
     }
 
@@ -143,15 +184,16 @@ public static class Softmax
 
     // One row on the host: x [cols] -> y [cols], with the key mask of its batch. Three passes: scaled and masked
     // scores with their maximum, exponentials with their sum, the division.
-    private static void ForwardRow(int r, int rows, int cols, int perBatch, float scale, bool causal,
-        Tensor<float> x, Tensor<float> y, Tensor<int>? keyMask)
+    private static unsafe void ForwardRow(int r, in RowJob j)
     {
-        int start = r * cols;
-        var yRow = y.HostSpan.Slice(start, cols);
-        int visible = VisibleColumns(r % rows, rows, cols, causal);
+        int rows = j.Rows;
+        int cols = j.Cols;
+        long start = (long)r * cols;
+        var yRow = new Span<float>(j.Y + start, cols);
+        int visible = VisibleColumns(r % rows, rows, cols, j.Causal);
         var ys = yRow[..visible];
-        ReadOnlySpan<int> mask = keyMask is null ? default : keyMask.HostSpan.Slice(r / rows / perBatch * cols, visible);
-        float max = ScaleMaskMax(x.HostSpan.Slice(start, visible), mask, scale, ys);
+        ReadOnlySpan<int> mask = j.Mask == null ? default : new ReadOnlySpan<int>(j.Mask + ((long)(r / rows / j.PerBatch) * cols), visible);
+        float max = ScaleMaskMax(new ReadOnlySpan<float>(j.X + start, visible), mask, j.Scale, ys);
         if (float.IsNegativeInfinity(max))
         {
             yRow.Clear();
@@ -231,10 +273,17 @@ public static class Softmax
     /// <c>exp(v)</c> per lane, within 1.5 ulp for <c>−87.3 ≤ v ≤ 88</c>; 0 below (−∞ included, so masked scores give
     /// exactly 0) and +∞ above. About four times faster than <c>Vector512.Exp</c>, which works in double precision.
     /// </summary>
-    /// <remarks><c>exp(v) = 2ᵏ·exp(r)</c> with <c>k = round(v·log₂e)</c>, <c>|r| ≤ ln2/2</c>, and a degree-7 Taylor polynomial for exp(r).</remarks>
+    /// <remarks>
+    /// <c>exp(v) = 2ᵏ·exp(r)</c> with <c>k = round(v·log₂e)</c>, <c>|r| ≤ ln2/2</c>, and a degree-7 Taylor polynomial for
+    /// exp(r). k is rounded by adding 1.5·2²³, which leaves it in the low mantissa bits: shifted into the exponent
+    /// field they give 2ᵏ without a float-to-integer conversion.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Exp(Vector512<float> v)
     {
-        var k = Vector512.Round(v * Vector512.Create(1.44269504f));
+        var shifter = Vector512.Create(12582912f); // 1.5·2²³
+        var kShifted = Vector512.FusedMultiplyAdd(v, Vector512.Create(1.44269504f), shifter);
+        var k = kShifted - shifter;
 
         // r = v − k·ln2 with ln2 split in two so that k·ln2High is exact.
         var r = Vector512.FusedMultiplyAdd(k, Vector512.Create(-0.693145751953125f), v);
@@ -248,19 +297,21 @@ public static class Softmax
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
 
-        // 2ᵏ built in the exponent field; k stays within the normal range thanks to the selects below.
-        var twoToK = Vector512.ShiftLeft(Vector512.ConvertToInt32(k) + Vector512.Create(127), 23).AsSingle();
+        // 2ᵏ: the low bits of kShifted hold k (|k| < 2²²); k stays within the normal range thanks to the selects below.
+        var twoToK = (Vector512.ShiftLeft(kShifted.AsInt32(), 23) + Vector512.Create(127 << 23)).AsSingle();
         var result = Vector512.ConditionalSelect(Vector512.LessThan(v, Vector512.Create(-87.3f)), Vector512<float>.Zero, p * twoToK);
         return Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512.Create(88f)), Vector512.Create(float.PositiveInfinity), result);
     }
 
     // One row on the host: y, dy [cols] -> dx [cols], one pass after the dot so that dx may alias y or dy.
-    private static void BackwardRow(int r, int cols, float scale, Tensor<float> y, Tensor<float> dy, Tensor<float> dx)
+    private static unsafe void BackwardRow(int r, in RowJob j)
     {
-        int start = r * cols;
-        ReadOnlySpan<float> p = y.HostSpan.Slice(start, cols);
-        ReadOnlySpan<float> g = dy.HostSpan.Slice(start, cols);
-        var o = dx.HostSpan.Slice(start, cols);
+        int cols = j.Cols;
+        float scale = j.Scale;
+        long start = (long)r * cols;
+        ReadOnlySpan<float> p = new(j.X + start, cols);
+        ReadOnlySpan<float> g = new(j.Dy + start, cols);
+        var o = new Span<float>(j.Y + start, cols);
         float dot = TensorPrimitives.Dot(p, g);
         ref float pr = ref MemoryMarshal.GetReference(p);
         ref float gr = ref MemoryMarshal.GetReference(g);

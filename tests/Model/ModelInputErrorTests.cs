@@ -1,0 +1,104 @@
+using Headlight.Models;
+using Headlight.Models.Tokenization;
+using Headlight.Tests.Loading;
+
+namespace Headlight.Tests.Model;
+
+/// <summary>Bad model paths and bad inputs give typed errors that name the file, field or limit.</summary>
+public sealed class ModelInputErrorTests
+{
+    [Fact]
+    public void Unknown_name_says_what_names_exist()
+    {
+        var e = Assert.Throws<FileNotFoundException>(() => Headlight.Models.Model.Load("no-such-model", Backends.Require("cpu")));
+        Assert.Contains("minilm", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Unknown_architecture_names_the_field()
+    {
+        string folder = Directory.CreateTempSubdirectory("headlight-arch").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "t5", "d_model": 512}""");
+            var e = Assert.Throws<ModelFormatException>(() => Headlight.Models.Model.Load(folder, Backends.Require("cpu")));
+            Assert.Equal("model_type", e.Field);
+            Assert.Contains("t5", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Truncated_onnx_file_is_a_format_error_naming_the_file()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"headlight-truncated-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            byte[] bytes = File.ReadAllBytes(TestModels.Files("minilm").ModelPath);
+            File.WriteAllBytes(path, bytes[..(bytes.Length / 3)]);
+            var e = Assert.Throws<ModelFormatException>(() => Headlight.Models.Model.Load(path, Backends.Require("cpu")));
+            Assert.Equal(path, e.FilePath);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Config_that_disagrees_with_the_weights_names_tensor_and_shapes()
+    {
+        string folder = Directory.CreateTempSubdirectory("headlight-gpt2").FullName;
+        try
+        {
+            string fixture = LoadingFiles.SharedFixture("gpt2-tiny");
+            File.Copy(Path.Combine(fixture, "model.safetensors"), Path.Combine(folder, "model.safetensors"));
+            string config = File.ReadAllText(Path.Combine(fixture, "config.json")).Replace("\"n_embd\": 32", "\"n_embd\": 48", StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(folder, "config.json"), config);
+            var e = Assert.Throws<ModelFormatException>(() => Headlight.Models.Model.Load(folder, Backends.Require("cpu")));
+            Assert.Contains("48", e.Expected, StringComparison.Ordinal);
+            Assert.Contains("32", e.Found, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Text_longer_than_the_positions_fails_unless_truncation_is_asked_for()
+    {
+        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        string longText = string.Join(" ", Enumerable.Repeat("word", 600));
+        var e = Assert.Throws<InputTooLongException>(() => model.Tokenize([longText]));
+        Assert.Equal(512, e.Limit);
+        Assert.Equal(602, e.TokenCount);
+        var batch = model.Tokenize([longText], TruncationMode.LongestFirst);
+        Assert.Equal(512, batch.SequenceLength);
+        Assert.Equal(512, model.Forward(batch).SequenceLength);
+    }
+
+    [Fact]
+    public void Empty_text_bad_ids_and_unknown_capture_names_are_argument_errors()
+    {
+        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        Assert.Contains("empty", Assert.Throws<ArgumentException>(() => model.Tokenize(["  \t "])).Message, StringComparison.Ordinal);
+        var badId = Assert.Throws<ArgumentException>(() => model.FromIds([[101, 30522, 102]]));
+        Assert.Contains("30522", badId.Message, StringComparison.Ordinal);
+        var capture = Assert.Throws<ArgumentException>(() => model.Forward(model.Tokenize(["hi"]), ["layer9.attn.probs"]));
+        Assert.Contains("6 layers", capture.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => model.Forward(model.Tokenize(["hi"]), ["layer0.attn.weights"]));
+    }
+
+    [Fact]
+    public void Decoder_only_calls_on_an_encoder_are_rejected()
+    {
+        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        var result = model.Forward(model.Tokenize(["hi"]));
+        Assert.Throws<InvalidOperationException>(() => model.TopK(result, 0, 0, 3));
+        Assert.Throws<InvalidOperationException>(() => model.Generate([101], 2));
+    }
+}
