@@ -98,5 +98,8 @@ public sealed class CorpusTests
         Assert.Equal(Enumerable.Range(0, lengths.Length), batches.SelectMany(b => b).Order());
         Assert.All(batches, b => Assert.True(b.Length <= 3 && (b.Length == 1 || b.Length * b.Max(i => lengths[i]) <= 40)));
         Assert.Equal([0, 5, 2], batches[0]);
+
+        // Within the budget, a short row is still not padded to a much longer one.
+        Assert.Equal([[0, 1, 2], [3], [4]], CorpusPlan.Batches([10, 11, 12, 20, 100], maxTokens: 4096, maxRows: 64));
     }
 }

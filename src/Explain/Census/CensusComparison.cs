@@ -26,6 +26,9 @@ public sealed record ComparisonRow(
 /// </summary>
 public sealed class CensusComparison
 {
+    /// <summary>Models whose parameter counts differ by less than this factor count as one size (a vocabulary or a pooler apart).</summary>
+    public const double SameSizeFactor = 1.25;
+
     private CensusComparison(IReadOnlyList<CensusResult> results, IReadOnlyList<ComparisonRow> rows, string verdict)
     {
         Results = results;
@@ -78,6 +81,23 @@ public sealed class CensusComparison
         return sxx == 0 || syy == 0 ? double.NaN : sxy / Math.Sqrt(sxx * syy);
     }
 
+    /// <summary>How many sizes the parameter counts fall into: sorted, a new size starts above <see cref="SameSizeFactor"/> × the current size's smallest.</summary>
+    internal static int Sizes(IEnumerable<long> parameters)
+    {
+        int sizes = 0;
+        double start = 0;
+        foreach (long p in parameters.Order())
+        {
+            if (sizes == 0 || p >= start * SameSizeFactor)
+            {
+                sizes++;
+                start = p;
+            }
+        }
+
+        return sizes;
+    }
+
     private static double[] Ranks(IReadOnlyList<double> values)
     {
         var order = Enumerable.Range(0, values.Count).OrderBy(i => values[i]).ToArray();
@@ -120,15 +140,25 @@ public sealed class CensusComparison
             s.Append(above.Length == withControls.Length
                 ? Inv($"Every trained model has a larger share of interpretable heads than all of its random-weight controls ({list}): the roles come from training, not from the architecture or the corpus alone. ")
                 : Inv($"Not every model beats its random-weight controls ({list}); where a model does not, its roles are no evidence of learned structure. "));
+            var controlHeads = results.SelectMany(r => r.Controls).SelectMany(c => c.Heads).ToArray();
+            double entropy = controlHeads.Length == 0 ? double.NaN : controlHeads.Average(h => h.NormalizedEntropy);
+            if (entropy > 0.95)
+            {
+                s.Append(Inv($"The controls attend almost uniformly (mean normalised entropy {entropy:F3}), so beating them shows that the roles are learned, but it is a low bar. "));
+            }
         }
 
         s.Append(Inv($"Without the special-token roles ([CLS]/BOS, [SEP], punctuation — attention that often acts as a no-op), the shares are {string.Join(", ", rows.Select(r => Inv($"{r.Model} {Pct(r.InterpretableExceptSpecialTokens)}")))}. "));
 
         // The size question.
-        var sizes = rows.Select(r => r.Parameters).Distinct().Count();
+        int sizes = Sizes(rows.Select(r => r.Parameters));
         if (sizes < 2)
         {
-            s.Append(Inv($"All models have the same size ({Millions(rows[0].Parameters)} parameters), so these numbers cannot test whether larger models have more interpretable heads: differences between them reflect training (data, objective, distillation), not scale. "));
+            long min = rows.Min(r => r.Parameters), max = rows.Max(r => r.Parameters);
+            string size = min == max ? Millions(min) : Inv($"{Millions(min)}-{Millions(max)}");
+            s.Append(rows.Length == 1
+                ? Inv($"One model ({size} parameters) cannot test whether larger models have more interpretable heads. ")
+                : Inv($"All models have about the same size ({size} parameters), so these numbers cannot test whether larger models have more interpretable heads: differences between them reflect training (data, objective, distillation), not scale. "));
         }
         else if (sizes == 2 || rows.Length < 4)
         {

@@ -16,6 +16,10 @@ internal sealed class CorpusPlan
     private const int RandomTextMin = 8;
     private const int RandomTextMax = 40;
 
+    // A batch's padded tokens may exceed its real tokens by at most this factor: a short text is not run
+    // padded to a long one (the ablation's texts are spread over every length).
+    private const double MaxPadding = 1.25;
+
     private CorpusPlan(IReadOnlyList<TextRow> texts, IReadOnlyList<RepeatRow> repeats, string textSource, int repeatLength)
     {
         Texts = texts;
@@ -94,23 +98,28 @@ internal sealed class CorpusPlan
 
     /// <summary>
     /// Rows grouped into batches: sorted by length (then index), each batch at most <paramref name="maxTokens"/>
-    /// padded tokens and <paramref name="maxRows"/> rows. Returns row indices per batch.
+    /// padded tokens and <paramref name="maxRows"/> rows, with at most a quarter more padded than real tokens.
+    /// Returns row indices per batch.
     /// </summary>
     public static List<int[]> Batches(IReadOnlyList<int> lengths, int maxTokens, int maxRows)
     {
         var order = Enumerable.Range(0, lengths.Count).OrderBy(i => lengths[i]).ThenBy(i => i).ToArray();
         var batches = new List<int[]>();
         var current = new List<int>();
+        long real = 0;
         foreach (int i in order)
         {
             // Sorted ascending, so the new row is the longest: the batch would be (count + 1) × its length.
-            if (current.Count > 0 && ((current.Count + 1) * lengths[i] > maxTokens || current.Count >= maxRows))
+            long padded = (long)(current.Count + 1) * lengths[i];
+            if (current.Count > 0 && (padded > maxTokens || current.Count >= maxRows || padded > MaxPadding * (real + lengths[i])))
             {
                 batches.Add([.. current]);
                 current.Clear();
+                real = 0;
             }
 
             current.Add(i);
+            real += lengths[i];
         }
 
         if (current.Count > 0)
