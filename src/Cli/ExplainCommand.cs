@@ -7,7 +7,7 @@ using Headlight.Models.Tokenization;
 namespace Headlight.Cli;
 
 /// <summary>
-/// <c>headlight explain --method saliency|gradxinput|smoothgrad|ig --target SPEC (TEXT... | --ids ...)</c>: which
+/// <c>headlight explain --method saliency|gradxinput|smoothgrad|ig|shap --target SPEC (TEXT... | --ids ...)</c>: which
 /// tokens and words a model's output depends on. Human output lists every token with its score and a bar,
 /// the words, the target value and the check figure; <c>--json</c> gives the same as one object.
 /// </summary>
@@ -24,10 +24,13 @@ internal static class ExplainCommand
           unit:POS,IDX               unit IDX of the last hidden state at position POS
           unit:pooled,IDX            unit IDX of the sentence embedding
         Explain options:
-          --method ig|saliency|gradxinput|smoothgrad   (default ig)
+          --method ig|saliency|gradxinput|smoothgrad|shap   (default ig)
           --steps 64 --baseline zero|pad|mask --rule gauss|riemann|left|right|trapezoid --keep-special   (ig)
           --samples 16 --noise 0.1 --seed 0                                                  (smoothgrad)
+          --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
         Gradients are taken with respect to the word embeddings, positions and token types held fixed.
+        Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; --exact enumerates
+        all 2^M coalitions (M <= 12) for exact Shapley values.
         """;
 
     public static int Run(CliArgs cli, TextWriter output)
@@ -62,6 +65,7 @@ internal static class ExplainCommand
                     r.TargetValue,
                     r.BaselineValue,
                     Check = r.Check is null ? null : new { r.Check.Name, r.Check.Value },
+                    Features = r.Features?.Select(f => new { f.Text, f.Score, f.StandardError, f.FirstToken, f.TokenCount }),
                 }),
             }, JsonOutput.Options));
             return 0;
@@ -92,10 +96,15 @@ internal static class ExplainCommand
         }
 
         output.WriteLine("words: " + string.Join("  ", row.Words.Select(w => $"{w.Text} {F(w.Score)}")));
+        if (row.Features is { } features)
+        {
+            output.WriteLine("features (± standard error): " + string.Join("  ", features.Select(f => $"{f.Text} {F(f.Score)} ±{F(f.StandardError)}")));
+        }
+
         string value = $"target {F(row.TargetValue)}";
         if (row.BaselineValue is { } baseline)
         {
-            value += $", at the baseline {F(baseline)}";
+            value += $", {(row.Features is null ? "at the baseline" : "with every feature masked")} {F(baseline)}";
         }
 
         if (row.Check is { } check)
@@ -123,16 +132,37 @@ internal static class ExplainCommand
         int? samples = cli.Option("samples") is null ? null : cli.IntOption("samples", 16, 1, 100_000);
         string? noise = cli.Option("noise");
         int? seed = cli.Option("seed") is null ? null : cli.IntOption("seed", 0);
+        string? budget = cli.Option("budget");
+        bool exact = cli.Flag("exact");
+        string? features = cli.Option("features");
+        string? masking = cli.Option("masking");
+        string? maskToken = cli.Option("mask-token");
         bool ig = method is "ig" or "integrated-gradients";
         bool smooth = method == "smoothgrad";
+        bool shap = method is "shap" or "kernel-shap";
         if (!ig && (steps is not null || baseline is not null || rule is not null || keep))
         {
             throw new UsageException("--steps, --baseline, --rule and --keep-special belong to --method ig.");
         }
 
-        if (!smooth && (samples is not null || noise is not null || seed is not null))
+        if (!smooth && (samples is not null || noise is not null))
         {
-            throw new UsageException("--samples, --noise and --seed belong to --method smoothgrad.");
+            throw new UsageException("--samples and --noise belong to --method smoothgrad.");
+        }
+
+        if (!smooth && !shap && seed is not null)
+        {
+            throw new UsageException("--seed belongs to --method smoothgrad or shap.");
+        }
+
+        if (!shap && (budget is not null || exact || features is not null || masking is not null || maskToken is not null))
+        {
+            throw new UsageException("--budget, --exact, --features, --masking and --mask-token belong to --method shap.");
+        }
+
+        if (exact && (budget is not null || seed is not null))
+        {
+            throw new UsageException("--exact enumerates every coalition: it takes no --budget or --seed.");
         }
 
         return method switch
@@ -166,7 +196,26 @@ internal static class ExplainCommand
                 },
                 KeepSpecialTokens = keep,
             },
-            _ => throw new UsageException($"--method must be saliency, gradxinput, smoothgrad or ig, not '{method}'."),
+            "shap" or "kernel-shap" => new KernelShapOptions
+            {
+                Budget = budget is null ? null : cli.IntOption("budget", 0, 1),
+                Seed = seed ?? 0,
+                Exact = exact,
+                Features = features switch
+                {
+                    null or "words" => ShapFeatures.Words,
+                    "tokens" => ShapFeatures.Tokens,
+                    _ => throw new UsageException($"--features must be words or tokens, not '{features}'."),
+                },
+                Masking = masking switch
+                {
+                    null or "mask" => ShapMasking.Replace,
+                    "drop" => maskToken is null ? ShapMasking.Drop : throw new UsageException("--mask-token replaces masked words; it does not go with --masking drop."),
+                    _ => throw new UsageException($"--masking must be mask or drop, not '{masking}'."),
+                },
+                ReplacementTokenId = maskToken is null ? null : cli.IntOption("mask-token", 0, 0),
+            },
+            _ => throw new UsageException($"--method must be saliency, gradxinput, smoothgrad, ig or shap, not '{method}'."),
         };
     }
 

@@ -5,7 +5,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "compare", "no-importance" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance" };
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -68,7 +68,7 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
-              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients)
+              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients, SHAP)
               heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:

@@ -18,6 +18,14 @@ public sealed record CheckFigure(string Name, double Value, string Meaning);
 /// <param name="Score">The sum of its tokens' scores.</param>
 public sealed record WordScore(string Text, int FirstToken, int TokenCount, double Score);
 
+/// <summary>One feature that a perturbation method (Kernel SHAP) switches on and off: a word or a token, with its value and standard error.</summary>
+/// <param name="Text">The word or token as written.</param>
+/// <param name="FirstToken">Index of its first token.</param>
+/// <param name="TokenCount">Number of its tokens.</param>
+/// <param name="Score">Its value (the Shapley value estimate).</param>
+/// <param name="StandardError">The standard error of <paramref name="Score"/> from the random sampling: 0 when every coalition was evaluated, NaN when too few were sampled to tell.</param>
+public sealed record FeatureScore(string Text, int FirstToken, int TokenCount, double Score, double StandardError);
+
 /// <summary>
 /// The explanation of one input row: a score per token and per word, the explained value, and the
 /// check figure where the method has one. Special tokens ([CLS], [SEP], BOS) are scored like any other
@@ -25,8 +33,9 @@ public sealed record WordScore(string Text, int FirstToken, int TokenCount, doub
 /// </summary>
 public sealed class Attribution
 {
-    internal Attribution(TokenizedText input, double[] tokenScores, float[] embeddingScores, int hidden, double targetValue, double? baselineValue, CheckFigure? check)
+    internal Attribution(TokenizedText input, double[] tokenScores, float[] embeddingScores, int hidden, double targetValue, double? baselineValue, CheckFigure? check, IReadOnlyList<FeatureScore>? features = null)
     {
+        Features = features;
         Input = input;
         Tokens = input.Tokens;
         IsSpecial = input.WordIndices.Select(w => w < 0).ToArray();
@@ -61,7 +70,7 @@ public sealed class Attribution
     /// <summary>
     /// The attribution per token and embedding dimension, <c>[tokens, d]</c>, before it is reduced to a token
     /// score: the gradient (saliency), gradient × input, the mean noisy gradient (SmoothGrad) or the
-    /// integrated gradient.
+    /// integrated gradient. Empty for Kernel SHAP, which does not work on embeddings.
     /// </summary>
     public ReadOnlyMemory<float> EmbeddingScores { get; }
 
@@ -76,6 +85,12 @@ public sealed class Attribution
 
     /// <summary>The check figure, for methods that have one.</summary>
     public CheckFigure? Check { get; }
+
+    /// <summary>
+    /// The features a perturbation method switched on and off, with their values and standard errors (Kernel SHAP);
+    /// null for gradient methods. A feature's value is spread evenly over its tokens in <see cref="TokenScores"/>.
+    /// </summary>
+    public IReadOnlyList<FeatureScore>? Features { get; }
 }
 
 /// <summary>What an explanation method returns: one <see cref="Attribution"/> per input row, and how it was made.</summary>

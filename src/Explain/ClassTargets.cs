@@ -110,6 +110,11 @@ internal static class ClassHead
                 context.Values[r] = logits[classIndex];
             }
 
+            if (!context.WantsGradient)
+            {
+                continue;
+            }
+
             // Back through the classifier and tanh: dPre[o] = (1 − pooled²)·Σ_c Wc[o, c]·dLogits[c].
             for (int o = 0; o < d; o++)
             {

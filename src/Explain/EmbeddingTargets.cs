@@ -84,6 +84,10 @@ public sealed class EmbeddingSimilarityTarget : ITarget
 
             double cos = eNorm == 0 ? 0 : dot / (eNorm * rNorm);
             context.Values[row] = cos;
+            if (!context.WantsGradient)
+            {
+                continue;
+            }
 
             // d cos / d e = (r̂ − cos·ê) / ‖e‖
             for (int i = 0; i < d; i++)
@@ -193,7 +197,10 @@ public sealed record OutputUnitTarget : ITarget
                 }
             }
 
-            SentencePool.Backward(context, r, g);
+            if (context.WantsGradient)
+            {
+                SentencePool.Backward(context, r, g);
+            }
         }
     }
 }

@@ -7,7 +7,8 @@ namespace Headlight.Explain;
 /// <summary>
 /// Explains a model's output on some input: <c>Explain(model, inputs, target, options)</c>, the same shape
 /// for every method; the options choose the method (<see cref="SaliencyOptions"/>,
-/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>).
+/// <see cref="GradientXInputOptions"/>, <see cref="SmoothGradOptions"/>, <see cref="IntegratedGradientsOptions"/>,
+/// <see cref="KernelShapOptions"/>).
 /// </summary>
 /// <remarks>
 /// Conventions: gradients are taken with respect to the word (token) embeddings <c>e_t</c>, with position
@@ -40,6 +41,12 @@ public static class Explainer
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
         target.Prepare(model, inputs);
+        if (options is KernelShapOptions shap)
+        {
+            var (shapRows, shapPasses) = ShapExplainer.Explain(model, inputs, target, shap);
+            return new AttributionResult(options.Method, target.Description, options.Describe(), model.Name, model.Device.Name, clock.Elapsed, shapPasses, shapRows);
+        }
+
         var rows = Enumerable.Range(0, inputs.BatchSize).Select(r => GradientRunner.InputEmbeddings(model, inputs, r)).ToArray();
         var (attributions, passes) = options switch
         {

@@ -57,7 +57,8 @@ public sealed class TargetContext
     private readonly double[] values;
     private float[]? hostHidden;
 
-    internal TargetContext(Model model, Tensor<float> lastHidden, int rows, int seq, int[] mask, int[] inputRows, int[] lengths, float[] seed, double[] values)
+    // A null seed means no gradient is wanted: Seed then hands out one scratch vector whose writes are dropped.
+    internal TargetContext(Model model, Tensor<float> lastHidden, int rows, int seq, int[] mask, int[] inputRows, int[] lengths, float[]? seed, double[] values)
     {
         Model = model;
         this.lastHidden = lastHidden;
@@ -67,7 +68,8 @@ public sealed class TargetContext
         this.mask = mask;
         this.inputRows = inputRows;
         this.lengths = lengths;
-        this.seed = seed;
+        WantsGradient = seed is not null;
+        this.seed = seed ?? new float[model.Config.Hidden];
         this.values = values;
     }
 
@@ -83,7 +85,13 @@ public sealed class TargetContext
     /// <summary>Width of the hidden state, d.</summary>
     public int Hidden { get; }
 
-    /// <summary>The key mask <c>[rows, seq]</c>: 1 for real tokens, 0 for padding.</summary>
+    /// <summary>
+    /// False when only the values are needed (Kernel SHAP): <see cref="ITarget.Evaluate"/> may then skip the
+    /// gradient, and <see cref="Seed"/> returns scratch whose contents are thrown away.
+    /// </summary>
+    public bool WantsGradient { get; }
+
+    /// <summary>The key mask <c>[rows, seq]</c>: 1 for real tokens, 0 for padding (and for tokens Kernel SHAP drops from attention).</summary>
     public ReadOnlySpan<int> AttentionMask => mask.AsSpan(0, Rows * SequenceLength);
 
     /// <summary>The whole last hidden state <c>[rows, seq, d]</c>, copied to the host on first use.</summary>
@@ -116,7 +124,17 @@ public sealed class TargetContext
     /// The gradient of row <paramref name="row"/>'s value with respect to the hidden state of one token,
     /// <c>[d]</c>, zero until written. Positions a target does not touch keep gradient 0.
     /// </summary>
-    public Span<float> Seed(int row, int position) => seed.AsSpan((int)Offset(row, position), Hidden);
+    public Span<float> Seed(int row, int position)
+    {
+        long offset = Offset(row, position);
+        if (!WantsGradient)
+        {
+            Array.Clear(seed);
+            return seed;
+        }
+
+        return seed.AsSpan((int)offset, Hidden);
+    }
 
     private long Offset(int row, int position)
     {

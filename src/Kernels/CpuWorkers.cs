@@ -212,10 +212,13 @@ internal sealed unsafe class CpuWorkers : IDisposable
                 return;
             }
 
+            // Each worker starts from the generation before any job it must take part in: read here, not when its
+            // thread first runs, which on a loaded machine can be after the first job was posted.
+            long current = Volatile.Read(ref generation);
             var created = new Worker[threads - 1];
             for (int i = 0; i < created.Length; i++)
             {
-                created[i] = new Worker(this, i + 1);
+                created[i] = new Worker(this, i + 1, current);
             }
 
             Volatile.Write(ref workers, created);
@@ -332,16 +335,18 @@ internal sealed unsafe class CpuWorkers : IDisposable
     {
         private readonly CpuWorkers owner;
         private readonly int lane;
+        private readonly long firstSeen;
         private readonly SemaphoreSlim signal = new(0, int.MaxValue);
         private int sleeping;
 
         /// <summary>This thread's managed allocations so far, updated after each job.</summary>
         public long AllocatedBytes;
 
-        public Worker(CpuWorkers owner, int lane)
+        public Worker(CpuWorkers owner, int lane, long firstSeen)
         {
             this.owner = owner;
             this.lane = lane;
+            this.firstSeen = firstSeen;
             Thread = new Thread(Loop)
             {
                 IsBackground = true,
@@ -363,7 +368,7 @@ internal sealed unsafe class CpuWorkers : IDisposable
         private void Loop()
         {
             insideJob = true;
-            long seen = Volatile.Read(ref owner.generation);
+            long seen = firstSeen;
             while (true)
             {
                 seen = WaitForGeneration(seen);

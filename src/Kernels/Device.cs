@@ -1,4 +1,5 @@
 using System.Collections.ObjectModel;
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -64,6 +65,8 @@ public abstract class Device : IDisposable
         new(["auto", "cuda", "opencl", "cpu", "ilgpu-cpu"]);
 
     private int disposed;
+    private long allocatedBytes;
+    private long liveTensors;
 
     /// <summary>Creates a device.</summary>
     private protected Device(string name, string description)
@@ -84,6 +87,16 @@ public abstract class Device : IDisposable
     /// <summary>True once <see cref="Dispose()"/> has run.</summary>
     public bool IsDisposed => Volatile.Read(ref disposed) != 0;
 
+    /// <summary>
+    /// Bytes held right now by tensors allocated on this device and not yet disposed (views count
+    /// nothing). Lets a service check that a workload gives back all it took; ILGPU's own pools and the
+    /// loaded kernels are not included.
+    /// </summary>
+    public long AllocatedBytes => Interlocked.Read(ref allocatedBytes);
+
+    /// <summary>The number of tensors allocated on this device and not yet disposed.</summary>
+    public long LiveTensors => Interlocked.Read(ref liveTensors);
+
     /// <summary>Allocates an uninitialised float tensor of the given shape on this device.</summary>
     public Tensor<float> Allocate(params int[] shape) => Allocate<float>(shape);
 
@@ -94,7 +107,16 @@ public abstract class Device : IDisposable
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var checkedShape = TensorShape.Create(shape, nameof(Allocate));
-        return new Tensor<T>(this, CreateStorage<T>(checkedShape.ElementCount), 0, checkedShape, owner: true);
+        var storage = CreateStorage<T>(checkedShape.ElementCount);
+        long bytes = checkedShape.ElementCount * Unsafe.SizeOf<T>();
+        Interlocked.Add(ref allocatedBytes, bytes);
+        Interlocked.Increment(ref liveTensors);
+        storage.Released = () =>
+        {
+            Interlocked.Add(ref allocatedBytes, -bytes);
+            Interlocked.Decrement(ref liveTensors);
+        };
+        return new Tensor<T>(this, storage, 0, checkedShape, owner: true);
     }
 
     /// <summary>Allocates a tensor and copies <paramref name="data"/> into it.</summary>

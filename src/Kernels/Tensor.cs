@@ -110,12 +110,16 @@ internal abstract class DeviceStorage<T> : IDisposable
 
     public bool IsDisposed { get; private set; }
 
+    /// <summary>Called once after the memory is freed; the device's accounting of live bytes.</summary>
+    public Action? Released { get; set; }
+
     public void Dispose()
     {
         if (!IsDisposed)
         {
             IsDisposed = true;
             Release();
+            Released?.Invoke();
         }
     }
 

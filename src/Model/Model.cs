@@ -267,17 +267,40 @@ public sealed class Model : IDisposable
         return generated;
     }
 
-    /// <summary>Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model asks for it).</summary>
+    /// <summary>
+    /// Sentence embeddings [text][d] as the model defines them (pooling, then L2 normalisation where the model
+    /// asks for it), computed <paramref name="batchSize"/> texts at a time so memory stays bounded however many
+    /// texts there are. Cancellation is checked before each batch; a cancelled call leaves the model usable.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The model defines no sentence embedding.</exception>
-    public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batchSize"/> is not positive.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public float[][] Embed(IReadOnlyList<string> texts, TruncationMode truncation = TruncationMode.None, int batchSize = 32, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(texts);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         if (Config.Pooling is null)
         {
             throw new InvalidOperationException($"Model '{Name}' defines no sentence embedding (no pooling).");
         }
 
-        var result = Forward(Tokenize(texts, truncation));
-        return result.SentenceEmbeddings!;
+        var embeddings = new float[texts.Count][];
+        for (int start = 0; start < texts.Count; start += batchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int count = Math.Min(batchSize, texts.Count - start);
+            var slice = new string[count];
+            for (int i = 0; i < count; i++)
+            {
+                slice[i] = texts[start + i];
+            }
+
+            var result = Forward(Tokenize(slice, truncation));
+            result.SentenceEmbeddings!.CopyTo(embeddings, start);
+            progress?.Report(new OperationProgress("embed", start + count, texts.Count, "texts"));
+        }
+
+        return embeddings;
     }
 
     /// <summary>Uploads a batch's ids into the cached state for its shape and returns the state.</summary>
@@ -354,6 +377,50 @@ public sealed class Model : IDisposable
         state.TokenEmbeds.CopyFrom(tokenEmbeds);
         TransformerForward.Run(Config, weights, state, NoCapture, null, tokenEmbedsGiven: true, packed: packed);
         return state;
+    }
+
+    /// <summary>
+    /// A forward pass (nothing kept for a backward pass) on ids and key mask <c>[b, t]</c> that
+    /// <paramref name="write"/> puts straight into the state's device buffers, so inputs built on the device
+    /// never pass through the host; token types (<paramref name="rowTypes"/> <c>[t]</c>, the same for every
+    /// row) are uploaded here, positions were filled when the state was made. The caller guarantees every id is in the vocabulary. Call under
+    /// <see cref="Gate"/>; the returned state is valid until the next pass of the same shape.
+    /// </summary>
+    internal ForwardState ForwardOnDevice(int b, int t, ReadOnlySpan<int> rowTypes, Action<Tensor<int>, Tensor<int>> write)
+    {
+        ThrowIfDisposed();
+        if (t > Config.MaxPositions || rowTypes.Length != t)
+        {
+            throw new ArgumentException($"Model '{Name}': a forward of {t} tokens per row with {rowTypes.Length} token types (at most {Config.MaxPositions} positions).", nameof(t));
+        }
+
+        var state = StateFor(b, t, saves: false);
+        write(state.Ids, state.KeyMask);
+        if (Config.TypeVocabSize > 0)
+        {
+            // Every row takes the input row's types; positions stay as the state made them.
+            var types = new int[b * t];
+            for (int i = 0; i < types.Length; i++)
+            {
+                types[i] = rowTypes[i % t];
+            }
+
+            state.TypeIds.CopyFrom(types);
+        }
+
+        TransformerForward.Run(Config, weights, state, NoCapture, null, packed: packed);
+        return state;
+    }
+
+    /// <summary>Device bytes one row of <paramref name="seq"/> tokens takes in a forward pass that keeps nothing for a backward pass.</summary>
+    internal static long InferenceBytesPerRow(ModelConfig config, int seq)
+    {
+        // Per token: ids, positions, types and key mask; word and summed embeddings and their statistics;
+        // two residual streams; one set of block intermediates (see ForwardState); GPT-2's final LayerNorm.
+        long d = config.Hidden;
+        long block = (11 * d) + (2L * config.Intermediate) + config.Heads + 4;
+        long final = config.Family == ModelFamily.Gpt2Decoder ? d + 2 : 0;
+        return 4 * seq * (4 + (4 * d) + 2 + block + final);
     }
 
     private ForwardState StateFor(int batch, int seq, bool saves)

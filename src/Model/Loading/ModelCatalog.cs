@@ -142,7 +142,7 @@ public static class ModelCatalog
         string places = string.Join("; ", searched.Select(s => $"{Path.Combine(s.Folder, model.AssemblyRelativePath)} ({s.Source})"));
         throw new FileNotFoundException(
             $"The packaged model '{model.Name}' needs the NuGet package {model.PackageId} {model.PackageVersion}, which was not found. Looked in: {places}. " +
-            $"Run 'dotnet restore' on Headlight (src/Model references the package), or add <PackageReference Include=\"{model.PackageId}\" Version=\"{model.PackageVersion}\" ExcludeAssets=\"all\" /> to a project and restore it.",
+            $"Run 'dotnet restore' on Headlight (src/Model references the package), or add <PackageDownload Include=\"{model.PackageId}\" Version=\"[{model.PackageVersion}]\" /> to your project and restore it.",
             model.AssemblyRelativePath);
     }
 
