@@ -5,7 +5,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance" };
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -23,6 +23,7 @@ internal static class Program
                 "logits" => LogitsCommand.Run(cli, output),
                 "generate" => GenerateCommand.Run(cli, output),
                 "explain" => ExplainCommand.Run(cli, output),
+                "heads" => HeadsCommand.Run(cli, output, error),
                 "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
@@ -68,6 +69,7 @@ internal static class Program
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
               explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients, SHAP)
+              heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
                                          --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
@@ -78,7 +80,7 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """ + "\n\n" + ExplainCommand.TargetHelp);
+            """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + HeadsCommand.Help);
         return 0;
     }
 }
