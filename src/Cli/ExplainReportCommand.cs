@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Headlight.Explain;
+using Headlight.Explain.Census;
 using Headlight.Explain.Report;
 using Headlight.Models;
 using Headlight.Models.Tokenization;
@@ -22,6 +23,8 @@ internal static class ExplainReportCommand
           --method a,b,c             run several methods side by side (default: {0})
           --query Q --doc D          why does document D match query Q (target similarity:Q; sentence encoders)
           --html FILE                write a self-contained HTML report (heat maps, check figures, attention heads)
+          --census                   add the head census of the model to the report (a minute on MiniLM)
+          --png DIR                  write the token heat maps as PNG images (one per input)
           --color auto|always|never  colour words on the terminal (auto: only on a terminal, and NO_COLOR unset)
         """;
 
@@ -33,9 +36,16 @@ internal static class ExplainReportCommand
         string? query = cli.Option("query");
         string? doc = cli.Option("doc");
         string? html = cli.Option("html");
+        string? png = cli.Option("png");
+        bool census = cli.Flag("census");
         var methods = ExplainMethods.Read(cli);
         var color = TerminalColors.Decide(cli, output);
         cli.RejectUnknown();
+
+        if (census && html is null)
+        {
+            throw new UsageException("--census adds a section to the HTML report: give --html FILE too.");
+        }
 
         var texts = cli.Positional.ToList();
         if (query is not null)
@@ -101,11 +111,37 @@ internal static class ExplainReportCommand
             error.WriteLine();
         }
 
-        if (html is not null)
+        if (html is not null || png is not null)
         {
-            var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, AttentionPatterns.Capture(model, batch));
-            File.WriteAllText(html, ReportHtml.Page(report));
-            error.WriteLine($"explain: report written to {html}");
+            var sections = new List<string>();
+            if (census)
+            {
+                var result = HeadCensus.Run(model, new CensusOptions(), new CensusReporter(error, live));
+                if (live)
+                {
+                    error.WriteLine();
+                }
+
+                sections.Add(CensusHtml.Section(result));
+            }
+
+            var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, AttentionPatterns.Capture(model, batch), sections);
+            if (html is not null)
+            {
+                File.WriteAllText(html, ReportHtml.Page(report));
+                error.WriteLine($"explain: report written to {html}");
+            }
+
+            if (png is not null)
+            {
+                Directory.CreateDirectory(png);
+                foreach (var (name, bytes) in ReportPng.HeatMaps(report))
+                {
+                    File.WriteAllBytes(Path.Combine(png, name), bytes);
+                }
+
+                error.WriteLine($"explain: heat maps written to {png}");
+            }
         }
 
         if (json)
@@ -180,6 +216,21 @@ internal static class ExplainReportCommand
     private sealed class Reporter(Action<OperationProgress> report) : IProgress<OperationProgress>
     {
         public void Report(OperationProgress value) => report(value);
+    }
+
+    private sealed class CensusReporter(TextWriter error, bool live) : IProgress<CensusProgress>
+    {
+        public void Report(CensusProgress value)
+        {
+            if (live)
+            {
+                error.Write($"\rexplain: head census {value.Stage,-16} {value.Done}/{value.Total}   ");
+            }
+            else if (value.Done == value.Total)
+            {
+                error.WriteLine($"explain: head census {value.Stage} done");
+            }
+        }
     }
 
     private static string Check(Attribution a, CheckFigure c)

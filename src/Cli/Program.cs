@@ -6,7 +6,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census" };
 
     /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
     internal static bool IsFlag(string name) => FlagNames.Contains(name);
@@ -28,6 +28,7 @@ internal static class Program
                 "generate" => GenerateCommand.Run(cli, output),
                 "explain" => ExplainReportCommand.Run(cli, output, error),
                 "faithfulness" => FaithfulnessCommand.Run(cli, output, error),
+                "heads" => HeadsCommand.Run(cli, output, error),
                 "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
@@ -72,10 +73,11 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
-              explain TEXT --target T    which tokens and words the target depends on, by several methods side by side (gradients,
-                                         integrated gradients, SHAP)
-                                         (--query Q --doc D: why a document matches a query; --html FILE: a report)
+              explain TEXT --target T    which tokens and words the target depends on, several methods side by side
+                                         (integrated gradients, LRP, SHAP, rollout, ...); --query Q --doc D: why a
+                                         document matches a query; --html FILE: a report; --png DIR: heat maps
               faithfulness               deletion/insertion benchmark of the methods against random word orders
+              heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
                                          --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
@@ -87,7 +89,7 @@ internal static class Program
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
             """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
-            + "\n" + FaithfulnessCommand.Help);
+            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help);
         return 0;
     }
 }

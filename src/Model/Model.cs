@@ -91,6 +91,17 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>
+    /// A model from weights made in memory (random-weight controls): <paramref name="weights"/> in the
+    /// Hugging Face names of <paramref name="config"/>'s family, uploaded to <paramref name="device"/>, which
+    /// the model does not own.
+    /// </summary>
+    internal static Model FromWeights(string name, ModelConfig config, WeightSet weights, ITextTokenizer? tokenizer, Device device)
+    {
+        config.Validate(name);
+        return new Model(name, weights.SourcePath, config, device, ownsDevice: false, DeviceWeights.Upload(device, config, weights), tokenizer);
+    }
+
     /// <summary>Tokenises and pads texts into one batch (the model's special tokens added).</summary>
     /// <exception cref="InvalidOperationException">The model has no tokenizer.</exception>
     /// <exception cref="ArgumentException">A text is empty or has no tokens.</exception>
@@ -345,6 +356,13 @@ public sealed class Model : IDisposable
     /// it across both.
     /// </summary>
     internal object Gate => gate;
+
+    /// <summary>
+    /// Call under <see cref="Gate"/> after block <paramref name="layer"/>'s attention output projection in
+    /// <see cref="Weights"/> was changed in place (head ablation): the <c>cpu</c> device's packed copy, which
+    /// the forward pass reads, is made again. Other devices read the tensor itself.
+    /// </summary>
+    internal void OutWeightChanged(int layer) => packed?.RepackOut(layer, weights.Layers[layer]);
 
     /// <summary>Throws <see cref="ObjectDisposedException"/> once the model is disposed; call under <see cref="Gate"/>.</summary>
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);

@@ -9,6 +9,8 @@ namespace Headlight.Models;
 /// </summary>
 internal sealed class PackedWeights : IDisposable
 {
+    private readonly PackedLayer[] layers;
+
     private PackedWeights(IReadOnlyList<LayerWeights> layers)
     {
         var packed = new PackedLayer[layers.Count];
@@ -30,18 +32,29 @@ internal sealed class PackedWeights : IDisposable
             throw;
         }
 
-        Layers = packed;
+        this.layers = packed;
     }
 
     /// <summary>Block i's packed matrices.</summary>
-    public IReadOnlyList<PackedLayer> Layers { get; }
+    public IReadOnlyList<PackedLayer> Layers => layers;
 
     /// <summary>Packs the weights when they live on the managed CPU device; null elsewhere.</summary>
     public static PackedWeights? For(Device device, DeviceWeights weights) => device is CpuDevice ? new PackedWeights(weights.Layers) : null;
 
+    /// <summary>
+    /// Packs block <paramref name="layer"/>'s attention output projection again after its plain tensor was
+    /// changed in place (the head census zeroes a head's rows to ablate it, then restores them).
+    /// </summary>
+    public void RepackOut(int layer, LayerWeights weights)
+    {
+        var old = layers[layer];
+        layers[layer] = old with { Out = Gemm.Prepack(weights.OutWeight) };
+        old.Out.Dispose();
+    }
+
     public void Dispose()
     {
-        foreach (var layer in Layers)
+        foreach (var layer in layers)
         {
             layer.Dispose();
         }

@@ -11,7 +11,7 @@ namespace Headlight.Tests.Report;
 /// <summary><c>headlight explain</c> with several methods: terminal lines, the JSON schema read back, the HTML report, usage errors.</summary>
 public sealed partial class ExplainReportTests : IDisposable
 {
-    private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special" };
+    private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "census" };
     private readonly TinyModel encoder = TinyModel.Bert(9500, TinyHead.MeanPooling);
     private readonly TempFolder temp = new();
 
@@ -120,16 +120,24 @@ public sealed partial class ExplainReportTests : IDisposable
     public void Html_report_is_self_contained_with_heat_maps_checks_and_every_head()
     {
         string path = temp.File("report.html");
-        Run(TextWriter.Null, "explain", "--model", encoder.Folder, "--device", "cpu", "--target", "similarity:w5 w6", "--method", "ig,gradxinput", "--steps", "4", "--html", path, "w7 w12 w9");
+        string pngs = temp.File("png");
+        Run(TextWriter.Null, "explain", "--model", encoder.Folder, "--device", "cpu", "--target", "similarity:w5 w6", "--method", "ig,gradxinput", "--steps", "4", "--html", path, "--census", "--png", pngs, "w7 w12 w9", "w8");
         string html = File.ReadAllText(path);
+        Assert.Contains("<section class=\"census\">", html, StringComparison.Ordinal);
+        foreach (string name in new[] { "input-1.png", "input-2.png" })
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(pngs, name));
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
+        }
+
         Assert.StartsWith("<!DOCTYPE html>", html, StringComparison.Ordinal);
-        Assert.Equal(2, Regex.Matches(html, "<tr data-method=").Count);
-        Assert.Equal(2, Regex.Matches(html, "<tr class=\"check\"").Count);
+        Assert.Equal(4, Regex.Matches(html, "<tr data-method=").Count);
+        Assert.Equal(4, Regex.Matches(html, "<tr class=\"check\"").Count);
         Assert.Equal(TinyModel.Heads * 2, Regex.Matches(html, "<canvas class=\"head\"").Count);
         Assert.Contains("completeness delta", html, StringComparison.Ordinal);
 
-        // Nothing is fetched: no src or href attributes, no url(), no links but the SVG namespace.
-        Assert.DoesNotMatch(@"\s(src|href)\s*=", html);
+        // Nothing is fetched: no src or href attributes but inline data, no url(), no links but the SVG namespace.
+        Assert.DoesNotMatch(@"\s(src|href)\s*=\s*""(?!data:)", html);
         Assert.DoesNotContain("url(", html, StringComparison.Ordinal);
         Assert.All(UrlPattern().Matches(html).Select(m => m.Value), u => Assert.Equal("http://www.w3.org/2000/svg", u));
     }

@@ -1,4 +1,5 @@
 using Headlight.Explain;
+using Headlight.Explain.Census;
 using Headlight.Explain.Report;
 using Headlight.Tests.Explain;
 using Headlight.Tests.Loading;
@@ -53,8 +54,9 @@ public sealed class ReportBrowserTests : IDisposable
                 Explainer.Explain(model, batch, target, new IntegratedGradientsOptions { Steps = 4 }),
                 Explainer.Explain(model, batch, target, new GradientXInputOptions()),
             };
+            var census = HeadCensus.Run(model, new CensusOptions { ControlSeeds = [1], AblationTexts = 4 });
             var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, AttentionPatterns.Capture(model, batch),
-                ["<section id=\"extra\"><h2>Extra section</h2></section>"]);
+                [CensusHtml.Section(census)]);
             await File.WriteAllTextAsync(path, ReportHtml.Page(report));
         }
 
@@ -88,7 +90,8 @@ public sealed class ReportBrowserTests : IDisposable
         Assert.Equal(tokens, await page.Locator("table.heatmap tbody tr[data-method='integrated-gradients'] td.tok").CountAsync());
         Assert.Equal(2, await page.Locator("tr.check").CountAsync());
         Assert.Equal(2 * TinyModel.Heads, await page.Locator("canvas.head").CountAsync());
-        Assert.Equal(1, await page.Locator("#extra").CountAsync());
+        Assert.Equal(1, await page.Locator("section.census").CountAsync());
+        Assert.True(await page.Locator("section.census img").CountAsync() > 0);
 
         // The first head is shown on load; a click on another shows that one.
         Assert.Equal(tokens * tokens, await page.Locator("#pattern svg rect.cell").CountAsync());

@@ -1,0 +1,279 @@
+using System.Diagnostics;
+using Headlight.Models;
+
+namespace Headlight.Explain.Census;
+
+/// <summary>
+/// The head census: what every attention head of a model does, measured without labels over a corpus
+/// (entropy, confidence, previous/next-token and fixed-offset scores, attention to [CLS]/BOS, [SEP] and
+/// punctuation, duplicate-token and induction scores on repeated random tokens), each head's importance
+/// (mean |∂L/∂ξ| of a gate on its output, Michel et al. 2019) and the drop of the target when it is
+/// ablated, the roles that pass <see cref="CensusThresholds"/>, and the same census of random-weight
+/// models of the same configuration as controls.
+/// </summary>
+/// <remarks>
+/// Only attention probabilities are captured; the metrics are summed batch by batch and nothing else is
+/// kept. Every number is a deterministic function of the model, the corpus and the options: running the
+/// census twice gives the same numbers (only <see cref="CensusResult.Elapsed"/> differs).
+/// </remarks>
+public static class HeadCensus
+{
+    private const int MaxBatchRows = 64;
+    private const long GradientMemoryBudget = 256L << 20;
+
+    /// <summary>Runs the census of <paramref name="model"/>.</summary>
+    /// <exception cref="ArgumentException">The model cannot run the corpus (an option is out of range, a text is longer than the model allows).</exception>
+    /// <exception cref="InvalidOperationException">The model produced a value or gradient that is not finite.</exception>
+    public static CensusResult Run(Model model, CensusOptions? options = null, IProgress<CensusProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new CensusOptions();
+        options.Validate();
+        var clock = Stopwatch.StartNew();
+        var corpus = options.Corpus ?? CensusCorpus.BuiltIn();
+        var plan = CorpusPlan.Build(model, corpus);
+        var textBatches = CorpusPlan.Batches(plan.Texts.Select(t => t.Length).ToList(), options.BatchTokens, MaxBatchRows);
+        var repeatBatches = CorpusPlan.Batches(plan.Repeats.Select(r => r.Length).ToList(), options.BatchTokens, MaxBatchRows);
+        var config = model.Config;
+
+        var (stats, embeddings) = Capture(model, plan, textBatches, repeatBatches, options.Importance && config.Family == ModelFamily.BertEncoder, progress, "capture");
+        var gallery = embeddings is null ? null : RetrievalGallery.Calibrate(embeddings);
+        var heads = Heads(stats, config.Layers, config.Heads);
+
+        string? target = null;
+        double? baseline = null;
+        int ablationTexts = 0;
+        if (options.Importance)
+        {
+            target = CensusTargets.Describe(config.Family, gallery);
+            var importance = Importance(model, plan, textBatches, gallery, progress);
+            var (drops, mean, count) = Ablation(model, plan, gallery, options, progress);
+            baseline = mean;
+            ablationTexts = count;
+            double total = importance.Sum();
+            heads = heads.Select((h, i) => h with
+            {
+                Importance = importance[i],
+                ImportanceShare = total == 0 ? 0 : importance[i] / total,
+                AblationDrop = drops[i],
+            }).ToArray();
+        }
+
+        var controls = new List<ControlCensus>();
+        foreach (int seed in options.ControlSeeds)
+        {
+            using var control = RandomWeights.Control(model, seed);
+            var (controlStats, _) = Capture(control, plan, textBatches, repeatBatches, false, progress, $"control seed {seed}");
+            var controlHeads = Heads(controlStats, config.Layers, config.Heads);
+            controls.Add(new ControlCensus(seed, controlHeads, RoleShares.Of(controlHeads)));
+        }
+
+        return new CensusResult
+        {
+            Model = model.Name,
+            Family = config.Family == ModelFamily.BertEncoder ? "bert-encoder" : "gpt2-decoder",
+            Parameters = config.ParameterCount,
+            Layers = config.Layers,
+            HeadsPerLayer = config.Heads,
+            Device = model.Device.Name,
+            Corpus = new CorpusSummary(corpus.Name, corpus.Sha256, plan.TextSource, plan.Texts.Count, plan.TextTokens, plan.Repeats.Count, plan.RepeatLength, plan.RepeatTokens, corpus.Seed, ablationTexts),
+            Target = target,
+            TargetBaseline = baseline,
+            Heads = heads,
+            Chance = stats.Chance(),
+            Shares = RoleShares.Of(heads),
+            Controls = controls,
+            Elapsed = clock.Elapsed,
+        };
+    }
+
+    private static HeadScores[] Heads(AttentionStatistics stats, int layers, int heads)
+    {
+        var result = new HeadScores[layers * heads];
+        for (int l = 0; l < layers; l++)
+        {
+            for (int h = 0; h < heads; h++)
+            {
+                var s = stats.Scores(l, h);
+                result[(l * heads) + h] = s with { Roles = CensusThresholds.Assign(s) };
+            }
+        }
+
+        return result;
+    }
+
+    // Forward passes over every batch, capturing only attention probabilities and folding them into the
+    // statistics row by row; for the importance target of encoders also the texts' normalised embeddings.
+    private static (AttentionStatistics Stats, double[][]? Embeddings) Capture(
+        Model model, CorpusPlan plan, List<int[]> textBatches, List<int[]> repeatBatches, bool embeddings, IProgress<CensusProgress>? progress, string stage)
+    {
+        var config = model.Config;
+        int layers = config.Layers;
+        int heads = config.Heads;
+        var stats = new AttentionStatistics(layers, heads, config.IsCausal);
+        var capture = Enumerable.Range(0, layers).Select(ActivationNames.AttentionProbs).ToArray();
+        var gallery = embeddings ? new double[plan.Texts.Count][] : null;
+        int total = textBatches.Count + repeatBatches.Count;
+        int done = 0;
+        progress?.Report(new CensusProgress(stage, 0, total));
+
+        foreach (var batchRows in textBatches)
+        {
+            var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)plan.Texts[i].Ids).ToList());
+            var result = model.Forward(batch, capture);
+            int t = batch.SequenceLength;
+            for (int l = 0; l < layers; l++)
+            {
+                var probs = result.Activations[capture[l]].Data;
+                for (int r = 0; r < batchRows.Length; r++)
+                {
+                    stats.AddText(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, plan.Texts[batchRows[r]]);
+                }
+            }
+
+            for (int r = 0; r < batchRows.Length; r++)
+            {
+                var row = plan.Texts[batchRows[r]];
+                stats.AddTextChance(row);
+                if (gallery is not null)
+                {
+                    gallery[batchRows[r]] = CensusTargets.Embedding(result, r, row.Length);
+                }
+            }
+
+            progress?.Report(new CensusProgress(stage, ++done, total));
+        }
+
+        foreach (var batchRows in repeatBatches)
+        {
+            var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)plan.Repeats[i].Ids).ToList());
+            var result = model.Forward(batch, capture);
+            int t = batch.SequenceLength;
+            for (int l = 0; l < layers; l++)
+            {
+                var probs = result.Activations[capture[l]].Data;
+                for (int r = 0; r < batchRows.Length; r++)
+                {
+                    stats.AddRepeat(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, plan.Repeats[batchRows[r]]);
+                }
+            }
+
+            foreach (int i in batchRows)
+            {
+                stats.AddRepeatChance(plan.Repeats[i]);
+            }
+
+            progress?.Report(new CensusProgress(stage, ++done, total));
+        }
+
+        return (stats, gallery);
+    }
+
+    private static ITarget Target(Model model, RetrievalGallery? gallery, int[] rows)
+        => model.Config.Family == ModelFamily.BertEncoder ? new SelfRetrievalTarget(gallery!, rows) : new TextLikelihoodTarget();
+
+    // Mean over every text of |∂L/∂ξ| per head [layer · heads + head].
+    private static double[] Importance(Model model, CorpusPlan plan, List<int[]> batches, RetrievalGallery? gallery, IProgress<CensusProgress>? progress)
+    {
+        var config = model.Config;
+        int count = config.Layers * config.Heads;
+        var sum = new double[count];
+        int done = 0;
+        progress?.Report(new CensusProgress("importance", 0, batches.Count));
+        foreach (var rows in batches)
+        {
+            var batch = model.FromIds(rows.Select(i => (IReadOnlyList<int>)plan.Texts[i].Ids).ToList());
+            var gates = Explainer.HeadGateGradients(model, batch, Target(model, gallery, rows), GradientMemoryBudget);
+            var values = gates.Values;
+            for (int r = 0; r < rows.Length; r++)
+            {
+                for (int k = 0; k < count; k++)
+                {
+                    sum[k] += Math.Abs(values[(r * count) + k]);
+                }
+            }
+
+            progress?.Report(new CensusProgress("importance", ++done, batches.Count));
+        }
+
+        return sum.Select(s => s / plan.Texts.Count).ToArray();
+    }
+
+    // For each head: the mean over the ablation texts of L(all heads) − L(head zeroed). A head's output is
+    // zeroed by zeroing its rows of the output projection [d, d] (rows h·headDim.. are the inputs its
+    // values feed), which is exactly a gate of 0 on the head; the rows are restored afterwards. The cpu
+    // device's forward pass reads a packed copy of the projection, so it is packed again after each change.
+    private static (double[] Drops, double Baseline, int Texts) Ablation(Model model, CorpusPlan plan, RetrievalGallery? gallery, CensusOptions options, IProgress<CensusProgress>? progress)
+    {
+        var config = model.Config;
+        int layers = config.Layers;
+        int heads = config.Heads;
+        int n = plan.Texts.Count;
+        int k = Math.Min(options.AblationTexts, n);
+        var drops = new double[layers * heads];
+        if (k == 0)
+        {
+            return (drops, double.NaN, 0);
+        }
+
+        // Evenly spaced through the corpus, so every genre is represented.
+        var chosen = Enumerable.Range(0, k).Select(i => (int)((long)i * n / k)).ToArray();
+        var batches = CorpusPlan.Batches(chosen.Select(i => plan.Texts[i].Length).ToList(), options.BatchTokens, MaxBatchRows)
+            .Select(b => b.Select(j => chosen[j]).ToArray()).ToList();
+        var prepared = batches.Select(rows => (Rows: rows, Batch: model.FromIds(rows.Select(i => (IReadOnlyList<int>)plan.Texts[i].Ids).ToList()))).ToList();
+
+        // Plain forward passes (the model's cached buffers, no backward state); the target's value per row.
+        double Evaluate()
+        {
+            double sum = 0;
+            foreach (var (rows, batch) in prepared)
+            {
+                var result = model.Forward(batch);
+                for (int r = 0; r < rows.Length; r++)
+                {
+                    int length = batch.Lengths[r];
+                    sum += gallery is not null
+                        ? gallery.Value(CensusTargets.Embedding(result, r, length), rows[r])
+                        : CensusTargets.Likelihood(result, r, length);
+                }
+            }
+
+            return sum / k;
+        }
+
+        int steps = (layers * heads) + 1;
+        int done = 0;
+        progress?.Report(new CensusProgress("ablation", 0, steps));
+        double baseline = Evaluate();
+        progress?.Report(new CensusProgress("ablation", ++done, steps));
+        int headDim = config.HeadDim;
+        int d = config.Hidden;
+        lock (model.Gate)
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                var weight = model.Weights.Layers[l].OutWeight;
+                for (int h = 0; h < heads; h++)
+                {
+                    var rows = weight.Slice((long)h * headDim * d, headDim, d);
+                    var saved = rows.ToArray();
+                    try
+                    {
+                        rows.Fill(0f);
+                        model.OutWeightChanged(l);
+                        drops[(l * heads) + h] = baseline - Evaluate();
+                    }
+                    finally
+                    {
+                        rows.CopyFrom(saved);
+                        model.OutWeightChanged(l);
+                    }
+
+                    progress?.Report(new CensusProgress("ablation", ++done, steps));
+                }
+            }
+        }
+
+        return (drops, baseline, k);
+    }
+}
