@@ -236,7 +236,7 @@ internal static class ExplainReportCommand
     private static string Check(Attribution a, CheckFigure c)
     {
         double change = a.TargetValue - (a.BaselineValue ?? 0);
-        string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(c.Value / change)).ToString("0.###", CultureInfo.InvariantCulture)}%)";
+        string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(c.Value / change)).ToString("G3", CultureInfo.InvariantCulture)}% of the change)";
         return $"{c.Name} {c.Value.ToString("E2", CultureInfo.InvariantCulture)}{share}";
     }
 

@@ -7,7 +7,7 @@ namespace Headlight.Explain;
 /// <summary>The benchmark's mean deletion and insertion curves as one standalone SVG (two panels, one line per method, random dashed).</summary>
 internal static class FaithfulnessPlot
 {
-    private static readonly string[] Palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+    private static readonly string[] Palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939"];
 
     private const int PanelWidth = 360;
     private const int PanelHeight = 240;

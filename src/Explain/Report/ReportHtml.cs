@@ -177,7 +177,7 @@ internal static class ReportHtml
             {
                 var a = result.Rows[r];
                 double change = a.TargetValue - (a.BaselineValue ?? 0);
-                string share = a.Check is { } c && change != 0 ? Inv($"{100 * Math.Abs(c.Value / change):0.###}%") : string.Empty;
+                string share = a.Check is { } c && change != 0 ? Inv($"{100 * Math.Abs(c.Value / change):G3}%") : string.Empty;
                 string time = r == 0 ? Inv($"{result.Elapsed.TotalMilliseconds:F0}") : string.Empty;
                 string passes = r == 0 ? result.Passes.ToString(CultureInfo.InvariantCulture) : string.Empty;
                 s.Append(Inv($"<tr class=\"check\" data-method=\"{E(result.Method)}\"><td class=\"m\">{E(result.Method)}</td><td>{r + 1}</td><td>{a.TargetValue:0.00000}</td><td>{(a.BaselineValue is { } b ? b.ToString("0.00000", CultureInfo.InvariantCulture) : string.Empty)}</td>"));
