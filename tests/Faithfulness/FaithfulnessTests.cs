@@ -121,16 +121,21 @@ public sealed class FaithfulnessTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>
-    /// MiniLM, the first built-in query/document pairs, similarity targets: integrated gradients, saliency and Kernel
-    /// SHAP rank the words that carry the match above a random order, on deletion and on insertion. Gradient × input
-    /// does not (its AOPC is below random's on these pairs; the README gives the numbers), so it is only logged. Few
-    /// pairs, a short IG path and a small SHAP budget keep it quick; `headlight faithfulness` runs the full set.
+    /// MiniLM, the first built-in query/document pairs, similarity targets: integrated gradients, AttnLRP, Kernel SHAP,
+    /// attention rollout and saliency rank the words that carry the match above a random order, on deletion and on
+    /// insertion. Gradient × input does not (its AOPC is below random's on these pairs; the README gives the numbers),
+    /// so it is only logged. Few pairs, a short IG path and a small SHAP budget keep it quick; `headlight
+    /// faithfulness` runs the full set.
     /// </summary>
     [Fact]
     public void On_minilm_similarity_the_methods_beat_random_order()
     {
         using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
-        var methods = new AttributionOptions[] { new IntegratedGradientsOptions { Steps = 8 }, new SaliencyOptions(), new KernelShapOptions { Budget = 96 }, new GradientXInputOptions() };
+        var methods = new AttributionOptions[]
+        {
+            new IntegratedGradientsOptions { Steps = 8 }, new LrpOptions(), new KernelShapOptions { Budget = 96 }, new AttentionRolloutOptions(),
+            new SaliencyOptions(), new GradientXInputOptions(),
+        };
         var result = FaithfulnessBenchmark.Run(model, QueryDocumentPairs.Cases(8), methods, new FaithfulnessOptions { RandomOrders = 3, MaxSteps = 6 });
         foreach (var m in result.Methods.Append(result.Random))
         {
