@@ -236,7 +236,8 @@ internal static class ExplainReportCommand
     private static string Check(Attribution a, CheckFigure c)
     {
         double change = a.TargetValue - (a.BaselineValue ?? 0);
-        string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(c.Value / change)).ToString("G3", CultureInfo.InvariantCulture)}% of the change)";
+        string of = a.BaselineValue is null ? "the target" : "the change";
+        string share = change == 0 ? string.Empty : $" ({(100 * Math.Abs(c.Value / change)).ToString("G3", CultureInfo.InvariantCulture)}% of {of})";
         return $"{c.Name} {c.Value.ToString("E2", CultureInfo.InvariantCulture)}{share}";
     }
 

@@ -170,7 +170,7 @@ internal static class ReportHtml
     {
         s.Append("<section id=\"checks\">\n<h2>Check figures and timings</h2>\n");
         s.Append("<p class=\"meta\">Completeness (integrated gradients), conservation (LRP) and efficiency (SHAP) say how far the scores' sum is from the change of the target they claim to explain; 0 is exact. Methods without such a figure show none.</p>\n");
-        s.Append("<table><thead><tr><th class=\"m\">method</th><th>input</th><th>target F(x)</th><th>baseline</th><th class=\"m\">check</th><th>value</th><th>share of change</th><th>Σ scores</th><th>time (ms)</th><th>rows run</th></tr></thead><tbody>\n");
+        s.Append("<table><thead><tr><th class=\"m\">method</th><th>input</th><th>target F(x)</th><th>baseline</th><th class=\"m\">check</th><th>value</th><th>share of change (of F where no baseline)</th><th>Σ scores</th><th>time (ms)</th><th>rows run</th></tr></thead><tbody>\n");
         foreach (var result in report.Results)
         {
             for (int r = 0; r < result.Rows.Count; r++)
