@@ -1,5 +1,7 @@
 using Headlight.Explain;
+using Headlight.Explain.Census;
 using Headlight.Models;
+using Headlight.Tests.Explain;
 using HeadlightModel = Headlight.Models.Model;
 
 namespace Headlight.Tests.Library;
@@ -93,6 +95,37 @@ public sealed class CancellationTests
         using var cancel = new CancellationTokenSource();
         cancel.Cancel();
         Assert.ThrowsAny<OperationCanceledException>(() => Explainer.Explain(model, "The cat sat on the mat.", target, options, cancellationToken: cancel.Token));
+    }
+
+    [Fact]
+    public void A_census_cancelled_during_ablation_restores_the_ablated_weights()
+    {
+        using var tiny = TinyModel.Gpt2(9611);
+        using var model = HeadlightModel.Load(tiny.Folder, Backends.Require("cpu"));
+        var batch = model.FromIds([[1, 5, 9, 13, 2, 7]]);
+        var before = model.Forward(batch).Logits!.ToArray();
+        var options = new CensusOptions { Corpus = CensusCorpus.BuiltIn().WithRepeats(4, 5, 0), ControlSeeds = [], AblationTexts = 4 };
+
+        using var cancel = new CancellationTokenSource();
+        var stages = new List<CensusProgress>();
+        var progress = new Reporter<CensusProgress>(p =>
+        {
+            stages.Add(p);
+            if (p.Stage == "ablation" && p.Done == 2)
+            {
+                cancel.Cancel(); // the baseline and one ablated head are done: stop before zeroing the next
+            }
+        });
+
+        Assert.ThrowsAny<OperationCanceledException>(() => HeadCensus.Run(model, options, progress, cancel.Token));
+        Assert.Equal(2, stages[^1].Done);
+        Assert.Equal(before, model.Forward(batch).Logits!.ToArray());
+    }
+
+    /// <summary>Reports on the calling thread, in order.</summary>
+    private sealed class Reporter<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
     }
 
     /// <summary>Reports on the calling thread, in order (<see cref="Progress{T}"/> posts to the thread pool).</summary>

@@ -24,7 +24,8 @@ public static class HeadCensus
     /// <summary>Runs the census of <paramref name="model"/>.</summary>
     /// <exception cref="ArgumentException">The model cannot run the corpus (an option is out of range, a text is longer than the model allows).</exception>
     /// <exception cref="InvalidOperationException">The model produced a value or gradient that is not finite.</exception>
-    public static CensusResult Run(Model model, CensusOptions? options = null, IProgress<CensusProgress>? progress = null)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled: the census stops after the batch (or ablated head) in progress, with every weight restored, and the model stays usable.</exception>
+    public static CensusResult Run(Model model, CensusOptions? options = null, IProgress<CensusProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new CensusOptions();
@@ -36,7 +37,7 @@ public static class HeadCensus
         var repeatBatches = CorpusPlan.Batches(plan.Repeats.Select(r => r.Length).ToList(), options.BatchTokens, MaxBatchRows);
         var config = model.Config;
 
-        var (stats, embeddings) = Capture(model, plan, textBatches, repeatBatches, options.Importance && config.Family == ModelFamily.BertEncoder, progress, "capture");
+        var (stats, embeddings) = Capture(model, plan, textBatches, repeatBatches, options.Importance && config.Family == ModelFamily.BertEncoder, progress, "capture", cancellationToken);
         var gallery = embeddings is null ? null : RetrievalGallery.Calibrate(embeddings);
         var heads = Heads(stats, config.Layers, config.Heads);
 
@@ -46,8 +47,8 @@ public static class HeadCensus
         if (options.Importance)
         {
             target = CensusTargets.Describe(config.Family, gallery);
-            var importance = Importance(model, plan, textBatches, gallery, progress);
-            var (drops, mean, count) = Ablation(model, plan, gallery, options, progress);
+            var importance = Importance(model, plan, textBatches, gallery, progress, cancellationToken);
+            var (drops, mean, count) = Ablation(model, plan, gallery, options, progress, cancellationToken);
             baseline = mean;
             ablationTexts = count;
             double total = importance.Sum();
@@ -63,7 +64,7 @@ public static class HeadCensus
         foreach (int seed in options.ControlSeeds)
         {
             using var control = RandomWeights.Control(model, seed);
-            var (controlStats, _) = Capture(control, plan, textBatches, repeatBatches, false, progress, $"control seed {seed}");
+            var (controlStats, _) = Capture(control, plan, textBatches, repeatBatches, false, progress, $"control seed {seed}", cancellationToken);
             var controlHeads = Heads(controlStats, config.Layers, config.Heads);
             controls.Add(new ControlCensus(seed, controlHeads, RoleShares.Of(controlHeads)));
         }
@@ -105,7 +106,7 @@ public static class HeadCensus
     // Forward passes over every batch, capturing only attention probabilities and folding them into the
     // statistics row by row; for the importance target of encoders also the texts' normalised embeddings.
     private static (AttentionStatistics Stats, double[][]? Embeddings) Capture(
-        Model model, CorpusPlan plan, List<int[]> textBatches, List<int[]> repeatBatches, bool embeddings, IProgress<CensusProgress>? progress, string stage)
+        Model model, CorpusPlan plan, List<int[]> textBatches, List<int[]> repeatBatches, bool embeddings, IProgress<CensusProgress>? progress, string stage, CancellationToken cancellationToken)
     {
         var config = model.Config;
         int layers = config.Layers;
@@ -141,6 +142,8 @@ public static class HeadCensus
                 }
             }
 
+            cancellationToken.ThrowIfCancellationRequested();
+
             progress?.Report(new CensusProgress(stage, ++done, total));
         }
 
@@ -163,6 +166,8 @@ public static class HeadCensus
                 stats.AddRepeatChance(plan.Repeats[i]);
             }
 
+            cancellationToken.ThrowIfCancellationRequested();
+
             progress?.Report(new CensusProgress(stage, ++done, total));
         }
 
@@ -173,7 +178,7 @@ public static class HeadCensus
         => model.Config.Family == ModelFamily.BertEncoder ? new SelfRetrievalTarget(gallery!, rows) : new TextLikelihoodTarget();
 
     // Mean over every text of |∂L/∂ξ| per head [layer · heads + head].
-    private static double[] Importance(Model model, CorpusPlan plan, List<int[]> batches, RetrievalGallery? gallery, IProgress<CensusProgress>? progress)
+    private static double[] Importance(Model model, CorpusPlan plan, List<int[]> batches, RetrievalGallery? gallery, IProgress<CensusProgress>? progress, CancellationToken cancellationToken)
     {
         var config = model.Config;
         int count = config.Layers * config.Heads;
@@ -193,6 +198,8 @@ public static class HeadCensus
                 }
             }
 
+            cancellationToken.ThrowIfCancellationRequested();
+
             progress?.Report(new CensusProgress("importance", ++done, batches.Count));
         }
 
@@ -203,7 +210,7 @@ public static class HeadCensus
     // zeroed by zeroing its rows of the output projection [d, d] (rows h·headDim.. are the inputs its
     // values feed), which is exactly a gate of 0 on the head; the rows are restored afterwards. The cpu
     // device's forward pass reads a packed copy of the projection, so it is packed again after each change.
-    private static (double[] Drops, double Baseline, int Texts) Ablation(Model model, CorpusPlan plan, RetrievalGallery? gallery, CensusOptions options, IProgress<CensusProgress>? progress)
+    private static (double[] Drops, double Baseline, int Texts) Ablation(Model model, CorpusPlan plan, RetrievalGallery? gallery, CensusOptions options, IProgress<CensusProgress>? progress, CancellationToken cancellationToken)
     {
         var config = model.Config;
         int layers = config.Layers;
@@ -245,6 +252,7 @@ public static class HeadCensus
         int done = 0;
         progress?.Report(new CensusProgress("ablation", 0, steps));
         double baseline = Evaluate();
+        cancellationToken.ThrowIfCancellationRequested();
         progress?.Report(new CensusProgress("ablation", ++done, steps));
         int headDim = config.HeadDim;
         int d = config.Hidden;
@@ -255,6 +263,7 @@ public static class HeadCensus
                 var weight = model.Weights.Layers[l].OutWeight;
                 for (int h = 0; h < heads; h++)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     var rows = weight.Slice((long)h * headDim * d, headDim, d);
                     var saved = rows.ToArray();
                     try
@@ -268,6 +277,8 @@ public static class HeadCensus
                         rows.CopyFrom(saved);
                         model.OutWeightChanged(l);
                     }
+
+                    cancellationToken.ThrowIfCancellationRequested();
 
                     progress?.Report(new CensusProgress("ablation", ++done, steps));
                 }
