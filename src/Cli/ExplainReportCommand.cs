@@ -125,7 +125,14 @@ internal static class ExplainReportCommand
                 sections.Add(CensusHtml.Section(result));
             }
 
-            var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, AttentionPatterns.Capture(model, batch), sections);
+            int tokens = batch.Texts[0].Count;
+            if (tokens > AttentionPatterns.MaxTokens)
+            {
+                error.WriteLine($"explain: the head grid is left out of the report: the first input has {tokens} tokens, more than {AttentionPatterns.MaxTokens}.");
+            }
+
+            var attention = tokens <= AttentionPatterns.MaxTokens ? AttentionPatterns.Capture(model, batch) : null;
+            var report = new ExplanationReport(model.Name, model.Device.Name, target.Description, results, attention, sections);
             if (html is not null)
             {
                 File.WriteAllText(html, ReportHtml.Page(report));

@@ -6,6 +6,9 @@ namespace Headlight.Explain.Report;
 /// <summary>Every head's attention probabilities on one text: <c>[layer, head, query, key]</c>.</summary>
 internal sealed class AttentionPatterns
 {
+    /// <summary>The longest input whose patterns a report embeds (layers × heads × tokens² numbers go into the page).</summary>
+    public const int MaxTokens = 256;
+
     public AttentionPatterns(IReadOnlyList<string> tokens, int layers, int heads, float[] probabilities)
     {
         int t = tokens.Count;
