@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Headlight.Explain;
 using Headlight.Models;
 using Headlight.Models.Tokenization;
@@ -7,9 +6,8 @@ using Headlight.Models.Tokenization;
 namespace Headlight.Cli;
 
 /// <summary>
-/// <c>headlight explain --method saliency|gradxinput|smoothgrad|ig|shap|lrp|cp-lrp|rollout|gradattn --target SPEC (TEXT... | --ids ...)</c>: which
-/// tokens and words a model's output depends on. Human output lists every token with its score and a bar,
-/// the words, the target value and the check figure; <c>--json</c> gives the same as one object.
+/// The parts of <c>headlight explain</c> (run by <see cref="ExplainReportCommand"/>) that read targets and print one
+/// method's result in full: the target syntax, and the per-token listing with scores and bars.
 /// </summary>
 internal static class ExplainCommand
 {
@@ -24,7 +22,7 @@ internal static class ExplainCommand
           unit:POS,IDX               unit IDX of the last hidden state at position POS
           unit:pooled,IDX            unit IDX of the sentence embedding
         Explain options:
-          --method ig|saliency|gradxinput|smoothgrad|shap|lrp|cp-lrp|rollout|gradattn   (default ig)
+          --method ig|saliency|gradxinput|smoothgrad|shap|lrp|cp-lrp|rollout|gradattn[,...]   (default: several, see below)
           --steps 64 --baseline zero|pad|mask --rule gauss|riemann|left|right|trapezoid --keep-special   (ig)
           --samples 16 --noise 0.1 --seed 0                                                  (smoothgrad)
           --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
@@ -37,70 +35,8 @@ internal static class ExplainCommand
         (gradattn weighted by its gradient) for the positions the target reads.
         """;
 
-    public static int Run(CliArgs cli, TextWriter output)
-    {
-        var modelOptions = ModelOptions.Read(cli);
-        bool json = cli.Flag("json");
-        string spec = cli.Option("target") ?? throw new UsageException("'explain' needs --target (see 'headlight help').");
-        var options = ReadMethod(cli);
-        cli.RejectUnknown();
-        using var model = modelOptions.Load();
-        var batch = modelOptions.Batch(model, cli.Positional);
-        var target = ParseTarget(spec, model, batch);
-        var relevance = options is LrpOptions lrp ? Explainer.Relevance(model, batch, target, lrp) : null;
-        var result = relevance?.Attributions ?? Explainer.Explain(model, batch, target, options);
-        if (json)
-        {
-            output.WriteLine(JsonSerializer.Serialize(new
-            {
-                result.Model,
-                result.Device,
-                result.Method,
-                result.Target,
-                result.Options,
-                ElapsedMs = result.Elapsed.TotalMilliseconds,
-                result.Passes,
-                Rows = result.Rows.Select(r => new
-                {
-                    Text = r.Input.Text,
-                    r.Tokens,
-                    Special = r.IsSpecial,
-                    TokenScores = r.TokenScores,
-                    Words = r.Words.Select(w => new { w.Text, w.Score, w.FirstToken, w.TokenCount }),
-                    r.TargetValue,
-                    r.BaselineValue,
-                    Check = r.Check is null ? null : new { r.Check.Name, r.Check.Value },
-                    Features = r.Features?.Select(f => new { f.Text, f.Score, f.StandardError, f.FirstToken, f.TokenCount }),
-                }),
-                Relevance = relevance?.Rows.Select(r => new
-                {
-                    r.OutputTotal,
-                    r.LayerTotals,
-                    r.LayerRelevance,
-                    r.HeadRelevance,
-                    r.WordEmbeddingRelevance,
-                }),
-            }, JsonOutput.Options));
-            return 0;
-        }
-
-        output.WriteLine($"{result.Model} on {result.Device}: {result.Method} ({Describe(result.Options)}) of {result.Target}");
-        for (int r = 0; r < result.Rows.Count; r++)
-        {
-            output.WriteLine();
-            Print(result.Rows[r], output);
-            if (relevance is not null)
-            {
-                PrintRelevance(relevance.Rows[r], output);
-            }
-        }
-
-        output.WriteLine();
-        output.WriteLine($"time {result.Elapsed.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture)} ms ({result.Passes} rows through the model)");
-        return 0;
-    }
-
-    private static void Print(Attribution row, TextWriter output)
+    /// <summary>One row in full: every token with its score and a bar, the words, the target value and the check figure.</summary>
+    internal static void Print(Attribution row, TextWriter output)
     {
         double max = row.TokenScores.Select(Math.Abs).DefaultIfEmpty(0).Max();
         for (int t = 0; t < row.Tokens.Count; t++)
@@ -136,7 +72,7 @@ internal static class ExplainCommand
     }
 
     // Σ relevance at each residual boundary and at the model's output, and the heads carrying the most relevance.
-    private static void PrintRelevance(RowRelevance row, TextWriter output)
+    internal static void PrintRelevance(RowRelevance row, TextWriter output)
     {
         var totals = row.LayerTotals.Select((v, l) => $"{(l == 0 ? "embed" : $"block{l - 1}")} {F(v)}");
         output.WriteLine($"relevance at the residual stream (Σ over tokens): {string.Join("  ", totals)}  output {F(row.OutputTotal)}");
@@ -146,119 +82,8 @@ internal static class ExplainCommand
 
     private static string F(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);
 
-    private static string Describe(IReadOnlyDictionary<string, string> options)
+    internal static string Describe(IReadOnlyDictionary<string, string> options)
         => string.Join(", ", options.Where(o => o.Key != "memory_budget_bytes").Select(o => $"{o.Key} {o.Value}"));
-
-    private static AttributionOptions ReadMethod(CliArgs cli)
-    {
-        string method = cli.Option("method", "ig");
-        int? steps = cli.Option("steps") is null ? null : cli.IntOption("steps", 64, 1, 100_000);
-        string? baseline = cli.Option("baseline");
-        string? rule = cli.Option("rule");
-        bool keep = cli.Flag("keep-special");
-        int? samples = cli.Option("samples") is null ? null : cli.IntOption("samples", 16, 1, 100_000);
-        string? noise = cli.Option("noise");
-        int? seed = cli.Option("seed") is null ? null : cli.IntOption("seed", 0);
-        string? budget = cli.Option("budget");
-        bool exact = cli.Flag("exact");
-        string? features = cli.Option("features");
-        string? masking = cli.Option("masking");
-        string? maskToken = cli.Option("mask-token");
-        string? epsilon = cli.Option("epsilon");
-        bool ig = method is "ig" or "integrated-gradients";
-        bool smooth = method == "smoothgrad";
-        bool shap = method is "shap" or "kernel-shap";
-        bool lrp = method is "lrp" or "cp-lrp";
-        if (!ig && (steps is not null || baseline is not null || rule is not null || keep))
-        {
-            throw new UsageException("--steps, --baseline, --rule and --keep-special belong to --method ig.");
-        }
-
-        if (!smooth && (samples is not null || noise is not null))
-        {
-            throw new UsageException("--samples and --noise belong to --method smoothgrad.");
-        }
-
-        if (!smooth && !shap && seed is not null)
-        {
-            throw new UsageException("--seed belongs to --method smoothgrad or shap.");
-        }
-
-        if (!shap && (budget is not null || exact || features is not null || masking is not null || maskToken is not null))
-        {
-            throw new UsageException("--budget, --exact, --features, --masking and --mask-token belong to --method shap.");
-        }
-
-        if (exact && (budget is not null || seed is not null))
-        {
-            throw new UsageException("--exact enumerates every coalition: it takes no --budget or --seed.");
-        }
-
-        if (!lrp && epsilon is not null)
-        {
-            throw new UsageException("--epsilon belongs to --method lrp and cp-lrp.");
-        }
-
-        return method switch
-        {
-            "saliency" => new SaliencyOptions(),
-            "gradxinput" or "gradient-x-input" => new GradientXInputOptions(),
-            "smoothgrad" => new SmoothGradOptions
-            {
-                Samples = samples ?? 16,
-                NoiseLevel = noise is null ? 0.1 : ParseDouble(noise, "--noise"),
-                Seed = seed ?? 0,
-            },
-            "ig" or "integrated-gradients" => new IntegratedGradientsOptions
-            {
-                Steps = steps ?? 64,
-                Baseline = baseline switch
-                {
-                    null or "zero" => BaselineKind.Zero,
-                    "pad" => BaselineKind.Pad,
-                    "mask" => BaselineKind.Mask,
-                    _ => throw new UsageException($"--baseline must be zero, pad or mask, not '{baseline}'."),
-                },
-                Rule = rule switch
-                {
-                    null or "gauss" or "gauss-legendre" => QuadratureRule.GaussLegendre,
-                    "riemann" or "middle" => QuadratureRule.RiemannMiddle,
-                    "left" => QuadratureRule.RiemannLeft,
-                    "right" => QuadratureRule.RiemannRight,
-                    "trapezoid" => QuadratureRule.RiemannTrapezoid,
-                    _ => throw new UsageException($"--rule must be gauss, riemann, left, right or trapezoid, not '{rule}'."),
-                },
-                KeepSpecialTokens = keep,
-            },
-            "shap" or "kernel-shap" => new KernelShapOptions
-            {
-                Budget = budget is null ? null : cli.IntOption("budget", 0, 1),
-                Seed = seed ?? 0,
-                Exact = exact,
-                Features = features switch
-                {
-                    null or "words" => ShapFeatures.Words,
-                    "tokens" => ShapFeatures.Tokens,
-                    _ => throw new UsageException($"--features must be words or tokens, not '{features}'."),
-                },
-                Masking = masking switch
-                {
-                    null or "mask" => ShapMasking.Replace,
-                    "drop" => maskToken is null ? ShapMasking.Drop : throw new UsageException("--mask-token replaces masked words; it does not go with --masking drop."),
-                    _ => throw new UsageException($"--masking must be mask or drop, not '{masking}'."),
-                },
-                ReplacementTokenId = maskToken is null ? null : cli.IntOption("mask-token", 0, 0),
-            },
-            "lrp" or "cp-lrp" => new LrpOptions
-            {
-                Rules = method == "cp-lrp" ? LrpRules.CpLrp : LrpRules.AttnLrp,
-                Epsilon = epsilon is null ? 1e-6 : ParseDouble(epsilon, "--epsilon"),
-            },
-            "rollout" => new AttentionRolloutOptions(),
-            "gradattn" => new GradientAttentionOptions(),
-            _ => throw new UsageException($"--method must be saliency, gradxinput, smoothgrad, ig, shap, lrp, cp-lrp, rollout or gradattn, not '{method}'."),
-        };
-    }
 
     /// <summary>Parses a target spec (see <see cref="TargetHelp"/>) against the model and the inputs.</summary>
     internal static ITarget ParseTarget(string spec, Model model, TokenBatch batch)
@@ -383,9 +208,4 @@ internal static class ExplainCommand
             ? ids[0]
             : throw new UsageException($"'{text}' is {ids.Length} tokens, not one; give a single token (often with its leading space, \" Paris\") or an id.");
     }
-
-    private static double ParseDouble(string text, string name)
-        => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
-            ? v
-            : throw new UsageException($"{name} must be a number, not '{text}'.");
 }

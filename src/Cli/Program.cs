@@ -1,3 +1,4 @@
+using System.Globalization;
 using Headlight.Kernels;
 
 namespace Headlight.Cli;
@@ -5,7 +6,10 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census" };
+
+    /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
+    internal static bool IsFlag(string name) => FlagNames.Contains(name);
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -22,7 +26,8 @@ internal static class Program
                 "attend" => AttendCommand.Run(cli, output),
                 "logits" => LogitsCommand.Run(cli, output),
                 "generate" => GenerateCommand.Run(cli, output),
-                "explain" => ExplainCommand.Run(cli, output),
+                "explain" => ExplainReportCommand.Run(cli, output, error),
+                "faithfulness" => FaithfulnessCommand.Run(cli, output, error),
                 "heads" => HeadsCommand.Run(cli, output, error),
                 "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
@@ -68,7 +73,10 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
-              explain TEXT --target T    which tokens and words the target depends on (gradients, integrated gradients, SHAP)
+              explain TEXT --target T    which tokens and words the target depends on, several methods side by side
+                                         (integrated gradients, LRP, SHAP, rollout, ...); --query Q --doc D: why a
+                                         document matches a query; --html FILE: a report; --png DIR: heat maps
+              faithfulness               deletion/insertion benchmark of the methods against random word orders
               heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
@@ -80,7 +88,8 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
-            """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + HeadsCommand.Help);
+            """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
+            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help);
         return 0;
     }
 }

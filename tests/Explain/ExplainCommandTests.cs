@@ -20,7 +20,7 @@ public sealed class ExplainCommandTests : IDisposable
     [Fact]
     public void Human_output_lists_tokens_words_target_and_delta()
     {
-        string text = Run("explain", "--model", classifier.Folder, "--device", "cpu", "--target", "prob:positive", "--steps", "32", "w7 w12 w9");
+        string text = Run("explain", "--model", classifier.Folder, "--device", "cpu", "--target", "prob:positive", "--method", "ig", "--steps", "32", "w7 w12 w9");
         Assert.Contains("integrated-gradients", text, StringComparison.Ordinal);
         Assert.Contains("probability of class 2", text, StringComparison.Ordinal);
         Assert.Contains("\"[CLS]\" (special)", text, StringComparison.Ordinal);
@@ -35,8 +35,9 @@ public sealed class ExplainCommandTests : IDisposable
         string json = Run("explain", "--model", decoder.Folder, "--device", "cpu", "--ids", "5,17,33,2", "--target", "diff:4,9@2", "--method", "gradxinput", "--json");
         using var doc = JsonDocument.Parse(json);
         var root = doc.RootElement;
-        Assert.Equal("gradient-x-input", root.GetProperty("method").GetString());
-        var row = root.GetProperty("rows")[0];
+        var method = root.GetProperty("methods")[0];
+        Assert.Equal("gradient-x-input", method.GetProperty("method").GetString());
+        var row = method.GetProperty("rows")[0];
         var scores = row.GetProperty("token_scores").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         Assert.Equal(4, scores.Length);
         Assert.Equal(4, row.GetProperty("words").GetArrayLength());
@@ -84,7 +85,7 @@ public sealed class ExplainCommandTests : IDisposable
     private static string Run(params string[] args)
     {
         using var output = new StringWriter();
-        Assert.Equal(0, ExplainCommand.Run(CliArgs.Parse(args, Flags), output));
+        Assert.Equal(0, ExplainReportCommand.Run(CliArgs.Parse(args, Flags), output, TextWriter.Null));
         return output.ToString();
     }
 }

@@ -28,7 +28,7 @@ public sealed class ShapCommandTests : IDisposable
     {
         string json = Run("explain", "--model", classifier.Folder, "--device", "cpu", "--ids", "2,7,12,9,20,3", "--target", "class:2", "--method", "shap", "--exact", "--masking", "drop", "--json");
         using var doc = JsonDocument.Parse(json);
-        var root = doc.RootElement;
+        var root = doc.RootElement.GetProperty("methods")[0];
         Assert.Equal("kernel-shap", root.GetProperty("method").GetString());
         Assert.Equal(16, root.GetProperty("passes").GetInt32());
         var features = root.GetProperty("rows")[0].GetProperty("features").EnumerateArray().ToArray();
@@ -44,7 +44,7 @@ public sealed class ShapCommandTests : IDisposable
     public void Usage_errors_name_the_options_that_do_not_belong()
     {
         string[] common = ["explain", "--model", classifier.Folder, "--device", "cpu", "--ids", "2,7,12,9,3", "--target", "class:0"];
-        Assert.Contains("--method shap", Assert.Throws<UsageException>(() => Run([.. common, "--budget", "40"])).Message, StringComparison.Ordinal);
+        Assert.Contains("--method shap", Assert.Throws<UsageException>(() => Run([.. common, "--method", "ig", "--budget", "40"])).Message, StringComparison.Ordinal);
         Assert.Contains("--method shap", Assert.Throws<UsageException>(() => Run([.. common, "--method", "saliency", "--exact"])).Message, StringComparison.Ordinal);
         Assert.Contains("--seed", Assert.Throws<UsageException>(() => Run([.. common, "--method", "ig", "--seed", "1"])).Message, StringComparison.Ordinal);
         Assert.Contains("--exact", Assert.Throws<UsageException>(() => Run([.. common, "--method", "shap", "--exact", "--budget", "10"])).Message, StringComparison.Ordinal);
@@ -57,7 +57,7 @@ public sealed class ShapCommandTests : IDisposable
     private static string Run(params string[] args)
     {
         using var output = new StringWriter();
-        Assert.Equal(0, ExplainCommand.Run(CliArgs.Parse(args, Flags), output));
+        Assert.Equal(0, ExplainReportCommand.Run(CliArgs.Parse(args, Flags), output, TextWriter.Null));
         return output.ToString();
     }
 }

@@ -17,7 +17,10 @@ internal static class HeatMap
     /// <param name="Minimum">The value drawn with the colour map's first colour; null = the data's minimum.</param>
     /// <param name="Maximum">The value drawn with its last colour; null = the data's maximum.</param>
     /// <param name="CellText">Text per cell [rows, columns] (null or empty = none); null = the values with two decimals where the grid is small.</param>
-    internal sealed record Spec(double[,] Values, string Title, string RowLabel, string ColumnLabel, double? Minimum = null, double? Maximum = null, string?[,]? CellText = null);
+    /// <param name="RowNames">Tick labels of the rows (methods, say); null = the row numbers.</param>
+    /// <param name="ColumnNames">Tick labels of the columns (tokens, say); null = the column numbers.</param>
+    internal sealed record Spec(double[,] Values, string Title, string RowLabel, string ColumnLabel, double? Minimum = null, double? Maximum = null, string?[,]? CellText = null,
+        IReadOnlyList<string>? RowNames = null, IReadOnlyList<string>? ColumnNames = null);
 
     private const int CellPixels = 44;
     private const int MaxAnnotatedCells = 24 * 24;
@@ -71,8 +74,8 @@ internal static class HeatMap
             }
         }
 
-        plot.Axes.Left.TickGenerator = Ticks(rows, r => rows - 1 - r);
-        plot.Axes.Bottom.TickGenerator = Ticks(columns, c => c);
+        plot.Axes.Left.TickGenerator = Ticks(rows, r => rows - 1 - r, spec.RowNames);
+        plot.Axes.Bottom.TickGenerator = Ticks(columns, c => c, spec.ColumnNames);
         plot.Title(spec.Title);
         plot.XLabel(spec.ColumnLabel);
         plot.YLabel(spec.RowLabel);
@@ -82,12 +85,12 @@ internal static class HeatMap
         return plot.GetImageBytes(width, height, ImageFormat.Png);
     }
 
-    private static ScottPlot.TickGenerators.NumericManual Ticks(int count, Func<int, int> position)
+    private static ScottPlot.TickGenerators.NumericManual Ticks(int count, Func<int, int> position, IReadOnlyList<string>? names)
     {
         var ticks = new ScottPlot.TickGenerators.NumericManual();
         for (int i = 0; i < count; i++)
         {
-            ticks.AddMajor(position(i), i.ToString(CultureInfo.InvariantCulture));
+            ticks.AddMajor(position(i), names is not null && i < names.Count ? names[i] : i.ToString(CultureInfo.InvariantCulture));
         }
 
         return ticks;
