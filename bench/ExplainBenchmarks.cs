@@ -29,15 +29,7 @@ public class ExplainBenchmarks
     {
         device = Device.Open("cpu");
         model = Model.Load("minilm", device);
-        var tokenizer = (BertWordPieceTokenizer)model.Tokenizer!;
-        string text = string.Join(" ", Enumerable.Repeat("Interpretability needs faithful and fast explanations for every prediction a model makes.", 8));
-        var tokens = tokenizer.Encode(text).Truncate(64, TruncationMode.LongestFirst);
-        batch = tokenizer.Batch([tokens], model.Config.MaxPositions);
-        if (batch.SequenceLength != 64)
-        {
-            throw new InvalidOperationException($"The benchmark input has {batch.SequenceLength} tokens, not 64.");
-        }
-
+        batch = BenchInputs.EnglishRow(model, 64);
         target = new EmbeddingSimilarityTarget("Why do explanations of neural networks matter?");
         target.Prepare(model, batch);
         options = new IntegratedGradientsOptions { Steps = 50, Rule = QuadratureRule.GaussLegendre };

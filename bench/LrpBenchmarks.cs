@@ -31,15 +31,7 @@ public class LrpBenchmarks
     {
         device = Device.Open("cpu");
         model = Model.Load("minilm", device);
-        var tokenizer = (BertWordPieceTokenizer)model.Tokenizer!;
-        string text = string.Join(" ", Enumerable.Repeat("Interpretability needs faithful and fast explanations for every prediction a model makes.", 16));
-        var tokens = tokenizer.Encode(text).Truncate(128, TruncationMode.LongestFirst);
-        batch = tokenizer.Batch([tokens], model.Config.MaxPositions);
-        if (batch.SequenceLength != 128)
-        {
-            throw new InvalidOperationException($"The benchmark input has {batch.SequenceLength} tokens, not 128.");
-        }
-
+        batch = BenchInputs.EnglishRow(model, 128);
         target = new EmbeddingSimilarityTarget("Why do explanations of neural networks matter?");
         target.Prepare(model, batch);
     }

@@ -51,6 +51,42 @@ internal static class ClassHead
         }
     }
 
+    /// <summary>
+    /// The target's value from the class logits, and its gradient with respect to them in <paramref name="dLogits"/>:
+    /// the logit itself (gradient 1 at the class), or p = softmax(logits)[c] with dp/dlogit_j = p·(δ_cj − p_j).
+    /// The same seed starts the relevance pass (the softmax's Taylor rule in signal form is its gradient).
+    /// </summary>
+    public static double SeedLogits(ReadOnlySpan<double> logits, int classIndex, bool probability, Span<double> dLogits)
+    {
+        dLogits.Clear();
+        if (!probability)
+        {
+            dLogits[classIndex] = 1;
+            return logits[classIndex];
+        }
+
+        double max = double.NegativeInfinity;
+        foreach (double z in logits)
+        {
+            max = Math.Max(max, z);
+        }
+
+        double sum = 0;
+        foreach (double z in logits)
+        {
+            sum += Math.Exp(z - max);
+        }
+
+        double p = Math.Exp(logits[classIndex] - max) / sum;
+        for (int j = 0; j < logits.Length; j++)
+        {
+            dLogits[j] = -p * Math.Exp(logits[j] - max) / sum;
+        }
+
+        dLogits[classIndex] += p;
+        return p;
+    }
+
     public static void Evaluate(TargetContext context, int classIndex, bool probability)
     {
         var w = context.Model.Weights;
@@ -89,26 +125,7 @@ internal static class ClassHead
                 logits[c] = z;
             }
 
-            Array.Clear(dLogits);
-            if (probability)
-            {
-                // p = softmax(logits)[c]; dp/dlogit_j = p·(δ_cj − p_j).
-                double max = logits.Max();
-                double sum = logits.Sum(x => Math.Exp(x - max));
-                double p = Math.Exp(logits[classIndex] - max) / sum;
-                for (int j = 0; j < labels; j++)
-                {
-                    dLogits[j] = -p * Math.Exp(logits[j] - max) / sum;
-                }
-
-                dLogits[classIndex] += p;
-                context.Values[r] = p;
-            }
-            else
-            {
-                dLogits[classIndex] = 1;
-                context.Values[r] = logits[classIndex];
-            }
+            context.Values[r] = SeedLogits(logits, classIndex, probability, dLogits);
 
             if (!context.WantsGradient)
             {

@@ -126,26 +126,8 @@ internal static class LrpHeads
                 logits[c] = sum;
             }
 
-            Array.Clear(sLogits);
-            if (probability)
-            {
-                // The softmax's Taylor rule in signal form is its gradient: p_c·(δ_cj − p_j).
-                double max = logits.Max();
-                double total = logits.Sum(x => Math.Exp(x - max));
-                double p = Math.Exp(logits[classIndex] - max) / total;
-                for (int j = 0; j < labels; j++)
-                {
-                    sLogits[j] = -p * Math.Exp(logits[j] - max) / total;
-                }
-
-                sLogits[classIndex] += p;
-                context.Values[r] = p;
-            }
-            else
-            {
-                sLogits[classIndex] = 1;
-                context.Values[r] = logits[classIndex];
-            }
+            // The softmax's Taylor rule in signal form is its gradient: p_c·(δ_cj − p_j).
+            context.Values[r] = ClassHead.SeedLogits(logits, classIndex, probability, sLogits);
 
             // Classifier (ε-rule), tanh (identity: the signal times tanh(z)/z), pooler dense (ε-rule, factor z/(z + ε·sign z)).
             for (int o = 0; o < d; o++)

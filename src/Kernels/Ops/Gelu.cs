@@ -84,26 +84,37 @@ public static unsafe class Gelu
             var cpu = (CpuDevice)args.Device;
             fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
             {
-                var job = new BackwardJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+                var job = new HostJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
                 cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
             }
         }
     }
 
-    /// <summary>The backward pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
-    private unsafe struct BackwardJob : ICpuJob
+    /// <summary>The backward (or, with <see cref="Relevance"/>, the relevance) pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
+    private unsafe struct HostJob : ICpuJob
     {
         public float* X;
         public float* Dy;
         public float* Dx;
         public int Length;
         public GeluForm Form;
+        public bool Relevance;
 
         public readonly void Execute(int item)
         {
             int start = item * BackwardChunk;
             int length = Math.Min(BackwardChunk, Length - start);
-            BackwardRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
+            var x = new ReadOnlySpan<float>(X + start, length);
+            var dy = new ReadOnlySpan<float>(Dy + start, length);
+            var dx = new Span<float>(Dx + start, length);
+            if (Relevance)
+            {
+                RelevanceRange(x, dy, dx, Form);
+            }
+            else
+            {
+                BackwardRange(x, dy, dx, Form);
+            }
         }
     }
 
@@ -346,27 +357,11 @@ public static unsafe class Gelu
         var cpu = (CpuDevice)args.Device;
         fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
         {
-            var job = new RelevanceJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
+            var job = new HostJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form, Relevance = true };
             cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
         }
     }
 
-    /// <summary>The relevance pass on the host; item = a chunk of <see cref="BackwardChunk"/> elements.</summary>
-    private unsafe struct RelevanceJob : ICpuJob
-    {
-        public float* X;
-        public float* Dy;
-        public float* Dx;
-        public int Length;
-        public GeluForm Form;
-
-        public readonly void Execute(int item)
-        {
-            int start = item * BackwardChunk;
-            int length = Math.Min(BackwardChunk, Length - start);
-            RelevanceRange(new ReadOnlySpan<float>(X + start, length), new ReadOnlySpan<float>(Dy + start, length), new Span<float>(Dx + start, length), Form);
-        }
-    }
 
     /// <summary><c>gelu(x)/x</c>: <c>Φ(x)</c> or <c>sigmoid(2u)</c>; usable inside ILGPU kernels.</summary>
     internal static float Gate(float x, int form) => form == (int)GeluForm.Erf ? Phi(x) : Sigmoid(2f * TanhArgument(x));
