@@ -32,7 +32,7 @@ public sealed class GemmCases : IOpCaseSource
         }
 
         // Every transpose at shapes that need edge tiles everywhere and k blocks on the CPU.
-        foreach (var (m, k, n) in new[] { (3, 17, 1), (17, 3, 17), (7, 130, 67), (67, 257, 130), (130, 600, 67), (1030, 65, 67), (33, 65, 900) })
+        foreach (var (m, k, n) in new[] { (3, 17, 1), (17, 3, 17), (7, 130, 67), (67, 257, 130), (130, 600, 67), (1030, 65, 67), (33, 65, 900), (19, 1024, 40) })
         {
             for (int t = 0; t < 4; t++)
             {

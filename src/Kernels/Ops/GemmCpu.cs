@@ -97,7 +97,7 @@ internal static unsafe class GemmCpu
             // once, splitting rows duplicates nothing (each thread packs only its rows of a).
             bool direct = IsDirect(d);
             var (mr, nr) = TileOf(isa);
-            bool splitRows = direct ? d.M > DirectMaxRows : job.PackedB != null || d.M > d.N;
+            bool splitRows = direct ? d.M > DirectMaxRows : job.PackedB != null || d.M >= d.N;
             int units = splitRows ? Ceiling(d.M, mr) : Ceiling(d.N, nr);
             if (!direct && units < threads)
             {
@@ -273,7 +273,13 @@ internal static unsafe class GemmCpu
         int nPad = Ceiling(d.N, nr) * nr;
         int nSteps = Ceiling(c1 - c0, NcMax);
         int nc0 = Ceiling(Ceiling(c1 - c0, nSteps), nr) * nr;
-        int mSteps = Ceiling(r1 - r0, McMax);
+
+        // The Vector512 kernel reads full 8-row strips of a row-major a in place; only a ragged last strip is packed.
+        // Not when a's rows are a multiple of 4 KB apart: all eight would then fall in the same L1 sets. Reading in
+        // place needs no block of packed rows, so all rows form one block and each block of b is packed once.
+        bool readsInPlace = wide && d.TransA == 0 && lda % 1024 != 0;
+        int inPlaceRows(int rows) => readsInPlace ? rows - (rows % mr) : 0;
+        int mSteps = readsInPlace ? 1 : Ceiling(r1 - r0, McMax);
         int mc0 = Ceiling(Ceiling(r1 - r0, mSteps), mr) * mr;
 
         for (int ic = r0; ic < r1; ic += mc0)
@@ -288,13 +294,21 @@ internal static unsafe class GemmCpu
                     int kc = Math.Min(kc0, d.K - pc);
                     bool first = rb == 0 && pc == 0;
                     bool last = rb == d.Reduce - 1 && pc + kc == d.K;
-                    PackA(a, lda, d.TransA != 0, ic, mc, pc, kc, mr, packA);
+                    PackA(a, lda, d.TransA != 0, ic + inPlaceRows(mc), mc - inPlaceRows(mc), pc, kc, mr, packA);
                     for (int jc = c0; jc < c1; jc += nc0)
                     {
                         int nc = Math.Min(nc0, c1 - jc);
+                        // A row-major b is packed by the first strip of rows as the Vector512 kernel reads it (the loads
+                        // are needed anyway; the stores hide behind the FMAs); only a ragged last strip is packed first.
+                        int packedAsRead = 0;
                         if (prepacked != null)
                         {
                             packB = prepacked + ((long)pc * nPad) + ((long)jc * kc);
+                        }
+                        else if (wide && d.TransB == 0)
+                        {
+                            packedAsRead = nc - (nc % nr);
+                            PackB(b, ldb, false, pc, kc, jc + packedAsRead, nc - packedAsRead, nr, packB + ((long)packedAsRead * kc));
                         }
                         else
                         {
@@ -304,7 +318,10 @@ internal static unsafe class GemmCpu
                         for (int ir = 0; ir < mc; ir += mr)
                         {
                             int rows = Math.Min(mr, mc - ir);
-                            float* aStrip = packA + ((long)ir * kc);
+                            bool inPlace = ir < inPlaceRows(mc);
+                            float* aStrip = inPlace ? a + ((long)(ic + ir) * lda) + pc : packA + ((long)(ir - inPlaceRows(mc)) * kc);
+                            long aRowStride = inPlace ? lda : 1;
+                            long aStep = inPlace ? 1 : mr;
                             long rowOffset = (long)(ic + ir) * d.N;
                             for (int jr = 0; jr < nc; jr += nr)
                             {
@@ -316,33 +333,35 @@ internal static unsafe class GemmCpu
 
                                 // Full tiles without a beta term go straight from registers to c; on the last pass the
                                 // Vector512 kernel also saves the pre-activation and applies GELU to the tile while in L1.
+                                // Other tiles go through a scratch tile and the general epilogue.
                                 bool plainLast = d.Activation == 0 && blk.Pre == null;
-                                if (rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || plainLast || wide))
+                                bool direct = rows == mr && cols == nr && (!first || d.Beta == 0f) && (!last || plainLast || wide);
+                                float* dst = direct ? cTile : tile;
+                                int ldd = direct ? d.N : nr;
+                                bool add = direct && !first;
+                                float alpha = direct ? d.Alpha : 1f;
+                                float* tileBias = direct && last ? biasTile : null;
+                                if (!wide)
                                 {
-                                    float* tileBias = last ? biasTile : null;
-                                    if (wide)
-                                    {
-                                        Kernel8x32(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
-                                        if (last && !plainLast)
-                                        {
-                                            FinishTile8x32(cTile, blk.Pre == null ? null : blk.Pre + rowOffset + col, d.N, d.Activation);
-                                        }
-                                    }
-                                    else
-                                    {
-                                        Kernel6x16(aStrip, bStrip, kc, cTile, d.N, !first, d.Alpha, tileBias);
-                                    }
-
-                                    continue;
+                                    Kernel6x16(aStrip, bStrip, kc, dst, ldd, add, alpha, tileBias);
                                 }
-
-                                if (wide)
+                                else if (ir == 0 && jr < packedAsRead)
                                 {
-                                    Kernel8x32(aStrip, bStrip, kc, tile, nr, false, 1f, null);
+                                    Kernel8x32<PacksB>(aStrip, aRowStride, aStep, b + ((long)pc * ldb) + col, ldb, bStrip, kc, dst, ldd, add, alpha, tileBias);
                                 }
                                 else
                                 {
-                                    Kernel6x16(aStrip, bStrip, kc, tile, nr, false, 1f, null);
+                                    Kernel8x32<ReadsPackedB>(aStrip, aRowStride, aStep, bStrip, nr, null, kc, dst, ldd, add, alpha, tileBias);
+                                }
+
+                                if (direct)
+                                {
+                                    if (wide && last && !plainLast)
+                                    {
+                                        FinishTile8x32(cTile, blk.Pre == null ? null : blk.Pre + rowOffset + col, d.N, d.Activation);
+                                    }
+
+                                    continue;
                                 }
 
                                 float* preTile = blk.Pre == null ? null : blk.Pre + rowOffset + col;
@@ -551,44 +570,81 @@ internal static unsafe class GemmCpu
         Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(s3, s7, 0x31));
     }
 
-    // dst [8, 32] (=|+=) alpha · a strip [kc][8] · b strip [kc][32] (+ bias [32]): 16 accumulators, one broadcast of a per row.
+    /// <summary>Where the Vector512 kernel's b strip comes from (a type argument, so each case compiles to its own loop).</summary>
+    private interface IStripSource
+    {
+        /// <summary>True when b is read from its source rows and each step's 32 values are stored to the packed strip as they go by.</summary>
+        static abstract bool PacksAsRead { get; }
+    }
+
+    private struct ReadsPackedB : IStripSource
+    {
+        public static bool PacksAsRead => false;
+    }
+
+    private struct PacksB : IStripSource
+    {
+        public static bool PacksAsRead => true;
+    }
+
+    // dst [8, 32] (=|+=) alpha · a [8, kc] · b [kc, 32] (+ bias [32]): 16 accumulators, one broadcast of a per row.
+    // a's element (r, p) is at a[r·rowStride + p·step]: a packed strip [kc][8] (rowStride 1, step 8) or eight rows of
+    // a row-major a read in place (rowStride lda, step 1), which saves packing a when its rows are contiguous.
+    // b's row p is at b + p·bStep: a packed strip (bStep 32) or b's own rows (bStep ldb), then copied to bCopy [kc][32].
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel8x32(float* a, float* b, int kc, float* dst, int ldd, bool add, float alpha, float* bias)
+    private static void Kernel8x32<TSource>(float* a, long rowStride, long step, float* b, long bStep, float* bCopy, int kc,
+        float* dst, int ldd, bool add, float alpha, float* bias)
+        where TSource : struct, IStripSource
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
-        for (int p = 0; p < kc; p++)
+        float* a0 = a;
+        float* a1 = a + rowStride;
+        float* a2 = a + (2 * rowStride);
+        float* a3 = a + (3 * rowStride);
+        float* a4 = a + (4 * rowStride);
+        float* a5 = a + (5 * rowStride);
+        float* a6 = a + (6 * rowStride);
+        float* a7 = a + (7 * rowStride);
+        long qEnd = kc * step;
+        for (long q = 0; q < qEnd; q += step)
         {
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
-            var x = Vector512.Create(a[0]);
+            if (TSource.PacksAsRead)
+            {
+                b0.Store(bCopy);
+                b1.Store(bCopy + 16);
+                bCopy += 32;
+            }
+
+            var x = Vector512.Create(a0[q]);
             c00 = Vector512.FusedMultiplyAdd(x, b0, c00);
             c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a[1]);
+            x = Vector512.Create(a1[q]);
             c10 = Vector512.FusedMultiplyAdd(x, b0, c10);
             c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a[2]);
+            x = Vector512.Create(a2[q]);
             c20 = Vector512.FusedMultiplyAdd(x, b0, c20);
             c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
-            x = Vector512.Create(a[3]);
+            x = Vector512.Create(a3[q]);
             c30 = Vector512.FusedMultiplyAdd(x, b0, c30);
             c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
-            x = Vector512.Create(a[4]);
+            x = Vector512.Create(a4[q]);
             c40 = Vector512.FusedMultiplyAdd(x, b0, c40);
             c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
-            x = Vector512.Create(a[5]);
+            x = Vector512.Create(a5[q]);
             c50 = Vector512.FusedMultiplyAdd(x, b0, c50);
             c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
-            x = Vector512.Create(a[6]);
+            x = Vector512.Create(a6[q]);
             c60 = Vector512.FusedMultiplyAdd(x, b0, c60);
             c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
-            x = Vector512.Create(a[7]);
+            x = Vector512.Create(a7[q]);
             c70 = Vector512.FusedMultiplyAdd(x, b0, c70);
             c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
-            a += 8;
-            b += 32;
+            b += bStep;
         }
 
         var va = Vector512.Create(alpha);
