@@ -87,44 +87,61 @@ internal static class ClassHead
         return p;
     }
 
+    /// <summary>The head's weights on the host: the pooler <c>[d, d]</c> and classifier <c>[d, labels]</c>, both stored [in, out].</summary>
+    public sealed record HeadWeights(float[] Pooler, float[] PoolerBias, float[] Classifier, float[] ClassifierBias, int Hidden, int Labels)
+    {
+        public static HeadWeights Of(Model model)
+        {
+            var w = model.Weights;
+            return new HeadWeights(HostWeights.Get(w.PoolerWeight!), HostWeights.Get(w.PoolerBias!), HostWeights.Get(w.ClassifierWeight!),
+                HostWeights.Get(w.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
+        }
+    }
+
+    /// <summary>The head forward for one [CLS] state: <c>pre = W_p·h + b_p</c>, <c>pooled = tanh(pre)</c>, <c>logits = W_c·pooled + b_c</c>.</summary>
+    public static void Forward(HeadWeights head, ReadOnlySpan<float> h, Span<double> pre, Span<double> pooled, Span<double> logits)
+    {
+        int d = head.Hidden;
+        int labels = head.Labels;
+        for (int o = 0; o < d; o++)
+        {
+            double z = head.PoolerBias[o];
+            for (int i = 0; i < d; i++)
+            {
+                z += h[i] * (double)head.Pooler[(i * d) + o];
+            }
+
+            pre[o] = z;
+            pooled[o] = Math.Tanh(z);
+        }
+
+        for (int c = 0; c < labels; c++)
+        {
+            double z = head.ClassifierBias[c];
+            for (int i = 0; i < d; i++)
+            {
+                z += pooled[i] * head.Classifier[(i * labels) + c];
+            }
+
+            logits[c] = z;
+        }
+    }
+
     public static void Evaluate(TargetContext context, int classIndex, bool probability)
     {
-        var w = context.Model.Weights;
-        int d = context.Hidden;
-        int labels = context.Model.Config.NumLabels;
-        float[] wp = HostWeights.Get(w.PoolerWeight!);       // [d, d] stored [in, out]
-        float[] bp = HostWeights.Get(w.PoolerBias!);
-        float[] wc = HostWeights.Get(w.ClassifierWeight!);   // [d, labels]
-        float[] bc = HostWeights.Get(w.ClassifierBias!);
+        var head = HeadWeights.Of(context.Model);
+        int d = head.Hidden;
+        int labels = head.Labels;
+        float[] wp = head.Pooler;
+        float[] wc = head.Classifier;
+        var pre = new double[d];
         var pooled = new double[d];
         var logits = new double[labels];
         var dLogits = new double[labels];
         var dPre = new double[d];
         for (int r = 0; r < context.Rows; r++)
         {
-            var h = context.HiddenAt(r, 0);
-            for (int o = 0; o < d; o++)
-            {
-                double z = bp[o];
-                for (int i = 0; i < d; i++)
-                {
-                    z += h[i] * (double)wp[(i * d) + o];
-                }
-
-                pooled[o] = Math.Tanh(z);
-            }
-
-            for (int c = 0; c < labels; c++)
-            {
-                double z = bc[c];
-                for (int i = 0; i < d; i++)
-                {
-                    z += pooled[i] * wc[(i * labels) + c];
-                }
-
-                logits[c] = z;
-            }
-
+            Forward(head, context.HiddenAt(r, 0), pre, pooled, logits);
             context.Values[r] = SeedLogits(logits, classIndex, probability, dLogits);
 
             if (!context.WantsGradient)

@@ -90,41 +90,19 @@ internal static class LrpHeads
     // Classifier head: logits = Wc·tanh(Wp·h[CLS] + bp) + bc; for the probability, then the class softmax.
     private static void Classifier(TargetContext context, int classIndex, bool probability, double epsilon)
     {
-        var w = context.Model.Weights;
-        int d = context.Hidden;
-        int labels = context.Model.Config.NumLabels;
-        float[] wp = HostWeights.Get(w.PoolerWeight!);       // [d, d] stored [in, out]
-        float[] bp = HostWeights.Get(w.PoolerBias!);
-        float[] wc = HostWeights.Get(w.ClassifierWeight!);   // [d, labels]
-        float[] bc = HostWeights.Get(w.ClassifierBias!);
+        var head = ClassHead.HeadWeights.Of(context.Model);
+        int d = head.Hidden;
+        int labels = head.Labels;
+        float[] wp = head.Pooler;
+        float[] wc = head.Classifier;
         var z = new double[d];
+        var pooled = new double[d];
         var logits = new double[labels];
         var sLogits = new double[labels];
         var sZ = new double[d];
         for (int r = 0; r < context.Rows; r++)
         {
-            var h = context.HiddenAt(r, 0);
-            for (int o = 0; o < d; o++)
-            {
-                double sum = bp[o];
-                for (int i = 0; i < d; i++)
-                {
-                    sum += h[i] * (double)wp[(i * d) + o];
-                }
-
-                z[o] = sum;
-            }
-
-            for (int c = 0; c < labels; c++)
-            {
-                double sum = bc[c];
-                for (int o = 0; o < d; o++)
-                {
-                    sum += Math.Tanh(z[o]) * wc[(o * labels) + c];
-                }
-
-                logits[c] = sum;
-            }
+            ClassHead.Forward(head, context.HiddenAt(r, 0), z, pooled, logits);
 
             // The softmax's Taylor rule in signal form is its gradient: p_c·(δ_cj − p_j).
             context.Values[r] = ClassHead.SeedLogits(logits, classIndex, probability, sLogits);
@@ -138,7 +116,7 @@ internal static class LrpHeads
                     s += wc[(o * labels) + c] * sLogits[c] * Stabilized(logits[c], epsilon);
                 }
 
-                sZ[o] = s * Math.Tanh(z[o]) / (z[o] + (z[o] >= 0 ? epsilon : -epsilon));
+                sZ[o] = s * pooled[o] / (z[o] + (z[o] >= 0 ? epsilon : -epsilon));
             }
 
             var seed = context.Seed(r, 0);

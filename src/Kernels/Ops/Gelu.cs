@@ -57,9 +57,12 @@ public static unsafe class Gelu
     }
 
     /// <summary><c>dx = dy ⊙ gelu'(x)</c>; <paramref name="dx"/> may be <paramref name="dy"/>.</summary>
-    public static void Backward(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form)
+    public static void Backward(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form) => RunBackward(x, dy, dx, form, relevance: false);
+
+    // The backward pass or, with relevance, its identity-rule twin: the same operands, shapes and split over threads.
+    private static void RunBackward(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form, bool relevance)
     {
-        var args = new OpArgs("Gelu.Backward").Add("x", x).Add("dy", dy).Add("dx", dx)
+        var args = new OpArgs(relevance ? "Gelu.Relevance" : "Gelu.Backward").Add("x", x).Add("dy", dy).Add("dx", dx)
             .Require(x.Shape == dy.Shape && x.Shape == dx.Shape, "x, dy and dx must have the same shape")
             .Require(Enum.IsDefined(form), "form must be Erf or Tanh");
         int n = (int)x.Length;
@@ -70,23 +73,26 @@ public static unsafe class Gelu
 
         if (args.Device is IlgpuDevice gpu)
         {
-            var kernel = gpu.GetKernel("Gelu.Backward", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(BackwardKernel));
+            var kernel = relevance
+                ? gpu.GetKernel("Gelu.Relevance", static acc =>
+                    acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RelevanceKernel))
+                : gpu.GetKernel("Gelu.Backward", static acc =>
+                    acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(BackwardKernel));
             lock (gpu.SyncRoot)
             {
                 kernel(gpu.Accelerator.DefaultStream, n, x.View, dy.View, dx.View, (int)form);
             }
+
+            return;
         }
-        else
+
+        // SIMD per chunk, chunks over the device's threads: the backward pass of an MLP runs this on
+        // [rows, intermediate] every layer.
+        var cpu = (CpuDevice)args.Device;
+        fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
         {
-            // SIMD per chunk, chunks over the device's threads: the backward pass of an MLP runs this on
-            // [rows, intermediate] every layer.
-            var cpu = (CpuDevice)args.Device;
-            fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
-            {
-                var job = new HostJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form };
-                cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
-            }
+            var job = new HostJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form, Relevance = relevance };
+            cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
         }
     }
 
@@ -330,38 +336,7 @@ public static unsafe class Gelu
     /// <c>Φ(x)</c> or <c>sigmoid(2u)</c>, finite at 0. <paramref name="dx"/> may be <paramref name="dy"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped.</exception>
-    public static void Relevance(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form)
-    {
-        var args = new OpArgs("Gelu.Relevance").Add("x", x).Add("dy", dy).Add("dx", dx)
-            .Require(x.Shape == dy.Shape && x.Shape == dx.Shape, "x, dy and dx must have the same shape")
-            .Require(Enum.IsDefined(form), "form must be Erf or Tanh");
-        int n = (int)x.Length;
-        if (n == 0)
-        {
-            return;
-        }
-
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Gelu.Relevance", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RelevanceKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, x.View, dy.View, dx.View, (int)form);
-            }
-
-            return;
-        }
-
-        // SIMD per chunk, chunks over the device's threads, as in the backward pass.
-        var cpu = (CpuDevice)args.Device;
-        fixed (float* px = x.HostSpan, pdy = dy.HostSpan, pdx = dx.HostSpan)
-        {
-            var job = new HostJob { X = px, Dy = pdy, Dx = pdx, Length = n, Form = form, Relevance = true };
-            cpu.Workers.Run(ref job, (n + BackwardChunk - 1) / BackwardChunk);
-        }
-    }
-
+    public static void Relevance(Tensor<float> x, Tensor<float> dy, Tensor<float> dx, GeluForm form) => RunBackward(x, dy, dx, form, relevance: true);
 
     /// <summary><c>gelu(x)/x</c>: <c>Φ(x)</c> or <c>sigmoid(2u)</c>; usable inside ILGPU kernels.</summary>
     internal static float Gate(float x, int form) => form == (int)GeluForm.Erf ? Phi(x) : Sigmoid(2f * TanhArgument(x));
