@@ -283,13 +283,13 @@ internal static unsafe class GemmCpu
         // Not when a's rows are a multiple of 4 KB apart: all eight would then fall in the same L1 sets. Reading in
         // place needs no block of packed rows, so all rows form one block and each block of b is packed once.
         bool readsInPlace = wide && d.TransA == 0 && lda % 1024 != 0;
-        int inPlaceRows(int rows) => readsInPlace ? rows - (rows % mr) : 0;
         int mSteps = readsInPlace ? 1 : Ceiling(r1 - r0, McMax);
         int mc0 = Ceiling(Ceiling(r1 - r0, mSteps), mr) * mr;
 
         for (int ic = r0; ic < r1; ic += mc0)
         {
             int mc = Math.Min(mc0, r1 - ic);
+            int inPlaceRows = readsInPlace ? mc - (mc % mr) : 0;
             for (int rb = 0; rb < d.Reduce; rb++)
             {
                 float* a = blk.A + ((long)rb * d.AReduceStride);
@@ -299,7 +299,7 @@ internal static unsafe class GemmCpu
                     int kc = Math.Min(kc0, d.K - pc);
                     bool first = rb == 0 && pc == 0;
                     bool last = rb == d.Reduce - 1 && pc + kc == d.K;
-                    PackA(a, lda, d.TransA != 0, ic + inPlaceRows(mc), mc - inPlaceRows(mc), pc, kc, mr, packA);
+                    PackA(a, lda, d.TransA != 0, ic + inPlaceRows, mc - inPlaceRows, pc, kc, mr, packA);
                     for (int jc = c0; jc < c1; jc += nc0)
                     {
                         int nc = Math.Min(nc0, c1 - jc);
@@ -325,8 +325,8 @@ internal static unsafe class GemmCpu
                         for (int ir = 0; ir < mc; ir += mr)
                         {
                             int rows = Math.Min(mr, mc - ir);
-                            bool inPlace = ir < inPlaceRows(mc);
-                            float* aStrip = inPlace ? a + ((long)(ic + ir) * lda) + pc : packA + ((long)(ir - inPlaceRows(mc)) * kc);
+                            bool inPlace = ir < inPlaceRows;
+                            float* aStrip = inPlace ? a + ((long)(ic + ir) * lda) + pc : packA + ((long)(ir - inPlaceRows) * kc);
                             long aRowStride = inPlace ? lda : 1;
                             long aStep = inPlace ? 1 : mr;
                             long rowOffset = (long)(ic + ir) * d.N;
