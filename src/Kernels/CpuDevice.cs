@@ -15,6 +15,8 @@ namespace Headlight.Kernels;
 /// </remarks>
 public sealed class CpuDevice : Device
 {
+    private readonly CpuBackend backend;
+
     /// <summary>Creates the CPU device using every logical processor.</summary>
     public CpuDevice() : this(Environment.ProcessorCount) { }
 
@@ -25,6 +27,7 @@ public sealed class CpuDevice : Device
         Threads = threads;
         ParallelOptions = new ParallelOptions { MaxDegreeOfParallelism = threads };
         Workers = new CpuWorkers(threads);
+        backend = new CpuBackend(Workers);
     }
 
     /// <inheritdoc />
@@ -44,6 +47,8 @@ public sealed class CpuDevice : Device
 
     /// <inheritdoc />
     public override void Synchronize() { }
+
+    internal override Backend Backend => backend;
 
     /// <summary>Stops the worker threads.</summary>
     protected override void Dispose(bool disposing)

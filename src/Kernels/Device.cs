@@ -143,6 +143,9 @@ public abstract class Device : IDisposable
     internal abstract DeviceStorage<T> CreateStorage<T>(long length)
         where T : unmanaged;
 
+    /// <summary>Runs the ops on this device: the one seam between an op's validation and its backend code.</summary>
+    internal abstract Backend Backend { get; }
+
     /// <summary>
     /// Opens a device by name: <c>auto</c> (CUDA, then an OpenCL GPU, then <c>cpu</c>), <c>cuda</c>,
     /// <c>opencl</c>, <c>cpu</c> (managed SIMD) or <c>ilgpu-cpu</c>. With no name, reads

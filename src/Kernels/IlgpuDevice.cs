@@ -27,7 +27,7 @@ public sealed class IlgpuDevice : Device
     private static readonly Lock ContextGate = new();
 
     private readonly Context context;
-    private readonly ConcurrentDictionary<string, Lazy<object>> kernels = new(StringComparer.Ordinal);
+    private readonly IlgpuBackend backend;
 
     static IlgpuDevice() => OpenClLibraryResolver.Register();
 
@@ -36,23 +36,25 @@ public sealed class IlgpuDevice : Device
     {
         Kind = kind;
         this.context = context;
-        Accelerator = accelerator;
+        backend = new IlgpuBackend(accelerator);
     }
 
     /// <inheritdoc />
     public override DeviceKind Kind { get; }
 
     /// <summary>The ILGPU accelerator; owned by this device.</summary>
-    public Accelerator Accelerator { get; }
+    internal Accelerator Accelerator => backend.Accelerator;
 
     /// <summary>Serialises launches and copies from concurrent callers on the accelerator's default stream.</summary>
-    internal object SyncRoot { get; } = new();
+    internal Lock SyncRoot => backend.SyncRoot;
 
     /// <summary>Threads that run in lock step (1 when the backend reports none, as PoCL does).</summary>
-    public int WarpSize => Math.Max(1, Accelerator.WarpSize);
+    public int WarpSize => backend.WarpSize;
 
     /// <summary>The largest group this accelerator runs.</summary>
-    public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
+    public int MaxGroupSize => backend.MaxGroupSize;
+
+    internal override Backend Backend => backend;
 
     /// <inheritdoc />
     public override void Synchronize()
@@ -74,10 +76,7 @@ public sealed class IlgpuDevice : Device
     /// </summary>
     internal TKernel GetKernel<TKernel>(string key, Func<Accelerator, TKernel> load)
         where TKernel : class
-    {
-        var lazy = kernels.GetOrAdd(key, _ => new Lazy<object>(() => load(Accelerator), LazyThreadSafetyMode.ExecutionAndPublication));
-        return (TKernel)lazy.Value;
-    }
+        => backend.Kernel(key, load);
 
     internal static Device Open(DeviceKind kind, int index)
     {

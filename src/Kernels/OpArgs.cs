@@ -43,6 +43,9 @@ internal struct OpArgs
     /// <summary>The device every operand lives on.</summary>
     public readonly Device Device => device ?? throw new InvalidOperationException($"{op}: no operands were given.");
 
+    /// <summary>The backend of the device every operand lives on.</summary>
+    public readonly Backend Backend => Device.Backend;
+
     /// <summary>Adds a required operand.</summary>
     public OpArgs Add<T>(string name, Tensor<T>? tensor)
         where T : unmanaged

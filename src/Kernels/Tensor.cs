@@ -240,19 +240,7 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
             return;
         }
 
-        if (storage is HostStorage<T>)
-        {
-            source.CopyTo(HostSpan);
-        }
-        else
-        {
-            var ilgpu = (IlgpuDevice)Device;
-            lock (ilgpu.SyncRoot)
-            {
-                View.CopyFromCPU(ilgpu.Accelerator.DefaultStream, source);
-                ilgpu.Accelerator.DefaultStream.Synchronize();
-            }
-        }
+        Device.Backend.Upload(this, source);
     }
 
     /// <summary>Copies the tensor into host memory; <paramref name="destination"/> must have exactly <see cref="Length"/> elements.</summary>
@@ -269,19 +257,7 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
             return;
         }
 
-        if (storage is HostStorage<T>)
-        {
-            HostSpan.CopyTo(destination);
-        }
-        else
-        {
-            var ilgpu = (IlgpuDevice)Device;
-            lock (ilgpu.SyncRoot)
-            {
-                View.CopyToCPU(ilgpu.Accelerator.DefaultStream, destination);
-                ilgpu.Accelerator.DefaultStream.Synchronize();
-            }
-        }
+        Device.Backend.Download(this, destination);
     }
 
     /// <summary>Copies this tensor into another tensor of the same element count on the same device.</summary>
@@ -301,18 +277,7 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
             return;
         }
 
-        if (storage is HostStorage<T>)
-        {
-            HostSpan.CopyTo(destination.HostSpan);
-        }
-        else
-        {
-            var ilgpu = (IlgpuDevice)Device;
-            lock (ilgpu.SyncRoot)
-            {
-                View.CopyTo(ilgpu.Accelerator.DefaultStream, destination.View);
-            }
-        }
+        Device.Backend.Copy(this, destination);
     }
 
     /// <summary>Copies the tensor into a new host array.</summary>
@@ -332,17 +297,7 @@ public sealed class Tensor<T> : IDisposable, ITensorInfo
             return;
         }
 
-        if (storage is HostStorage<T>)
-        {
-            HostSpan.Fill(value);
-        }
-        else
-        {
-            // Fill through a host buffer: rare (initialisation and tests), and it needs no kernel per type.
-            var host = new T[Length];
-            host.AsSpan().Fill(value);
-            CopyFrom(host);
-        }
+        Device.Backend.Fill(this, value);
     }
 
     /// <summary>Frees the memory if this tensor owns it; views do nothing.</summary>
