@@ -14,11 +14,16 @@ internal static class GroupReduce
     /// <summary>Threads per group for row-wise kernels; shared scratch arrays are this long.</summary>
     public const int MaxGroupSize = 256;
 
-    /// <summary>The group size row kernels launch with on <paramref name="device"/>: a power of two, at most <see cref="MaxGroupSize"/>.</summary>
-    public static int GroupSizeFor(IlgpuDevice device)
+    /// <summary>The group size row kernels launch with on <paramref name="backend"/>: a power of two, at most <see cref="MaxGroupSize"/>.</summary>
+    public static int GroupSizeFor(IlgpuBackend backend) => GroupSizeFor(backend.MaxGroupSize);
+
+    /// <summary>As <see cref="GroupSizeFor(IlgpuBackend)"/>, for callers that hold the device.</summary>
+    public static int GroupSizeFor(IlgpuDevice device) => GroupSizeFor(device.MaxGroupSize);
+
+    private static int GroupSizeFor(int largest)
     {
         int size = MaxGroupSize;
-        while (size > device.MaxGroupSize)
+        while (size > largest)
         {
             size /= 2;
         }
