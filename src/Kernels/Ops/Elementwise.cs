@@ -1,16 +1,10 @@
-using System.Runtime.Intrinsics;
-using ILGPU;
-using ILGPU.Algorithms;
-using ILGPU.Runtime;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
-
 namespace Headlight.Kernels;
 
 /// <summary>
 /// Element-wise ops: add, add a row vector, scale, scaled accumulate, multiply and tanh. Each has its
 /// backward next to it; most backward passes are the forward ops themselves, as noted.
 /// </summary>
-public static class Elementwise
+public static partial class Elementwise
 {
     /// <summary><c>y = a + b</c>, all of one shape. <paramref name="y"/> may be <paramref name="a"/> or <paramref name="b"/>.</summary>
     /// <remarks>Backward: <c>da = dy</c> and <c>db = dy</c>.</remarks>
@@ -24,19 +18,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.Add", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(AddKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, a.View, b.View, y.View);
-            }
-        }
-        else
-        {
-            TensorPrimitives.Add(a.HostSpan, b.HostSpan, y.HostSpan);
-        }
+        args.Backend.ElementwiseAdd(a, b, y);
     }
 
     /// <summary>
@@ -49,31 +31,12 @@ public static class Elementwise
             .Require(x.Shape == y.Shape, "x and y must have the same shape")
             .Require(x.Shape.Rank >= 1 && bias.Shape.Rank == 1 && bias.Length == x.Shape[-1], "bias must be [n] where n is x's last dimension");
         int n = (int)y.Length;
-        int columns = (int)bias.Length;
         if (n == 0)
         {
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.AddRowVector", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(AddRowVectorKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, x.View, bias.View, y.View, columns);
-            }
-        }
-        else
-        {
-            var xs = x.HostSpan;
-            var ys = y.HostSpan;
-            var bs = bias.HostSpan;
-            for (int row = 0; row < n; row += columns)
-            {
-                TensorPrimitives.Add(xs.Slice(row, columns), bs, ys.Slice(row, columns));
-            }
-        }
+        args.Backend.ElementwiseAddRowVector(x, bias, y);
     }
 
     /// <summary><c>y = alpha · x</c>. <paramref name="y"/> may be <paramref name="x"/>.</summary>
@@ -88,19 +51,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.Scale", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, ArrayView<float>>(ScaleKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, x.View, alpha, y.View);
-            }
-        }
-        else
-        {
-            TensorPrimitives.Multiply(x.HostSpan, alpha, y.HostSpan);
-        }
+        args.Backend.ElementwiseScale(x, alpha, y);
     }
 
     /// <summary><c>y += alpha · x</c>: accumulates a scaled tensor, as gradient sums need.</summary>
@@ -115,20 +66,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.AddScaled", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, ArrayView<float>>(AddScaledKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, y.View, alpha, x.View);
-            }
-        }
-        else
-        {
-            var ys = y.HostSpan;
-            TensorPrimitives.MultiplyAdd(x.HostSpan, alpha, ys, ys);
-        }
+        args.Backend.ElementwiseAddScaled(y, alpha, x);
     }
 
     /// <summary><c>y = a ⊙ b</c>, all of one shape. <paramref name="y"/> may be <paramref name="a"/> or <paramref name="b"/>.</summary>
@@ -143,19 +81,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.Multiply", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(MultiplyKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, a.View, b.View, y.View);
-            }
-        }
-        else
-        {
-            TensorPrimitives.Multiply(a.HostSpan, b.HostSpan, y.HostSpan);
-        }
+        args.Backend.ElementwiseMultiply(a, b, y);
     }
 
     /// <summary>Backward of <see cref="Multiply"/>: <c>da = dy ⊙ b</c>, <c>db = dy ⊙ a</c>; either output may be null.</summary>
@@ -187,19 +113,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.Tanh", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(TanhKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, x.View, y.View);
-            }
-        }
-        else
-        {
-            TensorPrimitives.Tanh(x.HostSpan, y.HostSpan);
-        }
+        args.Backend.ElementwiseTanh(x, y);
     }
 
     /// <summary>Backward of <see cref="Tanh"/> from its output: <c>dx = dy ⊙ (1 − y²)</c>. <paramref name="dx"/> may be <paramref name="dy"/>.</summary>
@@ -213,44 +127,8 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.TanhBackward", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TanhBackwardKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, y.View, dy.View, dx.View);
-            }
-        }
-        else
-        {
-            var ys = y.HostSpan;
-            var gs = dy.HostSpan;
-            var ds = dx.HostSpan;
-            for (int i = 0; i < ys.Length; i++)
-            {
-                ds[i] = gs[i] * (1f - (ys[i] * ys[i]));
-            }
-        }
+        args.Backend.ElementwiseTanhBackward(y, dy, dx);
     }
-
-    // y [n] = a [n] + b [n]
-    private static void AddKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] + b[i];
-
-    // y [rows, columns] = x [rows, columns] + bias [columns]
-    private static void AddRowVectorKernel(Index1D i, ArrayView<float> x, ArrayView<float> bias, ArrayView<float> y, int columns)
-        => y[i] = x[i] + bias[i % columns];
-
-    private static void ScaleKernel(Index1D i, ArrayView<float> x, float alpha, ArrayView<float> y) => y[i] = alpha * x[i];
-
-    private static void AddScaledKernel(Index1D i, ArrayView<float> y, float alpha, ArrayView<float> x) => y[i] += alpha * x[i];
-
-    private static void TanhKernel(Index1D i, ArrayView<float> x, ArrayView<float> y) => y[i] = XMath.Tanh(x[i]);
-
-    private static void TanhBackwardKernel(Index1D i, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
-        => dx[i] = dy[i] * (1f - (y[i] * y[i]));
-
-    private static void MultiplyKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] * b[i];
 
     #region LRP
 
@@ -276,19 +154,7 @@ public static class Elementwise
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Elementwise.EpsilonShare", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float>(EpsilonShareKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, dy.View, z.View, dx.View, epsilon, operands);
-            }
-        }
-        else
-        {
-            EpsilonShareHost(dy.HostSpan, z.HostSpan, dx.HostSpan, epsilon, operands);
-        }
+        args.Backend.ElementwiseEpsilonShare(dy, z, dx, epsilon, operands);
     }
 
     /// <summary>
@@ -318,26 +184,7 @@ public static class Elementwise
                 continue;
             }
 
-            if (args.Device is IlgpuDevice gpu)
-            {
-                var kernel = gpu.GetKernel("Elementwise.MultiplyRelevance", static acc =>
-                    acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, int>(MultiplyRelevanceKernel));
-                lock (gpu.SyncRoot)
-                {
-                    kernel(gpu.Accelerator.DefaultStream, n, dy.View, a.View, b.View, output.View, epsilon, forA);
-                }
-            }
-            else
-            {
-                var g = dy.HostSpan;
-                var x = a.HostSpan;
-                var w = b.HostSpan;
-                var d = output.HostSpan;
-                for (int i = 0; i < n; i++)
-                {
-                    d[i] = (forA != 0 ? w[i] : x[i]) * Share(g[i], x[i] * w[i], epsilon, 2f);
-                }
-            }
+            args.Backend.ElementwiseMultiplyRelevance(dy, a, b, output, epsilon, forA);
         }
     }
 
@@ -350,37 +197,36 @@ public static class Elementwise
     private static bool Aliases(Tensor<float>? output, Tensor<float> dy, Tensor<float> a, Tensor<float> b)
         => output is not null && (ReferenceEquals(output, dy) || ReferenceEquals(output, a) || ReferenceEquals(output, b));
 
-    // dx = dy ⊙ z / (k·z + ε·sign z) on the host, 16 lanes at a time; dx may alias dy.
-    private static void EpsilonShareHost(ReadOnlySpan<float> dy, ReadOnlySpan<float> z, Span<float> dx, float epsilon, float operands)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var k = Vector512.Create(operands);
-            var plus = Vector512.Create(epsilon);
-            var minus = Vector512.Create(-epsilon);
-            for (; i <= dx.Length - Vector512<float>.Count; i += Vector512<float>.Count)
-            {
-                var zv = Vector512.Create(z.Slice(i, Vector512<float>.Count));
-                var e = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(zv, Vector512<float>.Zero), plus, minus);
-                (Vector512.Create(dy.Slice(i, Vector512<float>.Count)) * zv / ((k * zv) + e)).CopyTo(dx.Slice(i, Vector512<float>.Count));
-            }
-        }
-
-        for (; i < dx.Length; i++)
-        {
-            dx[i] = Share(dy[i], z[i], epsilon, operands);
-        }
-    }
-
-    // dy, z [n] -> dx [n]
-    private static void EpsilonShareKernel(Index1D i, ArrayView<float> dy, ArrayView<float> z, ArrayView<float> dx, float epsilon, float operands)
-        => dx[i] = Share(dy[i], z[i], epsilon, operands);
-
-    // dy, a, b [n] -> output [n] = (the other operand) ⊙ the share of dy at y = a ⊙ b: da when forA, else db
-    private static void MultiplyRelevanceKernel(Index1D i, ArrayView<float> dy, ArrayView<float> a, ArrayView<float> b,
-        ArrayView<float> output, float epsilon, int forA)
-        => output[i] = (forA != 0 ? b[i] : a[i]) * Share(dy[i], a[i] * b[i], epsilon, 2f);
-
     #endregion
+}
+
+/// <summary>The element-wise ops' entry points on each backend (Elementwise.Cpu.cs, Elementwise.Ilgpu.cs); operands validated and not empty.</summary>
+internal abstract partial class Backend
+{
+    /// <summary><c>y = a + b</c>.</summary>
+    internal abstract void ElementwiseAdd(Tensor<float> a, Tensor<float> b, Tensor<float> y);
+
+    /// <summary><c>y[r, c] = x[r, c] + bias[c]</c>.</summary>
+    internal abstract void ElementwiseAddRowVector(Tensor<float> x, Tensor<float> bias, Tensor<float> y);
+
+    /// <summary><c>y = alpha · x</c>.</summary>
+    internal abstract void ElementwiseScale(Tensor<float> x, float alpha, Tensor<float> y);
+
+    /// <summary><c>y += alpha · x</c>.</summary>
+    internal abstract void ElementwiseAddScaled(Tensor<float> y, float alpha, Tensor<float> x);
+
+    /// <summary><c>y = a ⊙ b</c>.</summary>
+    internal abstract void ElementwiseMultiply(Tensor<float> a, Tensor<float> b, Tensor<float> y);
+
+    /// <summary><c>y = tanh(x)</c>.</summary>
+    internal abstract void ElementwiseTanh(Tensor<float> x, Tensor<float> y);
+
+    /// <summary><c>dx = dy ⊙ (1 − y²)</c>.</summary>
+    internal abstract void ElementwiseTanhBackward(Tensor<float> y, Tensor<float> dy, Tensor<float> dx);
+
+    /// <summary><c>dx = dy ⊙ z / (operands·z + ε·sign z)</c>.</summary>
+    internal abstract void ElementwiseEpsilonShare(Tensor<float> dy, Tensor<float> z, Tensor<float> dx, float epsilon, int operands);
+
+    /// <summary>One output of the uniform rule through <c>a ⊙ b</c>: <c>da</c> when <paramref name="forA"/> is 1, else <c>db</c>.</summary>
+    internal abstract void ElementwiseMultiplyRelevance(Tensor<float> dy, Tensor<float> a, Tensor<float> b, Tensor<float> output, float epsilon, int forA);
 }

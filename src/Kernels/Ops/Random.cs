@@ -1,6 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-
 namespace Headlight.Kernels;
 
 /// <summary>
@@ -14,10 +11,8 @@ namespace Headlight.Kernels;
 /// <c>n</c> is Philox of the counter <c>(n mod 2³², n / 2³², stream mod 2³², stream / 2³²)</c> under the key
 /// <c>(seed mod 2³², seed / 2³²)</c>. Different streams of one seed are independent sequences.
 /// </remarks>
-public static unsafe class Philox
+public static partial class Philox
 {
-    private const int ParallelThreshold = 1 << 16;
-
     /// <summary>Fills <paramref name="output"/> (any shape) with uniformly distributed 32-bit words.</summary>
     /// <param name="output">The words, in row-major order.</param>
     /// <param name="seed">The key.</param>
@@ -25,33 +20,7 @@ public static unsafe class Philox
     /// <param name="firstBlock">The block the first element comes from.</param>
     /// <exception cref="ArgumentException">The output is missing, freed or too large for 32-bit indexing.</exception>
     public static void Fill(Tensor<uint> output, ulong seed, ulong stream = 0, ulong firstBlock = 0)
-    {
-        var args = new OpArgs("Philox.Fill").Add("output", output);
-        int n = (int)output.Length;
-        if (n == 0)
-        {
-            return;
-        }
-
-        int blocks = (n + 3) / 4;
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Philox.Fill", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<uint>, int, ulong, ulong, ulong>(FillKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, blocks, output.View, n, seed, stream, firstBlock);
-            }
-
-            return;
-        }
-
-        fixed (uint* py = output.HostSpan)
-        {
-            var job = new FillJob { Words = py, Length = n, Seed = seed, Stream = stream, FirstBlock = firstBlock };
-            RunHost((CpuDevice)args.Device, ref job, blocks);
-        }
-    }
+        => Target("Philox.Fill", output)?.PhiloxFill(output, seed, stream, firstBlock);
 
     /// <summary>
     /// Fills <paramref name="output"/> with floats uniform on [0, 1): the top 24 bits of each word of
@@ -59,33 +28,18 @@ public static unsafe class Philox
     /// </summary>
     /// <exception cref="ArgumentException">The output is missing, freed or too large for 32-bit indexing.</exception>
     public static void Uniform(Tensor<float> output, ulong seed, ulong stream = 0, ulong firstBlock = 0)
+        => Target("Philox.Uniform", output)?.PhiloxUniform(output, seed, stream, firstBlock);
+
+    // Fill and Uniform differ only in what a word becomes: one validation, and no backend call for an empty output.
+    private static Backend? Target<T>(string op, Tensor<T> output)
+        where T : unmanaged
     {
-        var args = new OpArgs("Philox.Uniform").Add("output", output);
-        int n = (int)output.Length;
-        if (n == 0)
-        {
-            return;
-        }
-
-        int blocks = (n + 3) / 4;
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Philox.Uniform", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int, ulong, ulong, ulong>(UniformKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, blocks, output.View, n, seed, stream, firstBlock);
-            }
-
-            return;
-        }
-
-        fixed (float* py = output.HostSpan)
-        {
-            var job = new FillJob { Units = py, Length = n, Seed = seed, Stream = stream, FirstBlock = firstBlock };
-            RunHost((CpuDevice)args.Device, ref job, blocks);
-        }
+        var args = new OpArgs(op).Add("output", output);
+        return output.Length == 0 ? null : args.Backend;
     }
+
+    /// <summary>Blocks of four words that cover <paramref name="n"/> elements.</summary>
+    internal static int BlockCount(int n) => (n + 3) / 4;
 
     /// <summary>The 32-bit words of block <paramref name="block"/> of <paramref name="stream"/> under <paramref name="seed"/>.</summary>
     internal static PhiloxBlock BlockAt(ulong seed, ulong stream, ulong block)
@@ -121,93 +75,6 @@ public static unsafe class Philox
 
     /// <summary>A uniform integer in <c>[0, bound)</c> from one word: <c>⌊word · bound / 2³²⌋</c> (bias below bound / 2³²).</summary>
     internal static int Below(uint word, int bound) => (int)(((ulong)word * (uint)bound) >> 32);
-
-    // Blocks in one item below the threshold (run on the calling thread), else about four items per thread.
-    private static void RunHost(CpuDevice cpu, ref FillJob job, int blocks)
-    {
-        job.BlocksPerItem = job.Length < ParallelThreshold || cpu.Threads == 1 ? blocks : Math.Max(1, (blocks + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
-        cpu.Workers.Run(ref job, (blocks + job.BlocksPerItem - 1) / job.BlocksPerItem);
-    }
-
-    /// <summary>
-    /// Words or unit floats on the host: output [n], written to <see cref="Words"/> or, when that is null, to
-    /// <see cref="Units"/>; item = <see cref="BlocksPerItem"/> consecutive blocks of four.
-    /// </summary>
-    private struct FillJob : ICpuJob
-    {
-        public uint* Words;
-        public float* Units;
-        public int Length;
-        public ulong Seed;
-        public ulong Stream;
-        public ulong FirstBlock;
-        public int BlocksPerItem;
-
-        public readonly void Execute(int item)
-        {
-            int first = item * BlocksPerItem;
-            int last = Math.Min((Length + 3) / 4, first + BlocksPerItem);
-            for (int block = first; block < last; block++)
-            {
-                var words = BlockAt(Seed, Stream, FirstBlock + (ulong)block);
-                for (int lane = 0; lane < 4 && (4 * block) + lane < Length; lane++)
-                {
-                    if (Words != null)
-                    {
-                        Words[(4 * block) + lane] = words[lane];
-                    }
-                    else
-                    {
-                        Units[(4 * block) + lane] = ToUnit(words[lane]);
-                    }
-                }
-            }
-        }
-    }
-
-    // One thread per block of four words: output [n]
-    private static void FillKernel(Index1D block, ArrayView<uint> output, int n, ulong seed, ulong stream, ulong firstBlock)
-    {
-        var words = BlockAt(seed, stream, firstBlock + (ulong)(int)block);
-        int i = 4 * block;
-        output[i] = words.X0;
-        if (i + 1 < n)
-        {
-            output[i + 1] = words.X1;
-        }
-
-        if (i + 2 < n)
-        {
-            output[i + 2] = words.X2;
-        }
-
-        if (i + 3 < n)
-        {
-            output[i + 3] = words.X3;
-        }
-    }
-
-    // One thread per block of four values: output [n] in [0, 1)
-    private static void UniformKernel(Index1D block, ArrayView<float> output, int n, ulong seed, ulong stream, ulong firstBlock)
-    {
-        var words = BlockAt(seed, stream, firstBlock + (ulong)(int)block);
-        int i = 4 * block;
-        output[i] = ToUnit(words.X0);
-        if (i + 1 < n)
-        {
-            output[i + 1] = ToUnit(words.X1);
-        }
-
-        if (i + 2 < n)
-        {
-            output[i + 2] = ToUnit(words.X2);
-        }
-
-        if (i + 3 < n)
-        {
-            output[i + 3] = ToUnit(words.X3);
-        }
-    }
 }
 
 /// <summary>One Philox block: four 32-bit words.</summary>
@@ -229,4 +96,14 @@ internal readonly struct PhiloxBlock(uint x0, uint x1, uint x2, uint x3)
         2 => X2,
         _ => X3,
     };
+}
+
+/// <summary>Philox's entry points on each backend (Random.Cpu.cs, Random.Ilgpu.cs); the output is validated and not empty.</summary>
+internal abstract partial class Backend
+{
+    /// <summary>Element <c>i</c> of <paramref name="output"/> = word <c>i mod 4</c> of block <c>firstBlock + i / 4</c>.</summary>
+    internal abstract void PhiloxFill(Tensor<uint> output, ulong seed, ulong stream, ulong firstBlock);
+
+    /// <summary>As <see cref="PhiloxFill"/>, each word mapped to [0, 1) by <see cref="Philox.ToUnit"/>.</summary>
+    internal abstract void PhiloxUniform(Tensor<float> output, ulong seed, ulong stream, ulong firstBlock);
 }

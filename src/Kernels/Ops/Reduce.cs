@@ -1,8 +1,3 @@
-using ILGPU;
-using ILGPU.Algorithms;
-using ILGPU.Runtime;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
-
 namespace Headlight.Kernels;
 
 /// <summary>
@@ -10,10 +5,8 @@ namespace Headlight.Kernels;
 /// dimensions of the input are rows). Sums are accumulated in float32 per thread, then combined
 /// in a tree, which keeps the error near <c>log2(columns)</c> roundings.
 /// </summary>
-public static unsafe class Reduce
+public static partial class Reduce
 {
-    private const int ParallelThreshold = 1 << 15;
-
     /// <summary><c>y[r] = Σ_c x[r, c]</c>.</summary>
     /// <remarks>Backward: <see cref="RowSumBackward"/>.</remarks>
     public static void RowSum(Tensor<float> x, Tensor<float> y) => RowReduce("Reduce.RowSum", x, y, RowKind.Sum);
@@ -38,24 +31,7 @@ public static unsafe class Reduce
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Reduce.RowSumBackward", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(BroadcastRowsKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, dy.View, dx.View, columns);
-            }
-        }
-        else
-        {
-            var g = dy.HostSpan;
-            var d = dx.HostSpan;
-            for (int r = 0; r < g.Length; r++)
-            {
-                d.Slice(r * columns, columns).Fill(g[r]);
-            }
-        }
+        args.Backend.ReduceRowSumBackward(dy, dx, columns);
     }
 
     /// <summary>Backward of <see cref="RowL2Norm"/>: <c>dx[r, c] = dy[r] · x[r, c] / y[r]</c> (0 where <c>y[r] = 0</c>).</summary>
@@ -71,27 +47,7 @@ public static unsafe class Reduce
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Reduce.RowL2NormBackward", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(L2BackwardKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, n, dy.View, x.View, y.View, dx.View, columns);
-            }
-        }
-        else
-        {
-            var g = dy.HostSpan;
-            var xs = x.HostSpan;
-            var norms = y.HostSpan;
-            var d = dx.HostSpan;
-            for (int r = 0; r < g.Length; r++)
-            {
-                float factor = norms[r] > 0 ? g[r] / norms[r] : 0f;
-                TensorPrimitives.Multiply(xs.Slice(r * columns, columns), factor, d.Slice(r * columns, columns));
-            }
-        }
+        args.Backend.ReduceRowL2NormBackward(dy, x, y, dx, columns);
     }
 
     /// <summary>
@@ -109,32 +65,11 @@ public static unsafe class Reduce
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Reduce.ColumnSum", static acc =>
-                acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(ColumnSumKernel));
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, columns, x.View, y.View, rows, columns, accumulate ? 1 : 0);
-            }
-        }
-        else
-        {
-            var xs = x.HostSpan;
-            var ys = y.HostSpan;
-            if (!accumulate)
-            {
-                ys.Clear();
-            }
-
-            for (int r = 0; r < rows; r++)
-            {
-                TensorPrimitives.Add(ys, xs.Slice(r * columns, columns), ys);
-            }
-        }
+        args.Backend.ReduceColumnSum(x, y, rows, columns, accumulate);
     }
 
-    private enum RowKind
+    /// <summary>Which row reduction.</summary>
+    internal enum RowKind
     {
         Sum = 0,
         Max = 1,
@@ -153,99 +88,22 @@ public static unsafe class Reduce
             return;
         }
 
-        if (args.Device is IlgpuDevice gpu)
-        {
-            var kernel = gpu.GetKernel("Reduce.Rows", static acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(RowReduceKernel));
-            int group = GroupReduce.GroupSizeFor(gpu);
-            lock (gpu.SyncRoot)
-            {
-                kernel(gpu.Accelerator.DefaultStream, new KernelConfig(rows, group), x.View, y.View, columns, (int)kind);
-            }
-
-            return;
-        }
-
-        var cpu = (CpuDevice)args.Device;
-        fixed (float* px = x.HostSpan, py = y.HostSpan)
-        {
-            var job = new RowJob { X = px, Y = py, Columns = columns, Rows = rows, Kind = kind, RowsPerItem = rows };
-            if ((long)rows * columns >= ParallelThreshold && cpu.Threads > 1)
-            {
-                job.RowsPerItem = Math.Max(1, (rows + (4 * cpu.Threads) - 1) / (4 * cpu.Threads));
-            }
-
-            cpu.Workers.Run(ref job, (rows + job.RowsPerItem - 1) / job.RowsPerItem);
-        }
+        args.Backend.ReduceRows(x, y, rows, columns, kind);
     }
+}
 
-    /// <summary>Row reductions on the host; item = a range of rows.</summary>
-    private unsafe struct RowJob : ICpuJob
-    {
-        public float* X;
-        public float* Y;
-        public int Columns;
-        public int Rows;
-        public int RowsPerItem;
-        public RowKind Kind;
+/// <summary>The reductions' entry points on each backend (Reduce.Cpu.cs, Reduce.Ilgpu.cs); operands validated, none empty.</summary>
+internal abstract partial class Backend
+{
+    /// <summary><c>y[r]</c> = the sum, maximum or L2 norm of <c>x[r, :]</c>.</summary>
+    internal abstract void ReduceRows(Tensor<float> x, Tensor<float> y, int rows, int columns, Reduce.RowKind kind);
 
-        public readonly void Execute(int item)
-        {
-            int end = Math.Min(Rows, (item + 1) * RowsPerItem);
-            for (int r = item * RowsPerItem; r < end; r++)
-            {
-                Y[r] = ReduceRow(new ReadOnlySpan<float>(X + ((long)r * Columns), Columns), Kind);
-            }
-        }
-    }
+    /// <summary><c>dx[r, c] = dy[r]</c>.</summary>
+    internal abstract void ReduceRowSumBackward(Tensor<float> dy, Tensor<float> dx, int columns);
 
-    private static float ReduceRow(ReadOnlySpan<float> row, RowKind kind) => kind switch
-    {
-        RowKind.Sum => TensorPrimitives.Sum(row),
-        RowKind.Max => row.IsEmpty ? float.NegativeInfinity : TensorPrimitives.Max(row),
-        _ => TensorPrimitives.Norm(row),
-    };
+    /// <summary><c>dx[r, c] = dy[r] · x[r, c] / y[r]</c> (0 where <c>y[r] = 0</c>).</summary>
+    internal abstract void ReduceRowL2NormBackward(Tensor<float> dy, Tensor<float> x, Tensor<float> y, Tensor<float> dx, int columns);
 
-    // One group per row: x [rows, columns] -> y [rows]
-    private static void RowReduceKernel(ArrayView<float> x, ArrayView<float> y, int columns, int kind)
-    {
-        var scratch = SharedMemory.Allocate<float>(GroupReduce.MaxGroupSize);
-        int row = Grid.IdxX;
-        long start = (long)row * columns;
-        float acc = kind == (int)RowKind.Max ? float.NegativeInfinity : 0f;
-        for (int c = Group.IdxX; c < columns; c += Group.DimX)
-        {
-            float v = x[start + c];
-            acc = kind == (int)RowKind.Max ? XMath.Max(acc, v) : kind == (int)RowKind.L2 ? acc + (v * v) : acc + v;
-        }
-
-        float total = kind == (int)RowKind.Max ? GroupReduce.Max(scratch, acc) : GroupReduce.Sum(scratch, acc);
-        if (Group.IdxX == 0)
-        {
-            y[row] = kind == (int)RowKind.L2 ? XMath.Sqrt(total) : total;
-        }
-    }
-
-    // dy [rows] -> dx [rows, columns]
-    private static void BroadcastRowsKernel(Index1D i, ArrayView<float> dy, ArrayView<float> dx, int columns) => dx[i] = dy[i / columns];
-
-    // dy [rows], x [rows, columns], y [rows] -> dx [rows, columns]
-    private static void L2BackwardKernel(Index1D i, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dx, int columns)
-    {
-        int row = i / columns;
-        float norm = y[row];
-        dx[i] = norm > 0f ? dy[row] * x[i] / norm : 0f;
-    }
-
-    // One thread per column; neighbouring threads read neighbouring addresses. x [rows, columns] -> y [columns]
-    private static void ColumnSumKernel(Index1D column, ArrayView<float> x, ArrayView<float> y, int rows, int columns, int accumulate)
-    {
-        float sum = 0f;
-        for (int r = 0; r < rows; r++)
-        {
-            sum += x[((long)r * columns) + column];
-        }
-
-        y[column] = accumulate != 0 ? y[column] + sum : sum;
-    }
+    /// <summary><c>y[c] = Σ_r x[r, c]</c>, or <c>+=</c> with <paramref name="accumulate"/>.</summary>
+    internal abstract void ReduceColumnSum(Tensor<float> x, Tensor<float> y, int rows, int columns, bool accumulate);
 }
