@@ -24,6 +24,9 @@ internal sealed partial class IlgpuBackend : Backend
     /// <summary>Threads that run in lock step (1 when the backend reports none, as PoCL does).</summary>
     internal int WarpSize => Math.Max(1, Accelerator.WarpSize);
 
+    /// <summary>True on ILGPU's CPU accelerator, which simulates groups and barriers: some ops take a per-thread kernel there.</summary>
+    internal bool IsSimulator => Accelerator.AcceleratorType == AcceleratorType.CPU;
+
     /// <summary>The largest group this accelerator runs.</summary>
     internal int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
 

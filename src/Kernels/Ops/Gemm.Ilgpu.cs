@@ -22,7 +22,7 @@ internal sealed partial class IlgpuBackend
             // ILGPU's CPU accelerator runs each thread of a group on its own OS thread and every barrier
             // synchronises them all: beyond tiny problems the tiled kernel spends its time in barriers.
             long work = (long)d.M * d.N * Math.Max(d.K, 1) * d.Batch * Math.Max(d.Reduce, 1);
-            kernel = Accelerator.AcceleratorType == AcceleratorType.CPU && work > Gemm.SimulatorTiledWork ? GemmKernel.PerThread : GemmKernel.Tiled;
+            kernel = IsSimulator && work > Gemm.SimulatorTiledWork ? GemmKernel.PerThread : GemmKernel.Tiled;
         }
 
         if (kernel == GemmKernel.PerThread)

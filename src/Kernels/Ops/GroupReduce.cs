@@ -15,15 +15,10 @@ internal static class GroupReduce
     public const int MaxGroupSize = 256;
 
     /// <summary>The group size row kernels launch with on <paramref name="backend"/>: a power of two, at most <see cref="MaxGroupSize"/>.</summary>
-    public static int GroupSizeFor(IlgpuBackend backend) => GroupSizeFor(backend.MaxGroupSize);
-
-    /// <summary>As <see cref="GroupSizeFor(IlgpuBackend)"/>, for callers that hold the device.</summary>
-    public static int GroupSizeFor(IlgpuDevice device) => GroupSizeFor(device.MaxGroupSize);
-
-    private static int GroupSizeFor(int largest)
+    public static int GroupSizeFor(IlgpuBackend backend)
     {
         int size = MaxGroupSize;
-        while (size > largest)
+        while (size > backend.MaxGroupSize)
         {
             size /= 2;
         }

@@ -16,7 +16,7 @@ internal sealed partial class IlgpuBackend
 
         // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny inputs a
         // thread per row, without barriers, is far faster there.
-        if (perThread ?? (Accelerator.AcceleratorType == AcceleratorType.CPU && (long)rows * d > LayerNorm.SimulatorGroupWork))
+        if (perThread ?? (IsSimulator && (long)rows * d > LayerNorm.SimulatorGroupWork))
         {
             using var rowKernel = Launch("LayerNorm.ForwardPerThread", static acc => acc.LoadAutoGroupedKernel<
                 Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,

@@ -9,7 +9,7 @@ internal sealed partial class IlgpuBackend
 {
     internal override void ReduceRows(Tensor<float> x, Tensor<float> y, int rows, int columns, Reduce.RowKind kind)
     {
-        int group = ReduceGroupSize();
+        int group = GroupReduce.GroupSizeFor(this);
         using var launch = Launch("Reduce.Rows", static acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(Reduce.RowReduceKernel));
         launch.Kernel(launch.Stream, new KernelConfig(rows, group), x.View, y.View, columns, (int)kind);
@@ -34,18 +34,6 @@ internal sealed partial class IlgpuBackend
         using var launch = Launch("Reduce.ColumnSum", static acc =>
             acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(Reduce.ColumnSumKernel));
         launch.Kernel(launch.Stream, columns, x.View, y.View, rows, columns, accumulate ? 1 : 0);
-    }
-
-    // GroupReduce.GroupSizeFor on this backend: the largest power of two up to GroupReduce.MaxGroupSize that the accelerator runs.
-    private int ReduceGroupSize()
-    {
-        int size = GroupReduce.MaxGroupSize;
-        while (size > MaxGroupSize)
-        {
-            size /= 2;
-        }
-
-        return size;
     }
 }
 
