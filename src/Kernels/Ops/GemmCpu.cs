@@ -25,7 +25,7 @@ internal enum GemmIsa
 /// meets every B strip of a packed B block (≤ 768 KB) held in L2. Work is split once, over threads, along
 /// batches or along the larger of m and n.
 /// </summary>
-internal static unsafe class GemmCpu
+internal static unsafe partial class GemmCpu
 {
     // Micro-tile sizes: rows of op(a) × columns of op(b).
     private const int Mr512 = 8;
