@@ -45,9 +45,6 @@ public sealed class IlgpuDevice : Device
     /// <summary>The ILGPU accelerator; owned by this device.</summary>
     internal Accelerator Accelerator => backend.Accelerator;
 
-    /// <summary>Serialises launches and copies from concurrent callers on the accelerator's default stream.</summary>
-    internal Lock SyncRoot => backend.SyncRoot;
-
     /// <summary>Threads that run in lock step (1 when the backend reports none, as PoCL does).</summary>
     public int WarpSize => backend.WarpSize;
 
@@ -59,7 +56,7 @@ public sealed class IlgpuDevice : Device
     /// <inheritdoc />
     public override void Synchronize()
     {
-        lock (SyncRoot)
+        using (backend.Enter())
         {
             Accelerator.Synchronize();
         }
@@ -69,14 +66,6 @@ public sealed class IlgpuDevice : Device
     {
         return new AcceleratorStorage<T>(Accelerator.Allocate1D<T>(length));
     }
-
-    /// <summary>
-    /// Returns the kernel stored under <paramref name="key"/>, loading it with <paramref name="load"/>
-    /// on first use. Loading compiles the kernel (100 ms or more), so it happens once per accelerator.
-    /// </summary>
-    internal TKernel GetKernel<TKernel>(string key, Func<Accelerator, TKernel> load)
-        where TKernel : class
-        => backend.Kernel(key, load);
 
     internal static Device Open(DeviceKind kind, int index)
     {
@@ -219,7 +208,7 @@ public sealed class IlgpuDevice : Device
     {
         if (disposing)
         {
-            lock (SyncRoot)
+            using (backend.Enter())
             {
                 Accelerator.Dispose();
                 context.Dispose();

@@ -19,7 +19,7 @@ internal sealed partial class IlgpuBackend
         // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny problems a
         // thread per query row, reading keys and values in place, is far faster there.
         long work = (long)layout.Batch * layout.Heads * layout.QueryLength * layout.KeyLength * layout.HeadDim;
-        if (perThread ?? (Accelerator.AcceleratorType == AcceleratorType.CPU && work > Attention.SimulatorTiledWork))
+        if (perThread ?? (IsSimulator && work > Attention.SimulatorTiledWork))
         {
             using var launch = Launch("Attention.ForwardPerThread", static acc =>
                 acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(
