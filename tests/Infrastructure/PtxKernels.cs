@@ -19,8 +19,29 @@ namespace Headlight.Tests;
 /// <param name="Loader">The ILGPU loader called with it (<c>LoadAutoGroupedKernel</c>, <c>LoadKernel</c>, …), or "".</param>
 internal sealed record KernelEntry(MethodInfo Method, bool ImplicitlyGrouped, string Loader)
 {
-    /// <summary>Declaring type and method, e.g. <c>Gemm.TiledKernel</c>.</summary>
-    public string Name => $"{Method.DeclaringType!.Name}.{Method.Name}";
+    /// <summary>
+    /// The op: the declaring type's name without an <c>Ilgpu</c> or <c>Kernels</c> suffix, so a kernel keeps
+    /// its name if it moves to a type of its backend.
+    /// </summary>
+    public string Op
+    {
+        get
+        {
+            string type = Method.DeclaringType!.Name;
+            foreach (string suffix in (ReadOnlySpan<string>)["Ilgpu", "Kernels"])
+            {
+                if (type.Length > suffix.Length && type.EndsWith(suffix, StringComparison.Ordinal))
+                {
+                    return type[..^suffix.Length];
+                }
+            }
+
+            return type;
+        }
+    }
+
+    /// <summary>Op and method, e.g. <c>Gemm.TiledKernel</c>.</summary>
+    public string Name => $"{Op}.{Method.Name}";
 
     public override string ToString() => Name;
 }

@@ -29,7 +29,7 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
 
     private static readonly (int Major, int Minor, string Arch)[] Architectures = [(9, 0, "sm_90"), (8, 0, "sm_80")];
 
-    private static readonly Lazy<IReadOnlyDictionary<string, (KernelEntry Kernel, string? Ptx90, string? Ptx80, string? Error)>> Ptx =
+    private static readonly Lazy<IReadOnlyList<(KernelEntry Kernel, string? Ptx90, string? Ptx80, string? Error)>> Ptx =
         new(CompileAll);
 
     private static readonly Lazy<(string? Ptxas, string Reason)> Assembler = new(() =>
@@ -63,6 +63,8 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
             .Select(k => $"{k.Name} is loaded by {k.Loader} but its first parameter says {(k.ImplicitlyGrouped ? "implicit" : "explicit")}")
             .ToList();
         Assert.True(mismatched.Count == 0, string.Join("\n", mismatched));
+        var duplicated = kernels.GroupBy(k => k.Name, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        Assert.True(duplicated.Count == 0, $"kernel names are not unique: {string.Join(", ", duplicated)}");
         Assert.Contains(kernels, k => k.Name == "Gemm.TiledKernel" && !k.ImplicitlyGrouped);
         foreach (var (type, prefix) in HotKernelPatterns)
         {
@@ -73,9 +75,9 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     [Fact]
     public void Every_kernel_compiles_to_PTX_for_sm_90_and_sm_80_without_a_device()
     {
-        var failures = Ptx.Value.Values.Where(p => p.Error is not null).Select(p => p.Error!).ToList();
+        var failures = Ptx.Value.Where(p => p.Error is not null).Select(p => p.Error!).ToList();
         Assert.True(failures.Count == 0, $"{failures.Count} of {Ptx.Value.Count} kernels failed to compile:\n{string.Join("\n\n", failures)}");
-        foreach (var (kernel, ptx90, ptx80, _) in Ptx.Value.Values)
+        foreach (var (kernel, ptx90, ptx80, _) in Ptx.Value)
         {
             Assert.Contains(".entry", ptx90!, StringComparison.Ordinal);
             Assert.Contains(".entry", ptx80!, StringComparison.Ordinal);
@@ -187,7 +189,7 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     ];
 
     private static bool IsMatch(KernelEntry k, string type, string prefix) =>
-        k.Method.DeclaringType!.Name == type && k.Method.Name.StartsWith(prefix, StringComparison.Ordinal);
+        k.Op == type && k.Method.Name.StartsWith(prefix, StringComparison.Ordinal);
 
     private static bool IsHot(KernelEntry k) => HotKernelPatterns.Any(p => IsMatch(k, p.Type, p.Prefix));
 
@@ -198,7 +200,7 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     /// </summary>
     private static int ExplicitGroupSize(KernelEntry kernel)
     {
-        string? constant = kernel.Method.DeclaringType!.Name switch
+        string? constant = kernel.Op switch
         {
             "Gemm" => "GroupThreads",
             "Attention" => "GroupRows",
@@ -209,8 +211,11 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
             return GroupReduce.MaxGroupSize;
         }
 
-        var field = kernel.Method.DeclaringType.GetField(constant, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static)
-            ?? throw new InvalidOperationException($"{kernel.Method.DeclaringType.Name}.{constant} (the launch group size of {kernel.Name}) is gone; update {nameof(ExplicitGroupSize)}");
+        // On the kernel's type, or on the op's type when the kernel lives in a type of its backend.
+        const BindingFlags Static = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static;
+        var field = kernel.Method.DeclaringType!.GetField(constant, Static)
+            ?? kernel.Method.Module.Assembly.GetTypes().Where(t => t.Name == kernel.Op).Select(t => t.GetField(constant, Static)).FirstOrDefault(f => f is not null)
+            ?? throw new InvalidOperationException($"{kernel.Op}.{constant} (the launch group size of {kernel.Name}) is gone; update {nameof(ExplicitGroupSize)}");
         return (int)field.GetRawConstantValue()!;
     }
 
@@ -221,20 +226,20 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         output.WriteLine($"ptxas: {ptxas}");
     }
 
-    private static IReadOnlyDictionary<string, (KernelEntry, string?, string?, string?)> CompileAll()
+    private static IReadOnlyList<(KernelEntry, string?, string?, string?)> CompileAll()
     {
-        var result = new Dictionary<string, (KernelEntry, string?, string?, string?)>(StringComparer.Ordinal);
+        var result = new List<(KernelEntry, string?, string?, string?)>();
         using var sm90 = PtxKernels.CreateCompiler(9, 0);
         using var sm80 = PtxKernels.CreateCompiler(8, 0);
         foreach (var kernel in PtxKernels.All)
         {
             try
             {
-                result[kernel.Name] = (kernel, sm90.Compile(kernel), sm80.Compile(kernel), null);
+                result.Add((kernel, sm90.Compile(kernel), sm80.Compile(kernel), null));
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                result[kernel.Name] = (kernel, null, null, $"{kernel.Name}: {e.GetType().Name}: {e.Message}");
+                result.Add((kernel, null, null, $"{kernel.Name}: {e.GetType().Name}: {e.Message}"));
             }
         }
 
@@ -252,7 +257,7 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         var results = new ConcurrentBag<Assembled>();
         try
         {
-            Parallel.ForEach(Ptx.Value.Values, new ParallelOptions { MaxDegreeOfParallelism = Math.Min(4, Environment.ProcessorCount) }, p =>
+            Parallel.ForEach(Ptx.Value, new ParallelOptions { MaxDegreeOfParallelism = Math.Min(4, Environment.ProcessorCount) }, p =>
             {
                 var (kernel, ptx90, ptx80, error) = p;
                 if (error is not null)
