@@ -6,7 +6,8 @@
 # dpkg -x. The machine's own apt configuration is read (proxies, signatures) but never changed.
 #
 # usage: scripts/install-ptxas.sh          install if needed; prints the ptxas version
-#        scripts/install-ptxas.sh --bin    also prints the folder that holds ptxas (last line)
+#        scripts/install-ptxas.sh --bin    the same on stderr, and only the folder that holds ptxas on
+#                                          stdout: HEADLIGHT_PTXAS=$(scripts/install-ptxas.sh --bin)/ptxas
 #
 # environment:
 #   HEADLIGHT_CACHE          cache folder; the toolkit lives in cuda-toolkit/ (default: ~/.cache/headlight)
@@ -22,6 +23,13 @@ readonly SUITE=bookworm
 readonly PACKAGE=nvidia-cuda-toolkit
 readonly TOOLS=(ptxas cuobjdump nvdisasm)
 
+# With --bin, stdout carries only the folder; everything else goes to stderr.
+if [[ ${1:-} == --bin ]]; then
+    exec 3>&1 1>&2
+else
+    exec 3>/dev/null
+fi
+
 say() { printf 'install-ptxas: %s\n' "$*"; }
 
 CACHE=${HEADLIGHT_CACHE:-${HOME:-/root}/.cache/headlight}
@@ -34,12 +42,12 @@ READY=$DIR/.ready
 print_version() {
     "$BIN/ptxas" --version | tail -n 2 | tr '\n' ' ' | sed 's/ *$//'
     echo
-    [[ ${1:-} != --bin ]] || echo "$BIN"
+    echo "$BIN" >&3
 }
 
 if [[ -f $READY && -x $BIN/ptxas ]]; then
     say "already unpacked in $ROOT"
-    print_version "${1:-}"
+    print_version
     exit 0
 fi
 
@@ -110,4 +118,4 @@ for tool in "${TOOLS[@]}"; do
     [[ -x $BIN/$tool ]] || { say "$(basename "$deb") has no $tool in ${BIN#"$ROOT"}" >&2; exit 1; }
 done
 basename "$deb" >"$READY"
-print_version "${1:-}"
+print_version

@@ -21,7 +21,7 @@ readonly END='<!-- ptx-table:end -->'
 build=()
 [[ ${1:-} == --no-build ]] && build=(--no-build)
 
-bin=$(scripts/install-ptxas.sh --bin | tail -n 1)
+bin=$(scripts/install-ptxas.sh --bin)
 export HEADLIGHT_PTXAS=$bin/ptxas
 work=$(mktemp -d /tmp/headlight-ptx-table.XXXXXX)
 trap 'rm -rf "$work"' EXIT
