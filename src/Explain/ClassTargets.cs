@@ -40,7 +40,7 @@ internal static class ClassHead
     public static void Check(Model model, int classIndex, string kind)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.Weights.ClassifierWeight is null || model.Weights.PoolerWeight is null)
+        if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.ClassifierWeight is null || model.PoolerWeight is null)
         {
             throw new TargetException($"Target '{kind}:{classIndex}' needs a sequence classifier (a BertForSequenceClassification folder with pooler and classifier); model '{model.Name}' has no classification head.");
         }
@@ -92,9 +92,8 @@ internal static class ClassHead
     {
         public static HeadWeights Of(Model model)
         {
-            var w = model.Weights;
-            return new HeadWeights(HostWeights.Get(w.PoolerWeight!), HostWeights.Get(w.PoolerBias!), HostWeights.Get(w.ClassifierWeight!),
-                HostWeights.Get(w.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
+            return new HeadWeights(HostWeights.Get(model.PoolerWeight!), HostWeights.Get(model.PoolerBias!), HostWeights.Get(model.ClassifierWeight!),
+                HostWeights.Get(model.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
         }
     }
 

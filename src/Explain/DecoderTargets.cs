@@ -76,7 +76,7 @@ internal static class DecoderHead
 
     public static void Evaluate(TargetContext context, int? position, int tokenA, int? tokenB)
     {
-        var table = context.Model.Weights.TokenEmbeddings;
+        var table = context.Model.WordEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)

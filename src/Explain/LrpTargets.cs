@@ -136,7 +136,7 @@ internal static class LrpHeads
     // Tied LM head: F = h[p]·w with w = wte[a] (− wte[b]), one linear unit without bias.
     private static void LmHead(TargetContext context, int? position, int tokenA, int? tokenB, double epsilon)
     {
-        var table = context.Model.Weights.TokenEmbeddings;
+        var table = context.Model.WordEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)
