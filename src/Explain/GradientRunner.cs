@@ -6,8 +6,8 @@ namespace Headlight.Explain;
 
 /// <summary>
 /// Runs many variants ("jobs") of the input rows — noisy copies, points along a path — through the model
-/// forward and backward, as many per batch as the memory budget allows. Each job is one row whose word
-/// embeddings the caller fills; it gets back the target's value and d(target)/d(word embeddings), and
+/// forward and backward through <see cref="PassRunner"/>. Each job is one row whose word embeddings the
+/// caller fills (or the input row's own, looked up on the device); it gets back the target's value and d(target)/d(word embeddings), and
 /// optionally the head-gate gradients. Batches all have one shape (the last is topped up with a repeated
 /// row), so the model's cached buffers are made once.
 /// </summary>

@@ -1,4 +1,5 @@
 using Headlight.Models;
+using Headlight.Models.Tokenization;
 
 namespace Headlight.Explain;
 
@@ -80,7 +81,7 @@ internal static class PassRunner
     /// <summary>Ids, mask and token types of input rows [start, start + count), with their lengths and indices, for one batch.</summary>
     internal sealed record Rows(int[] Ids, int[] Mask, int[] Types, int[] InputRows, int[] Lengths)
     {
-        public static Rows Of(Models.Tokenization.TokenBatch inputs, int start, int count)
+        public static Rows Of(TokenBatch inputs, int start, int count)
         {
             int seq = inputs.SequenceLength;
             return new Rows(
