@@ -108,7 +108,7 @@ public class ShapBenchmarks
 
         // The batch size SHAP picks for 2,050 rows under the default memory budget.
         int seq = input.SequenceLength;
-        int chunk = ShapExplainer.BatchRows(model, seq, 20, Coalitions + 2, options.MemoryBudgetBytes);
+        int chunk = PassRunner.BatchRows(model, Coalitions + 2, new PassRequest { Rows = 1, SequenceLength = seq }, options.MemoryBudgetBytes, equalBatches: true);
         var tokenizer = (BertWordPieceTokenizer)model.Tokenizer!;
         var random = new Random(5);
         var masked = new List<int[]>();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs Headlight.Kernels, Headlight.Model, Headlight.Explain and the Headlight.Cli tool into a fresh
 # local folder feed, then uses them the way another project would: builds and runs samples/ExplainSentence
-# against that feed (restored into an empty package folder, so nothing stale or in-tree is picked up),
-# and installs the tool into a tool path and runs it. Expects a Release build of Kernels.sln
+# and samples/CustomAttribution (a method of its own on the public pass API) against that feed (restored into
+# an empty package folder, so nothing stale or in-tree is picked up), and installs the tool into a tool path
+# and runs it. Expects a Release build of Kernels.sln
 # (pass --build to make one). Exit status 0 only if every step worked.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,17 +34,27 @@ if [[ -d "$global" ]]; then
     sources=(--source "$feed" --source "$global" --source https://api.nuget.org/v3/index.json)
 fi
 
-echo "--- build samples/ExplainSentence against the feed"
-dotnet restore samples/ExplainSentence --packages "$packages" "${sources[@]}" -p:HeadlightVersion="$version" --nologo -v quiet
-dotnet build samples/ExplainSentence -c Release --no-restore -p:HeadlightVersion="$version" --nologo -v quiet
-for id in headlight.kernels headlight.model headlight.explain; do
-    [[ -d "$packages/$id/$version" ]] || { echo "the sample did not restore $id from the feed"; exit 1; }
-done
+# Builds samples/$1 against the feed and runs it (models found through the sample's own package folder); its
+# output must have a line starting with $2.
+run_sample() {
+    local name=$1 expected=$2
+    echo "--- build samples/$name against the feed"
+    dotnet restore "samples/$name" --packages "$packages" "${sources[@]}" -p:HeadlightVersion="$version" --nologo -v quiet
+    dotnet build "samples/$name" -c Release --no-restore -p:HeadlightVersion="$version" --nologo -v quiet
+    for id in headlight.kernels headlight.model; do
+        [[ -d "$packages/$id/$version" ]] || { echo "samples/$name did not restore $id from the feed"; exit 1; }
+    done
 
-echo "--- run it (models found through the sample's own package folder)"
-output=$(NUGET_PACKAGES=$packages HEADLIGHT_CACHE=$work/cache dotnet samples/ExplainSentence/bin/Release/net10.0/ExplainSentence.dll)
-echo "$output"
-grep -q '^integrated-gradients on ' <<<"$output" || { echo "unexpected sample output"; exit 1; }
+    echo "--- run samples/$name"
+    local output
+    output=$(NUGET_PACKAGES=$packages HEADLIGHT_CACHE=$work/cache dotnet "samples/$name/bin/Release/net10.0/$name.dll")
+    echo "$output"
+    grep -q "^$expected" <<<"$output" || { echo "unexpected output from samples/$name"; exit 1; }
+}
+
+run_sample ExplainSentence 'integrated-gradients on '
+[[ -d "$packages/headlight.explain/$version" ]] || { echo "the sample did not restore headlight.explain from the feed"; exit 1; }
+run_sample CustomAttribution 'input x gradient (mean-embedding baseline) on '
 
 echo "--- install the headlight tool from the feed and run it"
 tool_sources=(--add-source "$feed")

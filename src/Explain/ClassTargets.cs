@@ -8,7 +8,7 @@ namespace Headlight.Explain;
 /// <c>logits = W_c·tanh(W_p·h[CLS] + b_p) + b_c</c>).
 /// </summary>
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
-public sealed record ClassLogitTarget(int ClassIndex) : ITarget
+public sealed record ClassLogitTarget(int ClassIndex) : IRelevanceTarget
 {
     /// <inheritdoc />
     public string Description => $"logit of class {ClassIndex}";
@@ -18,11 +18,14 @@ public sealed record ClassLogitTarget(int ClassIndex) : ITarget
 
     /// <inheritdoc />
     public void Evaluate(TargetContext context) => ClassHead.Evaluate(context, ClassIndex, probability: false);
+
+    /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon) => LrpHeads.Classifier(context, ClassIndex, probability: false, epsilon);
 }
 
 /// <summary>The softmax probability of one class of a sequence classifier (see <see cref="ClassLogitTarget"/>).</summary>
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
-public sealed record ClassProbabilityTarget(int ClassIndex) : ITarget
+public sealed record ClassProbabilityTarget(int ClassIndex) : IRelevanceTarget
 {
     /// <inheritdoc />
     public string Description => $"probability of class {ClassIndex}";
@@ -32,6 +35,9 @@ public sealed record ClassProbabilityTarget(int ClassIndex) : ITarget
 
     /// <inheritdoc />
     public void Evaluate(TargetContext context) => ClassHead.Evaluate(context, ClassIndex, probability: true);
+
+    /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon) => LrpHeads.Classifier(context, ClassIndex, probability: true, epsilon);
 }
 
 /// <summary>BERT's pooler and classifier on the host, forward and backward, in float64.</summary>
@@ -40,7 +46,7 @@ internal static class ClassHead
     public static void Check(Model model, int classIndex, string kind)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.Weights.ClassifierWeight is null || model.Weights.PoolerWeight is null)
+        if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.ClassifierWeight is null || model.PoolerWeight is null)
         {
             throw new TargetException($"Target '{kind}:{classIndex}' needs a sequence classifier (a BertForSequenceClassification folder with pooler and classifier); model '{model.Name}' has no classification head.");
         }
@@ -92,9 +98,8 @@ internal static class ClassHead
     {
         public static HeadWeights Of(Model model)
         {
-            var w = model.Weights;
-            return new HeadWeights(HostWeights.Get(w.PoolerWeight!), HostWeights.Get(w.PoolerBias!), HostWeights.Get(w.ClassifierWeight!),
-                HostWeights.Get(w.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
+            return new HeadWeights(HostWeights.Get(model.PoolerWeight!), HostWeights.Get(model.PoolerBias!), HostWeights.Get(model.ClassifierWeight!),
+                HostWeights.Get(model.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
         }
     }
 

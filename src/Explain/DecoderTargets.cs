@@ -9,7 +9,7 @@ namespace Headlight.Explain;
 /// </summary>
 /// <param name="TokenId">The next token whose logit is explained.</param>
 /// <param name="Position">The position whose prediction is read; null = the last real token of each row.</param>
-public sealed record NextTokenLogitTarget(int TokenId, int? Position = null) : ITarget
+public sealed record NextTokenLogitTarget(int TokenId, int? Position = null) : IRelevanceTarget
 {
     /// <inheritdoc />
     public string Description => $"logit of next token {TokenId} after {DecoderHead.Where(Position)}";
@@ -19,6 +19,9 @@ public sealed record NextTokenLogitTarget(int TokenId, int? Position = null) : I
 
     /// <inheritdoc />
     public void Evaluate(TargetContext context) => DecoderHead.Evaluate(context, Position, TokenId, null);
+
+    /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon) => LrpHeads.LmHead(context, Position, TokenId, null, epsilon);
 }
 
 /// <summary>
@@ -28,7 +31,7 @@ public sealed record NextTokenLogitTarget(int TokenId, int? Position = null) : I
 /// <param name="TokenA">The token whose logit counts positively.</param>
 /// <param name="TokenB">The token whose logit is subtracted.</param>
 /// <param name="Position">The position whose prediction is read; null = the last real token of each row.</param>
-public sealed record LogitDifferenceTarget(int TokenA, int TokenB, int? Position = null) : ITarget
+public sealed record LogitDifferenceTarget(int TokenA, int TokenB, int? Position = null) : IRelevanceTarget
 {
     /// <inheritdoc />
     public string Description => $"logit of token {TokenA} minus logit of token {TokenB} after {DecoderHead.Where(Position)}";
@@ -38,6 +41,9 @@ public sealed record LogitDifferenceTarget(int TokenA, int TokenB, int? Position
 
     /// <inheritdoc />
     public void Evaluate(TargetContext context) => DecoderHead.Evaluate(context, Position, TokenA, TokenB);
+
+    /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon) => LrpHeads.LmHead(context, Position, TokenA, TokenB, epsilon);
 }
 
 /// <summary>The tied LM head for single logits: the gradient of <c>final·wte[a] (− final·wte[b])</c> is that row (difference).</summary>
@@ -76,7 +82,7 @@ internal static class DecoderHead
 
     public static void Evaluate(TargetContext context, int? position, int tokenA, int? tokenB)
     {
-        var table = context.Model.Weights.TokenEmbeddings;
+        var table = context.Model.WordEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)

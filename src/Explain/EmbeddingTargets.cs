@@ -9,7 +9,7 @@ namespace Headlight.Explain;
 /// match this query?". Pooling is the model's own (mean, [CLS], ...); the L2 normalisation does not change
 /// a cosine. Needs a sentence encoder (a model that defines pooling).
 /// </summary>
-public sealed class EmbeddingSimilarityTarget : ITarget
+public sealed class EmbeddingSimilarityTarget : IRelevanceTarget
 {
     private readonly string? referenceText;
     private float[]? reference;
@@ -65,6 +65,10 @@ public sealed class EmbeddingSimilarityTarget : ITarget
     }
 
     /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon)
+        => LrpHeads.Similarity(context, reference ?? throw new InvalidOperationException("Prepare was not called."), epsilon);
+
+    /// <inheritdoc />
     public void Evaluate(TargetContext context)
     {
         var r = reference ?? throw new InvalidOperationException("Prepare was not called.");
@@ -104,7 +108,7 @@ public sealed class EmbeddingSimilarityTarget : ITarget
 /// One unit of the output: of the last hidden state at a position (for decoders after the final
 /// LayerNorm), or of the sentence embedding (<see cref="Pooled"/>, L2-normalised where the model normalises).
 /// </summary>
-public sealed record OutputUnitTarget : ITarget
+public sealed record OutputUnitTarget : IRelevanceTarget
 {
     /// <summary>Unit <paramref name="unit"/> of the last hidden state at <paramref name="position"/>.</summary>
     public OutputUnitTarget(int position, int unit)
@@ -156,6 +160,19 @@ public sealed record OutputUnitTarget : ITarget
         {
             SentencePool.CheckEncoder(model, name);
         }
+    }
+
+    /// <inheritdoc />
+    public void EvaluateRelevance(TargetContext context, double epsilon)
+    {
+        if (Position is null)
+        {
+            LrpHeads.PooledUnit(context, Unit, epsilon);
+            return;
+        }
+
+        // One unit of the hidden state: its relevance is the unit itself, so the signal is 1 there.
+        Evaluate(context);
     }
 
     /// <inheritdoc />

@@ -60,7 +60,7 @@ public static partial class Explainer
             return new AttributionResult(options.Method, target.Description, options.Describe(), model.Name, model.Device.Name, clock.Elapsed, shapPasses, shapRows);
         }
 
-        var rows = Enumerable.Range(0, inputs.BatchSize).Select(r => GradientRunner.InputEmbeddings(model, inputs, r)).ToArray();
+        var rows = GradientRunner.InputEmbeddings(model, inputs);
         var control = new RunControl(options.Method, "passes", progress, cancellationToken);
         var (attributions, passes) = options switch
         {
@@ -87,14 +87,12 @@ public static partial class Explainer
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
         target.Prepare(model, inputs);
-        var rows = Enumerable.Range(0, inputs.BatchSize).Select(r => GradientRunner.InputEmbeddings(model, inputs, r)).ToArray();
         int layers = model.Config.Layers;
         int heads = model.Config.Heads;
         var gates = new float[inputs.BatchSize * layers * heads];
         var values = new double[inputs.BatchSize];
         GradientRunner.Run(
-            model, inputs, target, inputs.BatchSize, job => job,
-            (job, e) => rows[job].CopyTo(e),
+            model, inputs, target, inputs.BatchSize, job => job, null,
             (job, value, _, g) =>
             {
                 values[job] = value;
@@ -106,7 +104,7 @@ public static partial class Explainer
 
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
-        model.ThrowIfDisposed();
+        _ = model.WordEmbeddings; // throws once the model is disposed
         if (inputs.SequenceLength > model.Config.MaxPositions)
         {
             throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxPositions} positions.", nameof(inputs));
@@ -129,8 +127,7 @@ public static partial class Explainer
         var gradients = new float[inputs.BatchSize][];
         var values = new double[inputs.BatchSize];
         int passes = GradientRunner.Run(
-            model, inputs, target, inputs.BatchSize, job => job,
-            (job, e) => x[job].CopyTo(e),
+            model, inputs, target, inputs.BatchSize, job => job, null,
             (job, value, g, _) =>
             {
                 values[job] = value;
@@ -200,8 +197,7 @@ public static partial class Explainer
 
         // F(x) at the clean input, forward only.
         passes += GradientRunner.Run(
-            model, inputs, target, inputs.BatchSize, job => job,
-            (job, e) => x[job].CopyTo(e),
+            model, inputs, target, inputs.BatchSize, job => job, null,
             (job, value, _, _) => values[job] = value,
             options.MemoryBudgetBytes,
             backward: false,
@@ -311,7 +307,7 @@ public static partial class Explainer
             throw new ArgumentOutOfRangeException(nameof(options), id, $"The baseline token id is outside the vocabulary [0, {model.Config.VocabSize}) of model '{model.Name}'.");
         }
 
-        float[] row0 = token is { } tid ? HostWeights.Row(model.Weights.TokenEmbeddings, tid) : new float[d];
+        float[] row0 = token is { } tid ? HostWeights.Row(model.WordEmbeddings, tid) : new float[d];
         var baseline = (float[])x.Clone();
         var text = inputs.Texts[row];
         for (int t = 0; t < inputs.Lengths[row]; t++)

@@ -1,3 +1,4 @@
+using Headlight.Kernels;
 using Headlight.Models;
 using Headlight.Models.Tokenization;
 
@@ -5,8 +6,8 @@ namespace Headlight.Explain;
 
 /// <summary>
 /// Runs many variants ("jobs") of the input rows — noisy copies, points along a path — through the model
-/// forward and backward, as many per batch as the memory budget allows. Each job is one row whose word
-/// embeddings the caller fills; it gets back the target's value and d(target)/d(word embeddings), and
+/// forward and backward through <see cref="PassRunner"/>. Each job is one row whose word embeddings the
+/// caller fills (or the input row's own, looked up on the device); it gets back the target's value and d(target)/d(word embeddings), and
 /// optionally the head-gate gradients. Batches all have one shape (the last is topped up with a repeated
 /// row), so the model's cached buffers are made once.
 /// </summary>
@@ -20,49 +21,49 @@ internal static class GradientRunner
 
     /// <summary>
     /// Runs every job; returns the number of rows run (padding rows included). Without <paramref name="backward"/>
-    /// only the values are computed (the gradient handed to <paramref name="consume"/> is empty).
+    /// only the values are computed (the gradient handed to <paramref name="consume"/> is empty). Without
+    /// <paramref name="fill"/> each job runs its input row's own word embeddings, looked up on the device.
     /// </summary>
     /// <exception cref="InvalidOperationException">A value or gradient is not finite.</exception>
-    public static int Run(Model model, TokenBatch inputs, ITarget target, int jobs, Func<int, int> inputOf, FillEmbeddings fill, Consume consume, long memoryBudget, bool gates = false, bool backward = true, RunControl? control = null)
+    public static int Run(Model model, TokenBatch inputs, ITarget target, int jobs, Func<int, int> inputOf, FillEmbeddings? fill, Consume consume, long memoryBudget, bool gates = false, bool backward = true, RunControl? control = null)
     {
         control ??= RunControl.None;
         var config = model.Config;
         int seq = inputs.SequenceLength;
         int d = config.Hidden;
         int rowSize = seq * d;
-        long perRow = TransformerBackward.BytesPerRow(config, seq);
-        int chunk = ChunkRows(jobs, (int)Math.Clamp(memoryBudget / perRow, 1, jobs));
-
-        var ids = new int[chunk * seq];
-        var mask = new int[chunk * seq];
-        var types = new int[chunk * seq];
-        var inputRows = new int[chunk];
-        var lengths = new int[chunk];
-        var embeddings = new float[chunk * rowSize];
-        var seed = new float[chunk * rowSize];
-        var gradient = new float[chunk * rowSize];
-        var values = new double[chunk];
+        var shape = new PassRequest { Rows = 1, SequenceLength = seq, Backward = new BackwardOptions { HeadGates = gates } };
+        float[] embeddings = [], seed = [], gradient = [], gateHost = [];
+        int[] idRows = [], maskRows = [], typeRows = [], inputRows = [], lengths = [];
+        double[] values = [];
         int layers = config.Layers;
         int heads = config.Heads;
-        var gateHost = gates ? new float[layers * chunk * heads] : [];
         var gateRow = gates ? new float[layers * heads] : [];
-        var inputIds = inputs.InputIds.Span;
-        var inputMask = inputs.AttentionMask.Span;
-        var inputTypes = inputs.TokenTypeIds.Span;
-        int passes = 0;
 
-        for (int start = 0; start < jobs; start += chunk)
+        PassRequest Build(int start, int count, int chunk)
         {
-            control.ThrowIfCancelled();
-            int count = Math.Min(chunk, jobs - start);
+            if (inputRows.Length != chunk)
+            {
+                (idRows, maskRows, typeRows) = (new int[chunk * seq], new int[chunk * seq], new int[chunk * seq]);
+                (inputRows, lengths, values) = (new int[chunk], new int[chunk], new double[chunk]);
+                (seed, gradient) = (new float[chunk * rowSize], new float[chunk * rowSize]);
+                embeddings = fill is null ? [] : new float[chunk * rowSize];
+                gateHost = gates ? new float[layers * chunk * heads] : [];
+            }
+
             for (int r = 0; r < chunk; r++)
             {
                 int input = inputOf(start + Math.Min(r, count - 1));
-                inputIds.Slice(input * seq, seq).CopyTo(ids.AsSpan(r * seq, seq));
-                inputMask.Slice(input * seq, seq).CopyTo(mask.AsSpan(r * seq, seq));
-                inputTypes.Slice(input * seq, seq).CopyTo(types.AsSpan(r * seq, seq));
+                inputs.InputIds.Span.Slice(input * seq, seq).CopyTo(idRows.AsSpan(r * seq, seq));
+                inputs.AttentionMask.Span.Slice(input * seq, seq).CopyTo(maskRows.AsSpan(r * seq, seq));
+                inputs.TokenTypeIds.Span.Slice(input * seq, seq).CopyTo(typeRows.AsSpan(r * seq, seq));
                 inputRows[r] = input;
                 lengths[r] = inputs.Lengths[input];
+                if (fill is null)
+                {
+                    continue;
+                }
+
                 var rowEmbeddings = embeddings.AsSpan(r * rowSize, rowSize);
                 if (r < count)
                 {
@@ -74,27 +75,37 @@ internal static class GradientRunner
                 }
             }
 
-            lock (model.Gate)
+            return new PassRequest
             {
-                var state = model.ForwardForBackward(ids, mask, types, chunk, seq, embeddings);
-                Array.Clear(seed);
-                values.AsSpan().Fill(double.NaN);
-                var context = new TargetContext(model, TransformerForward.LastHidden(config, state), chunk, seq, mask, inputRows, lengths, seed, values);
-                target.Evaluate(context);
-                if (backward)
+                Rows = chunk,
+                SequenceLength = seq,
+                InputIds = idRows,
+                AttentionMask = maskRows,
+                TokenTypeIds = typeRows,
+                TokenEmbeddings = embeddings,
+                Backward = shape.Backward,
+            };
+        }
+
+        void Use(ModelPass pass, int start, int count)
+        {
+            Array.Clear(seed);
+            values.AsSpan().Fill(double.NaN);
+            target.Evaluate(new TargetContext(model, pass.LastHiddenState, pass.Rows, seq, maskRows, inputRows, lengths, seed, values));
+            if (backward)
+            {
+                pass.Backward(seed);
+                pass.InputSignal.CopyTo(gradient);
+                if (gates)
                 {
-                    var grads = state.BackwardBuffers(config);
-                    grads.Seed.CopyFrom(seed);
-                    TransformerBackward.Run(config, model.Weights, state, grads, BackwardRules.Gradient, gates);
-                    grads.TokenEmbeds.CopyTo(gradient);
-                    if (gates)
-                    {
-                        grads.Gates.CopyTo(gateHost);
-                    }
+                    pass.HeadGateSignal.CopyTo(gateHost);
                 }
             }
+        }
 
-            passes += chunk;
+        void Done(int start, int count)
+        {
+            int chunk = inputRows.Length;
             for (int r = 0; r < count; r++)
             {
                 var rowGradient = backward ? gradient.AsSpan(r * rowSize, rowSize) : [];
@@ -114,55 +125,38 @@ internal static class GradientRunner
 
                 consume(start + r, values[r], rowGradient, gateRow);
             }
-
-            control.Advance(count);
         }
 
-        return passes;
+        return PassRunner.Run(model, jobs, shape, memoryBudget, equalBatches: true, control, Build, Use, Done);
     }
 
     /// <summary>
-    /// Rows per batch: at most <paramref name="maxRows"/>, all batches the same size, and as few padding rows as
-    /// possible (52 jobs at most 19 per batch: 4 × 13, not 3 × 18 with 2 rows wasted); fewer batches on a tie.
+    /// The word embeddings <c>[seq, d]</c> of every input row (padding positions get their ids' rows too), gathered
+    /// on the device in one op and read back once.
     /// </summary>
-    internal static int ChunkRows(int jobs, int maxRows)
-    {
-        int fewest = (jobs + maxRows - 1) / maxRows;
-        int best = (jobs + fewest - 1) / fewest;
-        long bestTotal = (long)best * fewest;
-        for (int batches = fewest + 1; batches <= Math.Min(jobs, 2 * fewest) && bestTotal > jobs; batches++)
-        {
-            int rows = (jobs + batches - 1) / batches;
-            if ((long)rows * batches < bestTotal)
-            {
-                best = rows;
-                bestTotal = (long)rows * batches;
-            }
-        }
-
-        return best;
-    }
-
-    /// <summary>The word embeddings <c>[seq, d]</c> of one input row, looked up on the host (padding positions get their ids' rows too).</summary>
-    public static float[] InputEmbeddings(Model model, TokenBatch inputs, int row)
+    public static float[][] InputEmbeddings(Model model, TokenBatch inputs)
     {
         int seq = inputs.SequenceLength;
         int d = model.Config.Hidden;
-        var result = new float[seq * d];
-        var ids = inputs.InputIds.Span.Slice(row * seq, seq);
-        for (int t = 0; t < seq; t++)
+        var ids = inputs.InputIds.Span;
+        for (int i = 0; i < ids.Length; i++)
         {
-            int id = ids[t];
-            if ((uint)id >= (uint)model.Config.VocabSize)
+            if ((uint)ids[i] >= (uint)model.Config.VocabSize)
             {
-                throw new ArgumentException($"Token id {id} at row {row}, position {t} is outside the vocabulary [0, {model.Config.VocabSize}) of model '{model.Name}'.", nameof(inputs));
+                throw new ArgumentException($"Token id {ids[i]} at row {i / seq}, position {i % seq} is outside the vocabulary [0, {model.Config.VocabSize}) of model '{model.Name}'.", nameof(inputs));
             }
-
-            model.Weights.TokenEmbeddings.Slice((long)id * d, d).CopyTo(result.AsSpan(t * d, d));
         }
 
-        return result;
+        var table = model.WordEmbeddings;
+        using var deviceIds = model.Device.FromHost<int>(ids, inputs.BatchSize, seq);
+        using var gathered = model.Device.Allocate<float>(inputs.BatchSize, seq, d);
+        Embedding.Gather(table, deviceIds, gathered);
+        var host = gathered.ToArray();
+        return Enumerable.Range(0, inputs.BatchSize).Select(r => host.AsSpan(r * seq * d, seq * d).ToArray()).ToArray();
     }
+
+    /// <summary>The word embeddings <c>[seq, d]</c> of one input row (see <see cref="InputEmbeddings(Model, TokenBatch)"/>).</summary>
+    public static float[] InputEmbeddings(Model model, TokenBatch inputs, int row) => InputEmbeddings(model, inputs)[row];
 
     private static bool AllFinite(ReadOnlySpan<float> values)
     {

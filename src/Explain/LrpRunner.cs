@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Headlight.Kernels;
 using Headlight.Models;
 using Headlight.Models.Tokenization;
 
@@ -43,8 +42,6 @@ public static partial class Explainer
 /// </summary>
 internal static class LrpRunner
 {
-    private static readonly HashSet<string> NoCapture = [];
-
     public static (RowRelevance[] Rows, int Passes) Run(Model model, TokenBatch inputs, ITarget target, LrpOptions options, RunControl control)
     {
         var config = model.Config;
@@ -52,40 +49,43 @@ internal static class LrpRunner
         int d = config.Hidden;
         int layers = config.Layers;
         int heads = config.Heads;
-        long perRow = TransformerBackward.BytesPerRow(config, seq) + (4L * seq * (Math.Max(3 * d, config.Intermediate) + layers + 1));
-        int chunk = (int)Math.Clamp(options.MemoryBudgetBytes / perRow, 1, inputs.BatchSize);
-        var rule = options.Rules == LrpRules.CpLrp ? AttentionRelevanceRule.Conservative : AttentionRelevanceRule.Uniform;
-        var result = new RowRelevance[inputs.BatchSize];
-        for (int start = 0; start < inputs.BatchSize; start += chunk)
+        var backward = new BackwardOptions
         {
-            control.ThrowIfCancelled();
-            int count = Math.Min(chunk, inputs.BatchSize - start);
-            var batch = Rows.Of(inputs, start, count);
-            int n = count * seq;
-            var seed = new float[n * d];
-            var values = new double[count];
-            values.AsSpan().Fill(double.NaN);
-            float[] signal, sum, words, hidden, streams, gates;
-            lock (model.Gate)
-            {
-                model.ThrowIfDisposed();
-                var state = model.Prepare(batch.Ids, batch.Mask, batch.Types, count, seq, savesForBackward: true);
-                TransformerForward.Run(config, model.Weights, state, NoCapture, null, packed: model.Packed);
-                var context = new TargetContext(model, TransformerForward.LastHidden(config, state), count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values);
-                LrpHeads.Evaluate(target, context, options.Epsilon);
-                hidden = context.LastHiddenState.ToArray();
-                var grads = state.BackwardBuffers(config);
-                grads.Seed.CopyFrom(seed);
-                using var boundaries = model.Device.Allocate<float>(layers + 1, count, seq);
-                var rules = BackwardRules.Relevance(rule, (float)options.Epsilon, grads.RelevanceScratch);
-                TransformerBackward.Run(config, model.Weights, state, grads, rules, gates: true, new BackwardTaps { Streams = boundaries });
-                signal = grads.TokenEmbeds.ToArray();
-                sum = state.EmbedSum.ToArray();
-                words = state.TokenEmbeds.ToArray();
-                streams = boundaries.ToArray();
-                gates = grads.Gates.ToArray();
-            }
+            Rule = options.Rules == LrpRules.CpLrp ? BackwardRule.CpLrp : BackwardRule.AttnLrp,
+            Epsilon = (float)options.Epsilon,
+            HeadGates = true,
+            Boundaries = true,
+        };
+        var shape = new PassRequest { Rows = 1, SequenceLength = seq, Backward = backward };
+        var result = new RowRelevance[inputs.BatchSize];
+        PassRunner.Rows batch = null!;
+        float[] seed = [], signal = [], sum = [], words = [], hidden = [], streams = [], gates = [];
+        double[] values = [];
 
+        PassRequest Build(int start, int count, int rows)
+        {
+            batch = PassRunner.Rows.Of(inputs, start, count);
+            seed = new float[count * seq * d];
+            values = new double[count];
+            values.AsSpan().Fill(double.NaN);
+            return batch.Request(seq) with { Backward = backward };
+        }
+
+        void Use(ModelPass pass, int start, int count)
+        {
+            var context = new TargetContext(model, pass.LastHiddenState, count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values);
+            LrpHeads.Evaluate(target, context, options.Epsilon);
+            hidden = context.LastHiddenState.ToArray();
+            pass.Backward(seed);
+            signal = pass.InputSignal.ToArray();
+            sum = pass.EmbeddingSum.ToArray();
+            words = pass.TokenEmbeddings.ToArray();
+            streams = pass.BoundarySignal.ToArray();
+            gates = pass.HeadGateSignal.ToArray();
+        }
+
+        void Done(int start, int count)
+        {
             for (int r = 0; r < count; r++)
             {
                 int row = start + r;
@@ -133,25 +133,9 @@ internal static class LrpRunner
                 var attribution = new Attribution(inputs.Texts[row], tokens, embedding, d, value, null, check);
                 result[row] = new RowRelevance(attribution, output, layerRelevance, headRelevance, wordPart);
             }
-
-            control.Advance(count);
         }
 
-        return (result, inputs.BatchSize);
-    }
-
-    /// <summary>Ids, mask and token types of input rows [start, start + count), with their lengths and indices, for one batch.</summary>
-    internal sealed record Rows(int[] Ids, int[] Mask, int[] Types, int[] InputRows, int[] Lengths)
-    {
-        public static Rows Of(TokenBatch inputs, int start, int count)
-        {
-            int seq = inputs.SequenceLength;
-            return new Rows(
-                inputs.InputIds.Span.Slice(start * seq, count * seq).ToArray(),
-                inputs.AttentionMask.Span.Slice(start * seq, count * seq).ToArray(),
-                inputs.TokenTypeIds.Span.Slice(start * seq, count * seq).ToArray(),
-                Enumerable.Range(start, count).ToArray(),
-                inputs.Lengths.Skip(start).Take(count).ToArray());
-        }
+        int passes = PassRunner.Run(model, inputs.BatchSize, shape, options.MemoryBudgetBytes, equalBatches: false, control, Build, Use, Done);
+        return (result, passes);
     }
 }

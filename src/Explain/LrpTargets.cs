@@ -8,7 +8,7 @@ namespace Headlight.Explain;
 /// A target that says how LRP passes through its own head. <see cref="EvaluateRelevance"/> writes each row's value
 /// and, through <see cref="TargetContext.Seed"/>, the signal at the last hidden state <c>h</c> such that
 /// <c>h ⊙ signal</c> is the relevance the head hands to the model (for a head linear in <c>h</c> without bias, the
-/// gradient). The built-in targets need no such thing; a custom <see cref="ITarget"/> explained with LRP must implement it.
+/// gradient). Every built-in target implements it; a custom <see cref="ITarget"/> explained with LRP must too.
 /// </summary>
 public interface IRelevanceTarget : ITarget
 {
@@ -44,51 +44,23 @@ internal static class LrpHeads
     }
 
     /// <summary>Writes each row's value and relevance signal for <paramref name="target"/>.</summary>
-    /// <exception cref="MissingRelevanceRuleException">The target is a custom one that does not implement <see cref="IRelevanceTarget"/>.</exception>
+    /// <exception cref="MissingRelevanceRuleException">The target does not implement <see cref="IRelevanceTarget"/>.</exception>
     public static void Evaluate(ITarget target, TargetContext context, double epsilon)
     {
-        switch (target)
+        if (target is not IRelevanceTarget relevance)
         {
-            case IRelevanceTarget custom:
-                custom.EvaluateRelevance(context, epsilon);
-                break;
-            case ClassLogitTarget c:
-                Classifier(context, c.ClassIndex, probability: false, epsilon);
-                break;
-            case ClassProbabilityTarget c:
-                Classifier(context, c.ClassIndex, probability: true, epsilon);
-                break;
-            case NextTokenLogitTarget n:
-                LmHead(context, n.Position, n.TokenId, null, epsilon);
-                break;
-            case LogitDifferenceTarget diff:
-                LmHead(context, diff.Position, diff.TokenA, diff.TokenB, epsilon);
-                break;
-            case OutputUnitTarget { Position: { } position } unit:
-                for (int r = 0; r < context.Rows; r++)
-                {
-                    context.Values[r] = context.HiddenAt(r, position)[unit.Unit];
-                    context.Seed(r, position)[unit.Unit] = 1f;
-                }
-
-                break;
-            case OutputUnitTarget unit:
-                PooledUnit(context, unit.Unit, epsilon);
-                break;
-            case EmbeddingSimilarityTarget similarity:
-                Similarity(context, similarity.ReferenceEmbedding ?? throw new InvalidOperationException("Prepare was not called."), epsilon);
-                break;
-            default:
-                throw new MissingRelevanceRuleException(
-                    $"LRP of target '{target.Description}' ({target.GetType().Name}): its head has no relevance rule; implement {nameof(IRelevanceTarget)} to give one.");
+            throw new MissingRelevanceRuleException(
+                $"LRP of target '{target.Description}' ({target.GetType().Name}): its head has no relevance rule; implement {nameof(IRelevanceTarget)} to give one.");
         }
+
+        relevance.EvaluateRelevance(context, epsilon);
     }
 
     /// <summary><c>z / (z + ε·sign z)</c>, sign 0 = +1: the ε-rule's factor on a signal at an output z.</summary>
     public static double Stabilized(double z, double epsilon) => z / (z + (z >= 0 ? epsilon : -epsilon));
 
     // Classifier head: logits = Wc·tanh(Wp·h[CLS] + bp) + bc; for the probability, then the class softmax.
-    private static void Classifier(TargetContext context, int classIndex, bool probability, double epsilon)
+    public static void Classifier(TargetContext context, int classIndex, bool probability, double epsilon)
     {
         var head = ClassHead.HeadWeights.Of(context.Model);
         int d = head.Hidden;
@@ -134,9 +106,9 @@ internal static class LrpHeads
     }
 
     // Tied LM head: F = h[p]·w with w = wte[a] (− wte[b]), one linear unit without bias.
-    private static void LmHead(TargetContext context, int? position, int tokenA, int? tokenB, double epsilon)
+    public static void LmHead(TargetContext context, int? position, int tokenA, int? tokenB, double epsilon)
     {
-        var table = context.Model.Weights.TokenEmbeddings;
+        var table = context.Model.WordEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)
@@ -160,7 +132,7 @@ internal static class LrpHeads
     }
 
     // cos(e, r) = ê·r̂: one linear unit on ê (ε-rule), ‖e‖ held constant, then the pooling rule.
-    private static void Similarity(TargetContext context, IReadOnlyList<float> reference, double epsilon)
+    public static void Similarity(TargetContext context, IReadOnlyList<float> reference, double epsilon)
     {
         int d = context.Hidden;
         double rNorm = Math.Sqrt(reference.Sum(v => (double)v * v));
@@ -189,7 +161,7 @@ internal static class LrpHeads
     }
 
     // Unit k of the sentence embedding: selection, the L2 normalisation (where the model has one) held constant.
-    private static void PooledUnit(TargetContext context, int unit, double epsilon)
+    public static void PooledUnit(TargetContext context, int unit, double epsilon)
     {
         int d = context.Hidden;
         bool normalize = context.Model.Config.NormalizeEmbedding;

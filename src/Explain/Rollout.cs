@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Headlight.Kernels;
 using Headlight.Models;
 using Headlight.Models.Tokenization;
 
@@ -63,50 +62,46 @@ internal static class RolloutRunner
         int layers = config.Layers;
         int heads = config.Heads;
         bool gradient = options is GradientAttentionOptions;
-        var capture = Enumerable.Range(0, layers).Select(ActivationNames.AttentionProbs).ToHashSet(StringComparer.Ordinal);
-        long perRow = TransformerBackward.BytesPerRow(config, seq) + (4L * (layers + 1) * heads * seq * seq);
-        int chunk = (int)Math.Clamp(options.MemoryBudgetBytes / perRow, 1, inputs.BatchSize);
+        var capture = Enumerable.Range(0, layers).Select(ActivationNames.AttentionProbs).ToArray();
+        var backward = gradient ? new BackwardOptions { AttentionGradients = true } : null;
+        var shape = new PassRequest { Rows = 1, SequenceLength = seq, Capture = capture, Backward = backward };
         var rows = new Attribution[inputs.BatchSize];
         var matrices = new double[inputs.BatchSize][,];
-        for (int start = 0; start < inputs.BatchSize; start += chunk)
-        {
-            control.ThrowIfCancelled();
-            int count = Math.Min(chunk, inputs.BatchSize - start);
-            var batch = LrpRunner.Rows.Of(inputs, start, count);
-            var seed = new float[count * seq * d];
-            var values = new double[count];
-            values.AsSpan().Fill(double.NaN);
-            var probabilities = new float[layers][];
-            var gradients = new float[layers][];
-            lock (model.Gate)
-            {
-                model.ThrowIfDisposed();
-                var state = model.Prepare(batch.Ids, batch.Mask, batch.Types, count, seq, savesForBackward: gradient);
-                TransformerForward.Run(config, model.Weights, state, capture, null, packed: model.Packed);
-                target.Evaluate(new TargetContext(model, TransformerForward.LastHidden(config, state), count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values));
-                for (int l = 0; l < layers; l++)
-                {
-                    probabilities[l] = state.ProbabilitiesFor(l).ToArray();
-                }
+        PassRunner.Rows batch = null!;
+        float[] seed = [];
+        double[] values = [];
+        var probabilities = new float[layers][];
+        var gradients = new float[layers][];
 
-                if (gradient)
-                {
-                    var grads = state.BackwardBuffers(config);
-                    grads.Seed.CopyFrom(seed);
-                    var shape = new AttentionShape(count, heads, seq, seq, config.HeadDim);
-                    using var dp = model.Device.Allocate<float>(count, heads, seq, seq);
-                    var taps = new BackwardTaps
-                    {
-                        Context = (l, dContext) =>
-                        {
-                            Attention.ProbabilityGradient(new AttentionOperand(state.LayerAt(l).Qkv, 2 * d), new AttentionOperand(dContext), shape, state.KeyMask, config.IsCausal, dp);
-                            gradients[l] = dp.ToArray();
-                        },
-                    };
-                    TransformerBackward.Run(config, model.Weights, state, grads, BackwardRules.Gradient, gates: false, taps);
-                }
+        PassRequest Build(int start, int count, int size)
+        {
+            batch = PassRunner.Rows.Of(inputs, start, count);
+            seed = new float[count * seq * d];
+            values = new double[count];
+            values.AsSpan().Fill(double.NaN);
+            return batch.Request(seq) with { Capture = capture, Backward = backward };
+        }
+
+        void Use(ModelPass pass, int start, int count)
+        {
+            target.Evaluate(new TargetContext(model, pass.LastHiddenState, count, seq, batch.Mask, batch.InputRows, batch.Lengths, seed, values));
+            for (int l = 0; l < layers; l++)
+            {
+                probabilities[l] = pass.Activations[capture[l]].Data;
             }
 
+            if (gradient)
+            {
+                pass.Backward(seed);
+                for (int l = 0; l < layers; l++)
+                {
+                    gradients[l] = pass.AttentionGradient(l).ToArray();
+                }
+            }
+        }
+
+        void Done(int start, int count)
+        {
             for (int r = 0; r < count; r++)
             {
                 int row = start + r;
@@ -142,11 +137,10 @@ internal static class RolloutRunner
                 matrices[row] = matrix;
                 rows[row] = new Attribution(inputs.Texts[row], scores, [], 0, values[r], null, null);
             }
-
-            control.Advance(count);
         }
 
-        return (rows, matrices, inputs.BatchSize);
+        int passes = PassRunner.Run(model, inputs.BatchSize, shape, options.MemoryBudgetBytes, equalBatches: false, control, Build, Use, Done);
+        return (rows, matrices, passes);
     }
 
     // mean over heads of A[h] (or of max(0, dA[h]·A[h])) for row r, restricted to the first n queries and keys.

@@ -53,6 +53,9 @@ internal sealed class ForwardState : IDisposable
 
     public bool SavesForBackward { get; }
 
+    /// <summary>Device bytes of every buffer this state owns, counted as each is allocated (lazy ones included once made).</summary>
+    public long Bytes { get; private set; }
+
     public Tensor<int> Ids { get; }              // [batch, seq]
 
     public Tensor<int> Positions { get; }        // [batch, seq] 0..seq−1 in every row, filled once
@@ -127,6 +130,7 @@ internal sealed class ForwardState : IDisposable
     {
         var t = device.Allocate<float>(shape);
         owned.Add(t);
+        Bytes += t.Length * sizeof(float);
         return t;
     }
 
@@ -134,6 +138,7 @@ internal sealed class ForwardState : IDisposable
     {
         var t = device.Allocate<int>(shape);
         owned.Add(t);
+        Bytes += t.Length * sizeof(int);
         return t;
     }
 
@@ -145,7 +150,9 @@ internal sealed class ForwardState : IDisposable
         }
 
         owned.Clear();
+        probabilities.Clear();
         backward = null;
+        Bytes = 0;
     }
 
     /// <summary>One block's intermediates.</summary>

@@ -24,6 +24,7 @@ public sealed class Model : IDisposable
     private readonly bool ownsDevice;
     private readonly object gate = new();
     private readonly LinkedList<((int Batch, int Seq, bool Saves) Key, ForwardState State)> states = new();
+    private readonly Dictionary<(int Seq, BackwardOptions? Backward, string Probabilities), long> rowBytes = [];
     private bool disposed;
 
     private Model(string name, string source, ModelConfig config, Device device, bool ownsDevice, DeviceWeights weights, ITextTokenizer? tokenizer)
@@ -55,8 +56,25 @@ public sealed class Model : IDisposable
 
     internal DeviceWeights Weights => weights;
 
-    /// <summary>The weights packed for the <c>cpu</c> device's GEMM (null elsewhere), for forward passes run outside this class.</summary>
-    internal PackedWeights? Packed => packed;
+    /// <summary>The word embedding table <c>[vocab, d]</c> on the device (GPT-2's LM head is tied to it). Read it; writing changes the model.</summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float> WordEmbeddings => Live(weights.TokenEmbeddings);
+
+    /// <summary>BERT's pooler dense weight <c>[d, d]</c>, stored [in, out], or null when the model has no pooler.</summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float>? PoolerWeight => Live(weights.PoolerWeight);
+
+    /// <summary>BERT's pooler bias <c>[d]</c>, or null when the model has no pooler.</summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float>? PoolerBias => Live(weights.PoolerBias);
+
+    /// <summary>A sequence classifier's weight <c>[d, labels]</c>, stored [in, out], or null when the model has no classification head.</summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float>? ClassifierWeight => Live(weights.ClassifierWeight);
+
+    /// <summary>A sequence classifier's bias <c>[labels]</c>, or null when the model has no classification head.</summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float>? ClassifierBias => Live(weights.ClassifierBias);
 
     /// <summary>
     /// Loads a model: a catalogue name (<c>minilm</c>, <c>arcticxs</c>), a Hugging Face folder
@@ -96,8 +114,13 @@ public sealed class Model : IDisposable
     /// Hugging Face names of <paramref name="config"/>'s family, uploaded to <paramref name="device"/>, which
     /// the model does not own.
     /// </summary>
-    internal static Model FromWeights(string name, ModelConfig config, WeightSet weights, ITextTokenizer? tokenizer, Device device)
+    /// <exception cref="ModelFormatException">The configuration is not one Headlight can run, or a weight is missing or of the wrong shape.</exception>
+    public static Model FromWeights(string name, ModelConfig config, WeightSet weights, ITextTokenizer? tokenizer, Device device)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(device);
         config.Validate(name);
         return new Model(name, weights.SourcePath, config, device, ownsDevice: false, DeviceWeights.Upload(device, config, weights), tokenizer);
     }
@@ -173,19 +196,142 @@ public sealed class Model : IDisposable
     /// <paramref name="capture"/> (see <see cref="ActivationNames"/>). Capturing nothing costs nothing.
     /// </summary>
     /// <exception cref="ArgumentException">The batch is longer than the model's positions, holds ids outside the vocabulary, or a capture name is unknown.</exception>
-    public ForwardResult Forward(TokenBatch batch, IEnumerable<string>? capture = null)
+    public ForwardResult Forward(TokenBatch batch, IEnumerable<string>? capture = null) => Forward(batch, capture, default);
+
+    /// <summary>
+    /// As <see cref="Forward(TokenBatch, IEnumerable{string}?)"/>, with a gate per head <c>[layer, head]</c> multiplying its output
+    /// (0 ablates the head; empty = every gate 1). The weights are as loaded again when the call returns.
+    /// </summary>
+    /// <exception cref="ArgumentException">As the other overload, or <paramref name="headGates"/> does not hold layers·heads values.</exception>
+    public ForwardResult Forward(TokenBatch batch, IEnumerable<string>? capture, ReadOnlyMemory<float> headGates)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var names = ActivationNames.Validate(capture, Config.Layers);
+        HeadGating.Check(Config, Name, headGates.Span);
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             var state = Prepare(batch, savesForBackward: false);
             var cache = new ActivationCache();
-            TransformerForward.Run(Config, weights, state, names, cache, packed: packed);
-            return Collect(batch, state, cache);
+            var gated = HeadGating.Apply(Config, weights, packed, headGates.Span);
+            try
+            {
+                TransformerForward.Run(Config, weights, state, names, cache, packed: packed);
+                return Collect(batch, state, cache);
+            }
+            finally
+            {
+                gated?.Restore();
+            }
         }
     }
+
+    /// <summary>
+    /// Runs the forward pass <paramref name="request"/> describes and leases its state: the last hidden state and embeddings on
+    /// the device, the captured activations, and the backward pass it asked for. The lease holds the model's lock until disposed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An input does not hold rows·seq values (embeddings rows·seq·d), an id or type is outside the
+    /// model's range, the rows are longer than the model's positions, a capture name is unknown, or the gates or ε are out of range.</exception>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public ModelPass Run(PassRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var names = CheckRequest(request);
+        int b = request.Rows;
+        int t = request.SequenceLength;
+        bool saves = request.Backward is not null;
+        Monitor.Enter(gate);
+        HeadGating? gated = null;
+        try
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            ForwardState state;
+            if (request.WriteInputs is { } write)
+            {
+                state = StateFor(b, t, saves);
+                write(state.Ids, state.KeyMask);
+                if (Config.TypeVocabSize > 0)
+                {
+                    ReadOnlySpan<int> rowTypes = request.TokenTypeIds.IsEmpty ? new int[b * t] : request.TokenTypeIds.Span;
+                    state.TypeIds.CopyFrom(rowTypes);
+                }
+            }
+            else
+            {
+                ReadOnlySpan<int> types = request.TokenTypeIds.IsEmpty ? new int[b * t] : request.TokenTypeIds.Span;
+                state = Prepare(request.InputIds.Span, request.AttentionMask.Span, types, b, t, saves, nameof(request));
+            }
+
+            bool given = !request.TokenEmbeddings.IsEmpty;
+            if (given)
+            {
+                state.TokenEmbeds.CopyFrom(request.TokenEmbeddings.Span);
+            }
+
+            var cache = new ActivationCache();
+            gated = HeadGating.Apply(Config, weights, packed, request.HeadGates.Span);
+            TransformerForward.Run(Config, weights, state, names, cache, tokenEmbedsGiven: given, packed: packed);
+            var lease = gated;
+            return new ModelPass(this, state, cache, request.Backward, () =>
+            {
+                try
+                {
+                    lease?.Restore();
+                }
+                finally
+                {
+                    Monitor.Exit(gate);
+                }
+            });
+        }
+        catch
+        {
+            try
+            {
+                gated?.Restore();
+            }
+            finally
+            {
+                Monitor.Exit(gate);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Device bytes one row of a pass like <paramref name="request"/> holds (its sequence length, captures and backward pass; rows and
+    /// inputs are ignored): what a memory budget divides by to size batches. Measured on the buffers a one-row pass allocates.
+    /// </summary>
+    public long BytesPerRow(PassRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var names = ActivationNames.Validate(request.Capture, Config.Layers);
+        var backward = request.Backward;
+        var key = (request.SequenceLength, backward, string.Join(",", names.Where(n => n.EndsWith(".attn.probs", StringComparison.Ordinal)).Order(StringComparer.Ordinal)));
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (!rowBytes.TryGetValue(key, out long bytes))
+            {
+                using var probe = new ForwardState(Device, Config, 1, request.SequenceLength, backward is not null);
+                for (int l = 0; l < Config.Layers; l++)
+                {
+                    if (names.Contains(ActivationNames.AttentionProbs(l)))
+                    {
+                        _ = probe.ProbabilitiesFor(l);
+                    }
+                }
+
+                // The lease makes the backward buffers; measure it the same way, then drop the probe.
+                bytes = new ModelPass(this, probe, new ActivationCache(), backward, static () => { }).Bytes;
+                rowBytes[key] = bytes;
+            }
+
+            return bytes;
+        }
+    }
+
 
     /// <summary>
     /// Runs the model on a batch and writes only the last hidden state <c>[batch, seq, d]</c> (after GPT-2's final
@@ -353,78 +499,9 @@ public sealed class Model : IDisposable
     /// <summary>
     /// The lock every forward and backward pass of this model runs under: the cached buffers are
     /// shared, so a caller that runs a forward pass and then reads or differentiates its state holds
-    /// it across both.
+    /// it across both (<see cref="ModelPass"/> does).
     /// </summary>
     internal object Gate => gate;
-
-    /// <summary>
-    /// Call under <see cref="Gate"/> after block <paramref name="layer"/>'s attention output projection in
-    /// <see cref="Weights"/> was changed in place (head ablation): the <c>cpu</c> device's packed copy, which
-    /// the forward pass reads, is made again. Other devices read the tensor itself.
-    /// </summary>
-    internal void OutWeightChanged(int layer) => packed?.RepackOut(layer, weights.Layers[layer]);
-
-    /// <summary>Throws <see cref="ObjectDisposedException"/> once the model is disposed; call under <see cref="Gate"/>.</summary>
-    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
-
-    /// <summary>
-    /// A forward pass that keeps every block's intermediates for <see cref="TransformerBackward"/>, on
-    /// ids, mask and types [batch, seq] and word embeddings [batch, seq, d] given by the caller
-    /// (positions and token types are still looked up). Call under <see cref="Gate"/>; the returned
-    /// state is valid until the next pass of the same shape.
-    /// </summary>
-    internal ForwardState ForwardForBackward(ReadOnlySpan<int> ids, ReadOnlySpan<int> mask, ReadOnlySpan<int> types, int b, int t, ReadOnlySpan<float> tokenEmbeds)
-    {
-        ThrowIfDisposed();
-        var state = Prepare(ids, mask, types, b, t, savesForBackward: true);
-        state.TokenEmbeds.CopyFrom(tokenEmbeds);
-        TransformerForward.Run(Config, weights, state, NoCapture, null, tokenEmbedsGiven: true, packed: packed);
-        return state;
-    }
-
-    /// <summary>
-    /// A forward pass (nothing kept for a backward pass) on ids and key mask <c>[b, t]</c> that
-    /// <paramref name="write"/> puts straight into the state's device buffers, so inputs built on the device
-    /// never pass through the host; token types (<paramref name="rowTypes"/> <c>[t]</c>, the same for every
-    /// row) are uploaded here, positions were filled when the state was made. The caller guarantees every id is in the vocabulary. Call under
-    /// <see cref="Gate"/>; the returned state is valid until the next pass of the same shape.
-    /// </summary>
-    internal ForwardState ForwardOnDevice(int b, int t, ReadOnlySpan<int> rowTypes, Action<Tensor<int>, Tensor<int>> write)
-    {
-        ThrowIfDisposed();
-        if (t > Config.MaxPositions || rowTypes.Length != t)
-        {
-            throw new ArgumentException($"Model '{Name}': a forward of {t} tokens per row with {rowTypes.Length} token types (at most {Config.MaxPositions} positions).", nameof(t));
-        }
-
-        var state = StateFor(b, t, saves: false);
-        write(state.Ids, state.KeyMask);
-        if (Config.TypeVocabSize > 0)
-        {
-            // Every row takes the input row's types; positions stay as the state made them.
-            var types = new int[b * t];
-            for (int i = 0; i < types.Length; i++)
-            {
-                types[i] = rowTypes[i % t];
-            }
-
-            state.TypeIds.CopyFrom(types);
-        }
-
-        TransformerForward.Run(Config, weights, state, NoCapture, null, packed: packed);
-        return state;
-    }
-
-    /// <summary>Device bytes one row of <paramref name="seq"/> tokens takes in a forward pass that keeps nothing for a backward pass.</summary>
-    internal static long InferenceBytesPerRow(ModelConfig config, int seq)
-    {
-        // Per token: ids, positions, types and key mask; word and summed embeddings and their statistics;
-        // two residual streams; one set of block intermediates (see ForwardState); GPT-2's final LayerNorm.
-        long d = config.Hidden;
-        long block = (11 * d) + (2L * config.Intermediate) + config.Heads + 4;
-        long final = config.Family == ModelFamily.Gpt2Decoder ? d + 2 : 0;
-        return 4 * seq * (4 + (4 * d) + 2 + block + final);
-    }
 
     private ForwardState StateFor(int batch, int seq, bool saves)
     {
@@ -504,6 +581,43 @@ public sealed class Model : IDisposable
         using var output = Device.Allocate<float>(rows, outDim);
         Gemm.Forward(input, weight, output, bias: bias);
         return output.ToArray();
+    }
+
+    private HashSet<string> CheckRequest(PassRequest request)
+    {
+        int b = request.Rows;
+        int t = request.SequenceLength;
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(b, nameof(request));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(t, nameof(request));
+        if (t > Config.MaxPositions)
+        {
+            throw new ArgumentException($"Model '{Name}': the request has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", nameof(request));
+        }
+
+        if (request.TokenTypeIds.Length is not 0 && request.TokenTypeIds.Length != b * t)
+        {
+            throw new ArgumentException($"Model '{Name}': the token types hold {request.TokenTypeIds.Length} values; [rows, seq] = [{b}, {t}] needs {b * t}.", nameof(request));
+        }
+
+        long embeddings = (long)b * t * Config.Hidden;
+        if (!request.TokenEmbeddings.IsEmpty && request.TokenEmbeddings.Length != embeddings)
+        {
+            throw new ArgumentException($"Model '{Name}': the word embeddings hold {request.TokenEmbeddings.Length} floats; [rows, seq, d] = [{b}, {t}, {Config.Hidden}] needs {embeddings}.", nameof(request));
+        }
+
+        if (request.Backward is { Rule: not BackwardRule.Gradient, Epsilon: var epsilon } && !(epsilon > 0 && float.IsFinite(epsilon)))
+        {
+            throw new ArgumentException($"Model '{Name}': relevance rules need a positive, finite ε; got {epsilon}.", nameof(request));
+        }
+
+        HeadGating.Check(Config, Name, request.HeadGates.Span);
+        return ActivationNames.Validate(request.Capture, Config.Layers);
+    }
+
+    private T Live<T>(T value)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        return value;
     }
 
     private ITextTokenizer RequireTokenizer() => Tokenizer

@@ -111,7 +111,11 @@ internal sealed class BackwardState
 {
     private readonly ForwardState owner;
     private readonly int widest;
+    private readonly int layers;
+    private readonly int heads;
     private Tensor<float>? relevanceScratch;
+    private Tensor<float>? boundaries;
+    private Tensor<float>?[]? probabilityGradients;
 
     public BackwardState(ForwardState owner, ModelConfig config)
     {
@@ -121,6 +125,8 @@ internal sealed class BackwardState
         int t = owner.Seq;
         int d = config.Hidden;
         Family = config.Family;
+        layers = config.Layers;
+        heads = config.Heads;
         StreamA = owner.Float(b, t, d);
         StreamB = owner.Float(b, t, d);
         Context = owner.Float(b, t, d);
@@ -158,6 +164,16 @@ internal sealed class BackwardState
 
     /// <summary>[batch, seq, max(3d, intermediate)]: scratch for <see cref="BackwardRules.Relevance"/>, made on first use.</summary>
     public Tensor<float> RelevanceScratch => relevanceScratch ??= owner.Float(owner.Batch, owner.Seq, widest);
+
+    /// <summary>[layers + 1, batch, seq]: the boundary reductions of <see cref="BackwardTaps.Streams"/>, made on first use.</summary>
+    public Tensor<float> Boundaries => boundaries ??= owner.Float(layers + 1, owner.Batch, owner.Seq);
+
+    /// <summary>d(target)/d(attention probabilities) [batch, head, query, key] of block <paramref name="layer"/>, one buffer per block made on first use.</summary>
+    public Tensor<float> ProbabilityGradient(int layer)
+    {
+        probabilityGradients ??= new Tensor<float>?[layers];
+        return probabilityGradients[layer] ??= owner.Float(owner.Batch, heads, owner.Seq, owner.Seq);
+    }
 
     /// <summary>Where the caller writes d(target)/d(last hidden state) (GPT-2: of the final LayerNorm output), [batch, seq, d].</summary>
     public Tensor<float> Seed => Family == ModelFamily.BertEncoder ? StreamA : StreamB;
@@ -243,19 +259,6 @@ internal static class TransformerBackward
             // The embedding LayerNorm; word, position and type embeddings are summed, so each receives this.
             rules.LayerNorm(a, state.EmbedSum, state.StreamAt(0), weights.EmbeddingNormGamma!, state.EmbedMean, state.EmbedRstd, grads.EmbedSum, accumulate: false);
         }
-    }
-
-    /// <summary>
-    /// Device bytes one row of <paramref name="seq"/> tokens needs for a forward pass that saves for the
-    /// backward pass plus the backward buffers: what a memory budget divides by to size batches.
-    /// </summary>
-    public static long BytesPerRow(ModelConfig config, int seq)
-    {
-        long d = config.Hidden;
-        long perLayer = (11 * d) + (2L * config.Intermediate) + config.Heads + 4;
-        long forward = (config.Layers * perLayer) + ((config.Layers + 1) * d) + (4 * d) + 8;
-        long backward = (8 * d) + config.Intermediate + ((config.Layers + 2L) * config.Heads) + 1;
-        return 4 * seq * (forward + backward);
     }
 
     // dContext from the output projection, the gate gradients, then attention and the QKV projection:

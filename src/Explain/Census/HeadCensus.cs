@@ -206,10 +206,8 @@ public static class HeadCensus
         return sum.Select(s => s / plan.Texts.Count).ToArray();
     }
 
-    // For each head: the mean over the ablation texts of L(all heads) − L(head zeroed). A head's output is
-    // zeroed by zeroing its rows of the output projection [d, d] (rows h·headDim.. are the inputs its
-    // values feed), which is exactly a gate of 0 on the head; the rows are restored afterwards. The cpu
-    // device's forward pass reads a packed copy of the projection, so it is packed again after each change.
+    // For each head: the mean over the ablation texts of L(all heads) − L(head zeroed), the head zeroed by a gate of 0
+    // on its output for the passes that measure it (the model's weights are as loaded again after each).
     private static (double[] Drops, double Baseline, int Texts) Ablation(Model model, CorpusPlan plan, RetrievalGallery? gallery, CensusOptions options, IProgress<CensusProgress>? progress, CancellationToken cancellationToken)
     {
         var config = model.Config;
@@ -230,12 +228,12 @@ public static class HeadCensus
         var prepared = batches.Select(rows => (Rows: rows, Batch: model.FromIds(rows.Select(i => (IReadOnlyList<int>)plan.Texts[i].Ids).ToList()))).ToList();
 
         // Plain forward passes (the model's cached buffers, no backward state); the target's value per row.
-        double Evaluate()
+        double Evaluate(float[] gates)
         {
             double sum = 0;
             foreach (var (rows, batch) in prepared)
             {
-                var result = model.Forward(batch);
+                var result = model.Forward(batch, null, gates);
                 for (int r = 0; r < rows.Length; r++)
                 {
                     int length = batch.Lengths[r];
@@ -251,38 +249,20 @@ public static class HeadCensus
         int steps = (layers * heads) + 1;
         int done = 0;
         progress?.Report(new CensusProgress("ablation", 0, steps));
-        double baseline = Evaluate();
+        var gates = new float[layers * heads];
+        Array.Fill(gates, 1f);
+        double baseline = Evaluate([]);
         cancellationToken.ThrowIfCancellationRequested();
         progress?.Report(new CensusProgress("ablation", ++done, steps));
-        int headDim = config.HeadDim;
-        int d = config.Hidden;
-        lock (model.Gate)
+        for (int i = 0; i < gates.Length; i++)
         {
-            for (int l = 0; l < layers; l++)
-            {
-                var weight = model.Weights.Layers[l].OutWeight;
-                for (int h = 0; h < heads; h++)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var rows = weight.Slice((long)h * headDim * d, headDim, d);
-                    var saved = rows.ToArray();
-                    try
-                    {
-                        rows.Fill(0f);
-                        model.OutWeightChanged(l);
-                        drops[(l * heads) + h] = baseline - Evaluate();
-                    }
-                    finally
-                    {
-                        rows.CopyFrom(saved);
-                        model.OutWeightChanged(l);
-                    }
+            cancellationToken.ThrowIfCancellationRequested();
+            gates[i] = 0f;
+            drops[i] = baseline - Evaluate(gates);
+            gates[i] = 1f;
+            cancellationToken.ThrowIfCancellationRequested();
 
-                    cancellationToken.ThrowIfCancellationRequested();
-
-                    progress?.Report(new CensusProgress("ablation", ++done, steps));
-                }
-            }
+            progress?.Report(new CensusProgress("ablation", ++done, steps));
         }
 
         return (drops, baseline, k);

@@ -126,16 +126,6 @@ internal static class ShapExplainer
         return new Attribution(text, tokenScores, [], model.Config.Hidden, estimate.FullValue, estimate.EmptyValue, check, features);
     }
 
-    /// <summary>
-    /// Rows per forward batch for <paramref name="count"/> coalitions of <paramref name="seq"/> tokens: the device
-    /// buffers of the forward pass, the host copy of the last hidden state and the masks within the budget.
-    /// </summary>
-    internal static int BatchRows(Model model, int seq, int features, int count, long memoryBudget)
-    {
-        long perRow = Model.InferenceBytesPerRow(model.Config, seq) + (4L * seq * (model.Config.Hidden + 2)) + features;
-        return GradientRunner.ChunkRows(count, (int)Math.Clamp(memoryBudget / perRow, 1, count));
-    }
-
     /// <summary>The value function of one input row: masked inputs on the device, batched forward passes, the target without a gradient.</summary>
     internal sealed class Runner(Model model, TokenBatch inputs, int row, ITarget target, int[] featureOf, int? replacement, long memoryBudget, RunControl control)
     {
@@ -148,7 +138,8 @@ internal static class ShapExplainer
         {
             int count = values.Length;
             int m = masks.Length / count;
-            int chunk = BatchRows(model, seq, m, count, memoryBudget);
+            var shape = new PassRequest { Rows = 1, SequenceLength = seq };
+            int chunk = PassRunner.BatchRows(model, count, shape, memoryBudget, equalBatches: true);
             int batches = (count + chunk - 1) / chunk;
             var device = model.Device;
 
@@ -162,13 +153,20 @@ internal static class ShapExplainer
 
             var ids = inputs.InputIds.Span.Slice(row * inputs.SequenceLength, seq);
             var keys = inputs.AttentionMask.Span.Slice(row * inputs.SequenceLength, seq);
-            var types = inputs.TokenTypeIds.Span.Slice(row * inputs.SequenceLength, seq).ToArray();
+            var rowTypes = inputs.TokenTypeIds.Span.Slice(row * inputs.SequenceLength, seq);
             for (int t = 0; t < seq; t++)
             {
                 if ((uint)ids[t] >= (uint)model.Config.VocabSize)
                 {
                     throw new ArgumentException($"Token id {ids[t]} at row {row}, position {t} is outside the vocabulary [0, {model.Config.VocabSize}) of model '{model.Name}'.", nameof(inputs));
                 }
+            }
+
+            // Every coalition takes the input row's token types.
+            var types = new int[chunk * seq];
+            for (int i = 0; i < types.Length; i++)
+            {
+                types[i] = rowTypes[i % seq];
             }
 
             using var allMasks = device.FromHost<byte>(padded, batches * chunk, m);
@@ -181,25 +179,29 @@ internal static class ShapExplainer
             var lengths = new int[chunk];
             Array.Fill(lengths, seq);
             var batchValues = new double[chunk];
-            for (int batch = 0; batch < batches; batch++)
+            var results = new double[count];
+
+            PassRequest Build(int start, int used, int rows)
             {
-                control.ThrowIfCancelled();
-                int start = batch * chunk;
                 var batchMasks = allMasks.Slice((long)start * m, chunk, m);
-                lock (model.Gate)
+                return shape with
                 {
-                    var state = model.ForwardOnDevice(chunk, seq, types, (maskedIds, maskedKeys) =>
-                        Coalitions.MaskInputs(batchMasks, features, baseIds, baseKeys, maskedIds, maskedKeys, replacement));
+                    Rows = rows,
+                    TokenTypeIds = types,
+                    WriteInputs = (maskedIds, maskedKeys) => Coalitions.MaskInputs(batchMasks, features, baseIds, baseKeys, maskedIds, maskedKeys, replacement),
+                };
+            }
 
-                    // Targets pool over the key mask on the host: dropped tokens are left out like padding.
-                    state.KeyMask.CopyTo(hostKeys);
-                    batchValues.AsSpan().Fill(double.NaN);
-                    var context = new TargetContext(model, TransformerForward.LastHidden(model.Config, state), chunk, seq, hostKeys, inputRows, lengths, null, batchValues);
-                    target.Evaluate(context);
-                }
+            void Use(ModelPass pass, int start, int used)
+            {
+                // Targets pool over the key mask on the host: dropped tokens are left out like padding.
+                pass.AttentionMask.CopyTo(hostKeys);
+                batchValues.AsSpan().Fill(double.NaN);
+                target.Evaluate(new TargetContext(model, pass.LastHiddenState, chunk, seq, hostKeys, inputRows, lengths, null, batchValues));
+            }
 
-                Passes += chunk;
-                int used = Math.Min(chunk, count - start);
+            void Done(int start, int used)
+            {
                 for (int r = 0; r < used; r++)
                 {
                     if (!double.IsFinite(batchValues[r]))
@@ -208,11 +210,12 @@ internal static class ShapExplainer
                             $"Explaining '{target.Description}' on model '{model.Name}': the value ({batchValues[r]}) of input row {row} with coalition {start + r} is not finite.");
                     }
 
-                    values[start + r] = batchValues[r];
+                    results[start + r] = batchValues[r];
                 }
-
-                control.Advance(used);
             }
+
+            Passes += PassRunner.Run(model, count, shape, memoryBudget, equalBatches: true, control, Build, Use, Done);
+            results.CopyTo(values);
         }
     }
 }
