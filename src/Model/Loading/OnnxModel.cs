@@ -1,7 +1,7 @@
 namespace Headlight.Models.Loading;
 
 /// <summary>One attribute of an ONNX node (the scalar, list and tensor kinds; graphs are not kept).</summary>
-public sealed class OnnxAttribute
+internal sealed class OnnxAttribute
 {
     internal OnnxAttribute(string name, long type, float? floatValue, long? intValue, ReadOnlyMemory<byte> bytes, OnnxTensor? tensor, float[] floats, long[] ints)
     {
@@ -41,7 +41,7 @@ public sealed class OnnxAttribute
 }
 
 /// <summary>One node of an ONNX graph.</summary>
-public sealed class OnnxNode
+internal sealed class OnnxNode
 {
     internal OnnxNode(int index, string name, string opType, string domain, string[] inputs, string[] outputs, Dictionary<string, OnnxAttribute> attributes)
     {
@@ -87,7 +87,7 @@ public sealed class OnnxNode
 /// initializers, inputs and outputs. The file is read once into memory; initializer payloads are
 /// slices of those bytes. Every malformed input is a <see cref="ModelFormatException"/>.
 /// </summary>
-public sealed class OnnxModel
+internal sealed class OnnxModel
 {
     private readonly Dictionary<string, OnnxNode> producers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<OnnxNode>> consumers = new(StringComparer.Ordinal);

@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace Headlight.Models.Loading;
 
 /// <summary>ONNX <c>TensorProto.DataType</c> values this reader knows the size of.</summary>
-public enum OnnxDataType
+internal enum OnnxDataType
 {
     /// <summary>IEEE single precision.</summary>
     Float = 1,
@@ -52,7 +52,7 @@ public enum OnnxDataType
 /// dimensions are non-negative and the payload holds exactly element count × element size bytes.
 /// Raw payloads stay slices of the file's bytes until read.
 /// </summary>
-public sealed class OnnxTensor
+internal sealed class OnnxTensor
 {
     private readonly ReadOnlyMemory<byte> raw;
     private readonly double[]? reals;

@@ -8,7 +8,7 @@ using System.Text.Unicode;
 namespace Headlight.Models.Loading;
 
 /// <summary>Element types a safetensors file may declare.</summary>
-public enum SafeTensorsDType
+internal enum SafeTensorsDType
 {
     /// <summary>One-byte boolean.</summary>
     Bool,
@@ -63,7 +63,7 @@ public enum SafeTensorsDType
 /// <param name="ElementCount">The product of <paramref name="Shape"/>.</param>
 /// <param name="DataOffset">Where the bytes start, relative to the start of the data section.</param>
 /// <param name="ByteLength">How many bytes the tensor occupies.</param>
-public sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, IReadOnlyList<long> Shape, long ElementCount, long DataOffset, long ByteLength)
+internal sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, IReadOnlyList<long> Shape, long ElementCount, long DataOffset, long ByteLength)
 {
     /// <summary>The shape as 32-bit dimensions, as Headlight tensors take them.</summary>
     /// <exception cref="OverflowException">A dimension does not fit 32 bits.</exception>
@@ -78,7 +78,7 @@ public sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, IReadOn
 /// describing each tensor, then the tensors' bytes. The whole header is validated when the file is
 /// opened (every offset against the file's length), so reading a tensor never reads out of bounds.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     /// <summary>The largest header the reference implementation accepts.</summary>
     public const long MaxHeaderLength = 100_000_000;

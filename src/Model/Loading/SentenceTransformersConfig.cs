@@ -25,7 +25,7 @@ public enum PoolingMode
 /// <param name="Pooling">The pooling mode.</param>
 /// <param name="Normalize">Whether a <c>Normalize</c> module follows pooling.</param>
 /// <param name="Dimension">The token vector width the pooling module declares (0 if it does not).</param>
-public sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normalize, int Dimension)
+internal sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normalize, int Dimension)
 {
     private const string ModuleTypePrefix = "sentence_transformers.models.";
 
