@@ -43,12 +43,11 @@ internal sealed class OnnxAttribute
 /// <summary>One node of an ONNX graph.</summary>
 internal sealed class OnnxNode
 {
-    internal OnnxNode(int index, string name, string opType, string domain, string[] inputs, string[] outputs, Dictionary<string, OnnxAttribute> attributes)
+    internal OnnxNode(int index, string name, string opType, string[] inputs, string[] outputs, Dictionary<string, OnnxAttribute> attributes)
     {
         Index = index;
         Name = name;
         OpType = opType;
-        Domain = domain;
         Inputs = inputs;
         Outputs = outputs;
         Attributes = attributes;
@@ -62,9 +61,6 @@ internal sealed class OnnxNode
 
     /// <summary>The operator, e.g. <c>MatMul</c>.</summary>
     public string OpType { get; }
-
-    /// <summary>The operator's domain (empty for the default ONNX domain).</summary>
-    public string Domain { get; }
 
     /// <summary>Input value names (an empty name is an omitted optional input).</summary>
     public IReadOnlyList<string> Inputs { get; }
@@ -92,13 +88,11 @@ internal sealed class OnnxModel
     private readonly Dictionary<string, OnnxNode> producers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<OnnxNode>> consumers = new(StringComparer.Ordinal);
 
-    internal OnnxModel(string filePath, long irVersion, string producerName, IReadOnlyDictionary<string, long> opsets, string graphName, List<OnnxNode> nodes, Dictionary<string, OnnxTensor> initializers, List<string> inputs, List<string> outputs)
+    internal OnnxModel(string filePath, string producerName, IReadOnlyDictionary<string, long> opsets, List<OnnxNode> nodes, Dictionary<string, OnnxTensor> initializers, List<string> inputs, List<string> outputs)
     {
         FilePath = filePath;
-        IrVersion = irVersion;
         ProducerName = producerName;
         Opsets = opsets;
-        GraphName = graphName;
         Nodes = nodes;
         Initializers = initializers;
         Inputs = inputs;
@@ -137,17 +131,11 @@ internal sealed class OnnxModel
     /// <summary>The file the model was read from.</summary>
     public string FilePath { get; }
 
-    /// <summary>The model's IR version.</summary>
-    public long IrVersion { get; }
-
     /// <summary>The exporter that wrote the model.</summary>
     public string ProducerName { get; }
 
     /// <summary>Operator set versions by domain (empty string = default ONNX domain).</summary>
     public IReadOnlyDictionary<string, long> Opsets { get; }
-
-    /// <summary>The main graph's name.</summary>
-    public string GraphName { get; }
 
     /// <summary>The graph's nodes in file order (ONNX requires topological order).</summary>
     public IReadOnlyList<OnnxNode> Nodes { get; }

@@ -91,9 +91,6 @@ internal sealed class OnnxTensor
     /// <summary>Whether the elements are floating point (float, double, float16, bfloat16).</summary>
     public bool IsFloatingPoint => DataType is OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16 or OnnxDataType.BFloat16;
 
-    /// <summary>The payload as little-endian element bytes when it was stored that way (raw_data or packed float/double data); empty otherwise.</summary>
-    internal ReadOnlyMemory<byte> Raw => raw;
-
     /// <summary>The dimensions as 32-bit values, as Headlight tensors take them.</summary>
     /// <exception cref="ModelFormatException">A dimension does not fit 32 bits.</exception>
     public int[] ShapeInt32()
