@@ -3,22 +3,6 @@ using System.Text.RegularExpressions;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>A BERT checkpoint loaded from a Hugging Face folder.</summary>
-/// <param name="Folder">The folder.</param>
-/// <param name="Config">The validated configuration.</param>
-/// <param name="Weights">Weights under canonical names; linear layers [out, in] (<see cref="TensorLayout.OutIn"/>).</param>
-/// <param name="VocabPath"><c>vocab.txt</c>, or null when the folder has none.</param>
-/// <param name="SentenceEmbedding">Pooling and normalisation when the folder is a sentence-transformers model (has <c>modules.json</c>).</param>
-internal sealed record BertCheckpoint(string Folder, BertConfig Config, WeightSet Weights, string? VocabPath, SentenceEmbeddingConfig? SentenceEmbedding);
-
-/// <summary>A GPT-2 checkpoint loaded from a Hugging Face folder.</summary>
-/// <param name="Folder">The folder.</param>
-/// <param name="Config">The validated configuration.</param>
-/// <param name="Weights">Weights under canonical names (no <c>transformer.</c> prefix); Conv1D matrices [in, out] (<see cref="TensorLayout.InOut"/>).</param>
-/// <param name="VocabJsonPath"><c>vocab.json</c>, or null when the folder has none.</param>
-/// <param name="MergesPath"><c>merges.txt</c>, or null when the folder has none.</param>
-internal sealed record Gpt2Checkpoint(string Folder, Gpt2Config Config, WeightSet Weights, string? VocabJsonPath, string? MergesPath);
-
 /// <summary>
 /// Loads Hugging Face model folders (<c>config.json</c> + <c>model.safetensors</c> + tokenizer
 /// files): reads the configuration, maps tensor names to Headlight's canonical names, and checks
