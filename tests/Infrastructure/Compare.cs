@@ -5,7 +5,7 @@ namespace Headlight.Tests;
 /// <summary>An allowed error: <c>|actual − expected| ≤ Absolute + Relative · |expected|</c>.</summary>
 public readonly record struct Tolerance(double Absolute, double Relative);
 
-/// <summary>Compares a float32 result with its float64 reference; NaN or infinity anywhere fails.</summary>
+/// <summary>Compares a float32 result with its float64 reference; NaN and ±∞ must match the reference exactly.</summary>
 public static class Compare
 {
     /// <summary>Fails with the worst element's index, values and the error unless every element is within <paramref name="tolerance"/>.</summary>
@@ -19,13 +19,15 @@ public static class Compare
         {
             double a = actual[i];
             double e = expected[i];
-            if (!double.IsFinite(a) && !(double.IsInfinity(e) && a == e))
+            if (!double.IsFinite(e) || !double.IsFinite(a))
             {
-                Assert.Fail($"{what}: element {i} is {a.ToString(CultureInfo.InvariantCulture)} (expected {e.ToString("R", CultureInfo.InvariantCulture)}); an output left unwritten stays NaN.");
-            }
+                // Non-finite values must agree exactly: a finite result where ∞ or NaN is expected
+                // (or the reverse) is wrong at any tolerance, and |a − e| would hide it as NaN.
+                if (!SameNonFinite(a, e))
+                {
+                    Assert.Fail($"{what}: element {i} is {a.ToString("R", CultureInfo.InvariantCulture)}, expected {e.ToString("R", CultureInfo.InvariantCulture)}; non-finite values must match exactly (an output left unwritten stays NaN).");
+                }
 
-            if (double.IsInfinity(e) && a == e)
-            {
                 continue;
             }
 
@@ -45,6 +47,10 @@ public static class Compare
                 $"{what}: element {worst} is {actual[worst]:R}, expected {expected[worst]:R} (error {Math.Abs(actual[worst] - expected[worst]):E3}, allowed {tolerance.Absolute:E1} + {tolerance.Relative:E1}·|expected|; max error {maxError:E3})."));
         }
     }
+
+    // NaN matches NaN; +∞ matches +∞ and −∞ matches −∞; a finite value matches neither.
+    private static bool SameNonFinite(double actual, double expected) =>
+        double.IsNaN(expected) ? double.IsNaN(actual) : actual == expected;
 
     /// <summary>Fails unless every element equals its reference exactly.</summary>
     public static void Exact(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, string what)

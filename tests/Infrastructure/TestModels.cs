@@ -4,7 +4,7 @@ using Headlight.Models.Loading;
 namespace Headlight.Tests;
 
 /// <summary>The packaged real models, extracted once per test run into the default cache (or <c>HEADLIGHT_CACHE</c>).</summary>
-public static class TestModels
+internal static class TestModels
 {
     private static readonly ConcurrentDictionary<string, Lazy<ExtractedModel>> Extracted = new(StringComparer.OrdinalIgnoreCase);
 

@@ -21,17 +21,17 @@ public sealed class PackagedModelsFixture : IDisposable
 
     public TempFolder Cache { get; } = new();
 
-    public ExtractedModel MiniLMFiles { get; }
+    internal ExtractedModel MiniLMFiles { get; }
 
-    public ExtractedModel ArcticXsFiles { get; }
+    internal ExtractedModel ArcticXsFiles { get; }
 
-    public BertOnnxImport MiniLM => miniLM.Value;
+    internal BertOnnxImport MiniLM => miniLM.Value;
 
-    public BertOnnxImport ArcticXs => arcticXs.Value;
+    internal BertOnnxImport ArcticXs => arcticXs.Value;
 
-    public ExtractedModel Files(string name) => name == "minilm" ? MiniLMFiles : ArcticXsFiles;
+    internal ExtractedModel Files(string name) => name == "minilm" ? MiniLMFiles : ArcticXsFiles;
 
-    public BertOnnxImport Import(string name) => name == "minilm" ? MiniLM : ArcticXs;
+    internal BertOnnxImport Import(string name) => name == "minilm" ? MiniLM : ArcticXs;
 
     public void Dispose() => Cache.Dispose();
 }

@@ -8,7 +8,7 @@ namespace Headlight.Models.Loading;
 /// configuration inferred from the graph, and the graph values worth capturing. Works from the graph
 /// alone, with no per-model table: an unnamed matrix is named after the bias added to its product.
 /// </summary>
-public sealed partial class BertOnnxImport
+internal sealed partial class BertOnnxImport
 {
     private BertOnnxImport(OnnxModel graph, WeightSet weights, BertConfig config, string headsSource, string[] softmax, string hiddenState, string? pooler, string[] unidentified)
     {

@@ -7,7 +7,7 @@ namespace Headlight.Models.Loading;
 /// Canonical BERT weight names (Hugging Face's, without the <c>bert.</c> prefix) and the check that
 /// a <see cref="WeightSet"/> holds every tensor a configuration needs, with the right shapes.
 /// </summary>
-public static partial class BertWeights
+internal static partial class BertWeights
 {
     /// <summary>The projections of one layer that are linear layers, in forward order.</summary>
     public static IReadOnlyList<string> LayerLinears { get; } =

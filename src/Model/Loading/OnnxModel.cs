@@ -1,104 +1,20 @@
 namespace Headlight.Models.Loading;
 
-/// <summary>One attribute of an ONNX node (the scalar, list and tensor kinds; graphs are not kept).</summary>
-public sealed class OnnxAttribute
-{
-    internal OnnxAttribute(string name, long type, float? floatValue, long? intValue, ReadOnlyMemory<byte> bytes, OnnxTensor? tensor, float[] floats, long[] ints)
-    {
-        Name = name;
-        Type = type;
-        Float = floatValue;
-        Int = intValue;
-        Bytes = bytes;
-        Tensor = tensor;
-        Floats = floats;
-        Ints = ints;
-    }
-
-    /// <summary>The attribute's name.</summary>
-    public string Name { get; }
-
-    /// <summary>ONNX's <c>AttributeType</c> code (1 float, 2 int, 3 string, 4 tensor, 6 floats, 7 ints, …).</summary>
-    public long Type { get; }
-
-    /// <summary>The float value (<c>f</c>), if set.</summary>
-    public float? Float { get; }
-
-    /// <summary>The integer value (<c>i</c>), if set.</summary>
-    public long? Int { get; }
-
-    /// <summary>The string value's bytes (<c>s</c>), empty if unset.</summary>
-    public ReadOnlyMemory<byte> Bytes { get; }
-
-    /// <summary>The tensor value (<c>t</c>), if set.</summary>
-    public OnnxTensor? Tensor { get; }
-
-    /// <summary>The float list (<c>floats</c>).</summary>
-    public IReadOnlyList<float> Floats { get; }
-
-    /// <summary>The integer list (<c>ints</c>).</summary>
-    public IReadOnlyList<long> Ints { get; }
-}
-
-/// <summary>One node of an ONNX graph.</summary>
-public sealed class OnnxNode
-{
-    internal OnnxNode(int index, string name, string opType, string domain, string[] inputs, string[] outputs, Dictionary<string, OnnxAttribute> attributes)
-    {
-        Index = index;
-        Name = name;
-        OpType = opType;
-        Domain = domain;
-        Inputs = inputs;
-        Outputs = outputs;
-        Attributes = attributes;
-    }
-
-    /// <summary>The node's position in the graph's node list.</summary>
-    public int Index { get; }
-
-    /// <summary>The node's name (may be empty).</summary>
-    public string Name { get; }
-
-    /// <summary>The operator, e.g. <c>MatMul</c>.</summary>
-    public string OpType { get; }
-
-    /// <summary>The operator's domain (empty for the default ONNX domain).</summary>
-    public string Domain { get; }
-
-    /// <summary>Input value names (an empty name is an omitted optional input).</summary>
-    public IReadOnlyList<string> Inputs { get; }
-
-    /// <summary>Output value names.</summary>
-    public IReadOnlyList<string> Outputs { get; }
-
-    /// <summary>Attributes by name.</summary>
-    public IReadOnlyDictionary<string, OnnxAttribute> Attributes { get; }
-
-    /// <summary>An attribute, or null when the node has none of that name.</summary>
-    public OnnxAttribute? Attribute(string name) => Attributes.TryGetValue(name, out var a) ? a : null;
-
-    /// <inheritdoc />
-    public override string ToString() => $"{OpType} '{Name}' ({string.Join(", ", Inputs)}) -> ({string.Join(", ", Outputs)})";
-}
-
 /// <summary>
 /// An ONNX model's main graph read with protobuf's wire format (no generated code): nodes,
 /// initializers, inputs and outputs. The file is read once into memory; initializer payloads are
 /// slices of those bytes. Every malformed input is a <see cref="ModelFormatException"/>.
 /// </summary>
-public sealed class OnnxModel
+internal sealed class OnnxModel
 {
     private readonly Dictionary<string, OnnxNode> producers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<OnnxNode>> consumers = new(StringComparer.Ordinal);
 
-    internal OnnxModel(string filePath, long irVersion, string producerName, IReadOnlyDictionary<string, long> opsets, string graphName, List<OnnxNode> nodes, Dictionary<string, OnnxTensor> initializers, List<string> inputs, List<string> outputs)
+    internal OnnxModel(string filePath, string producerName, IReadOnlyDictionary<string, long> opsets, List<OnnxNode> nodes, Dictionary<string, OnnxTensor> initializers, List<string> inputs, List<string> outputs)
     {
         FilePath = filePath;
-        IrVersion = irVersion;
         ProducerName = producerName;
         Opsets = opsets;
-        GraphName = graphName;
         Nodes = nodes;
         Initializers = initializers;
         Inputs = inputs;
@@ -137,17 +53,11 @@ public sealed class OnnxModel
     /// <summary>The file the model was read from.</summary>
     public string FilePath { get; }
 
-    /// <summary>The model's IR version.</summary>
-    public long IrVersion { get; }
-
     /// <summary>The exporter that wrote the model.</summary>
     public string ProducerName { get; }
 
     /// <summary>Operator set versions by domain (empty string = default ONNX domain).</summary>
     public IReadOnlyDictionary<string, long> Opsets { get; }
-
-    /// <summary>The main graph's name.</summary>
-    public string GraphName { get; }
 
     /// <summary>The graph's nodes in file order (ONNX requires topological order).</summary>
     public IReadOnlyList<OnnxNode> Nodes { get; }

@@ -41,7 +41,6 @@ internal sealed class OnnxParser
     private OnnxModel ParseModelCore()
     {
         where.Add("ModelProto");
-        long irVersion = 0;
         string producer = string.Empty;
         var opsets = new Dictionary<string, long>(StringComparer.Ordinal);
         OnnxModel? model = null;
@@ -50,7 +49,7 @@ internal sealed class OnnxParser
             switch (f.Number)
             {
                 case 1:
-                    irVersion = Int(f, "ir_version");
+                    _ = Int(f, "ir_version"); // not used, but a malformed one is still an error
                     break;
                 case 2:
                     producer = Str(f, "producer_name");
@@ -61,7 +60,7 @@ internal sealed class OnnxParser
                         throw Error("one graph (field 7)", "a second graph");
                     }
 
-                    model = Within("graph", () => ParseGraph(f, irVersion, producer, opsets));
+                    model = Within("graph", () => ParseGraph(f, producer, opsets));
                     break;
                 case 8:
                     Within("opset_import", () => ParseOpset(f, opsets));
@@ -93,14 +92,13 @@ internal sealed class OnnxParser
         opsets[domain] = version;
     }
 
-    private OnnxModel ParseGraph(Field message, long irVersion, string producer, Dictionary<string, long> opsets)
+    private OnnxModel ParseGraph(Field message, string producer, Dictionary<string, long> opsets)
     {
         Expect(message, WireFormat.WireType.LengthDelimited, "GraphProto");
         var nodes = new List<OnnxNode>();
         var initializers = new Dictionary<string, OnnxTensor>(StringComparer.Ordinal);
         var inputs = new List<string>();
         var outputs = new List<string>();
-        string name = string.Empty;
         foreach (var f in Fields(message.Start, message.Length))
         {
             switch (f.Number)
@@ -109,7 +107,7 @@ internal sealed class OnnxParser
                     nodes.Add(Within($"node[{nodes.Count}]", () => ParseNode(f, nodes.Count)));
                     break;
                 case 2:
-                    name = Str(f, "name");
+                    _ = Str(f, "name"); // not used, but a malformed one is still an error
                     break;
                 case 5:
                     var tensor = Within($"initializer[{initializers.Count}]", () => ParseTensor(f));
@@ -132,7 +130,7 @@ internal sealed class OnnxParser
 
         // Older exporters also list every initializer as a graph input.
         inputs.RemoveAll(initializers.ContainsKey);
-        return new OnnxModel(path, irVersion, producer, opsets, name, nodes, initializers, inputs, outputs);
+        return new OnnxModel(path, producer, opsets, nodes, initializers, inputs, outputs);
     }
 
     private string ParseValueInfoName(Field message)
@@ -158,7 +156,6 @@ internal sealed class OnnxParser
         var attributes = new Dictionary<string, OnnxAttribute>(StringComparer.Ordinal);
         string name = string.Empty;
         string opType = string.Empty;
-        string domain = string.Empty;
         foreach (var f in Fields(message.Start, message.Length))
         {
             switch (f.Number)
@@ -184,7 +181,7 @@ internal sealed class OnnxParser
 
                     break;
                 case 7:
-                    domain = Str(f, "domain");
+                    _ = Str(f, "domain"); // not used, but a malformed one is still an error
                     break;
             }
         }
@@ -194,7 +191,7 @@ internal sealed class OnnxParser
             throw Error("an op_type", $"none (node '{name}')");
         }
 
-        return new OnnxNode(index, name, opType, domain, inputs.ToArray(), outputs.ToArray(), attributes);
+        return new OnnxNode(index, name, opType, inputs.ToArray(), outputs.ToArray(), attributes);
     }
 
     private OnnxAttribute ParseAttribute(Field message)

@@ -4,55 +4,12 @@ using System.Runtime.InteropServices;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>ONNX <c>TensorProto.DataType</c> values this reader knows the size of.</summary>
-public enum OnnxDataType
-{
-    /// <summary>IEEE single precision.</summary>
-    Float = 1,
-
-    /// <summary>Unsigned 8-bit integer.</summary>
-    UInt8 = 2,
-
-    /// <summary>Signed 8-bit integer.</summary>
-    Int8 = 3,
-
-    /// <summary>Unsigned 16-bit integer.</summary>
-    UInt16 = 4,
-
-    /// <summary>Signed 16-bit integer.</summary>
-    Int16 = 5,
-
-    /// <summary>Signed 32-bit integer.</summary>
-    Int32 = 6,
-
-    /// <summary>Signed 64-bit integer.</summary>
-    Int64 = 7,
-
-    /// <summary>One-byte boolean.</summary>
-    Bool = 9,
-
-    /// <summary>IEEE half precision.</summary>
-    Float16 = 10,
-
-    /// <summary>IEEE double precision.</summary>
-    Double = 11,
-
-    /// <summary>Unsigned 32-bit integer.</summary>
-    UInt32 = 12,
-
-    /// <summary>Unsigned 64-bit integer.</summary>
-    UInt64 = 13,
-
-    /// <summary>bfloat16: the top half of a float32.</summary>
-    BFloat16 = 16,
-}
-
 /// <summary>
 /// An ONNX tensor (an initializer or a Constant node's value). Validated when the graph is read:
 /// dimensions are non-negative and the payload holds exactly element count × element size bytes.
 /// Raw payloads stay slices of the file's bytes until read.
 /// </summary>
-public sealed class OnnxTensor
+internal sealed class OnnxTensor
 {
     private readonly ReadOnlyMemory<byte> raw;
     private readonly double[]? reals;
@@ -90,9 +47,6 @@ public sealed class OnnxTensor
 
     /// <summary>Whether the elements are floating point (float, double, float16, bfloat16).</summary>
     public bool IsFloatingPoint => DataType is OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16 or OnnxDataType.BFloat16;
-
-    /// <summary>The payload as little-endian element bytes when it was stored that way (raw_data or packed float/double data); empty otherwise.</summary>
-    internal ReadOnlyMemory<byte> Raw => raw;
 
     /// <summary>The dimensions as 32-bit values, as Headlight tensors take them.</summary>
     /// <exception cref="ModelFormatException">A dimension does not fit 32 bits.</exception>

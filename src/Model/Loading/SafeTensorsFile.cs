@@ -7,78 +7,12 @@ using System.Text.Unicode;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>Element types a safetensors file may declare.</summary>
-public enum SafeTensorsDType
-{
-    /// <summary>One-byte boolean.</summary>
-    Bool,
-
-    /// <summary>Unsigned 8-bit integer.</summary>
-    U8,
-
-    /// <summary>Signed 8-bit integer.</summary>
-    I8,
-
-    /// <summary>8-bit float, 5 exponent bits.</summary>
-    F8E5M2,
-
-    /// <summary>8-bit float, 4 exponent bits.</summary>
-    F8E4M3,
-
-    /// <summary>Signed 16-bit integer.</summary>
-    I16,
-
-    /// <summary>Unsigned 16-bit integer.</summary>
-    U16,
-
-    /// <summary>IEEE half precision.</summary>
-    F16,
-
-    /// <summary>bfloat16: the top half of a float32.</summary>
-    BF16,
-
-    /// <summary>Signed 32-bit integer.</summary>
-    I32,
-
-    /// <summary>Unsigned 32-bit integer.</summary>
-    U32,
-
-    /// <summary>IEEE single precision.</summary>
-    F32,
-
-    /// <summary>IEEE double precision.</summary>
-    F64,
-
-    /// <summary>Signed 64-bit integer.</summary>
-    I64,
-
-    /// <summary>Unsigned 64-bit integer.</summary>
-    U64,
-}
-
-/// <summary>One tensor entry of a safetensors header.</summary>
-/// <param name="Name">The tensor's name (a JSON key of the header).</param>
-/// <param name="DType">The element type.</param>
-/// <param name="Shape">The dimensions, outermost first.</param>
-/// <param name="ElementCount">The product of <paramref name="Shape"/>.</param>
-/// <param name="DataOffset">Where the bytes start, relative to the start of the data section.</param>
-/// <param name="ByteLength">How many bytes the tensor occupies.</param>
-public sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, IReadOnlyList<long> Shape, long ElementCount, long DataOffset, long ByteLength)
-{
-    /// <summary>The shape as 32-bit dimensions, as Headlight tensors take them.</summary>
-    /// <exception cref="OverflowException">A dimension does not fit 32 bits.</exception>
-    public int[] ShapeInt32() => Shape.Select(d => checked((int)d)).ToArray();
-
-    /// <summary>Formats the shape as <c>[2, 3]</c>.</summary>
-    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
-}
-
 /// <summary>
 /// A memory-mapped safetensors file: an 8-byte little-endian header length N, N bytes of UTF-8 JSON
 /// describing each tensor, then the tensors' bytes. The whole header is validated when the file is
 /// opened (every offset against the file's length), so reading a tensor never reads out of bounds.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     /// <summary>The largest header the reference implementation accepts.</summary>
     public const long MaxHeaderLength = 100_000_000;

@@ -2,37 +2,6 @@ using Headlight.Kernels;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>How a weight's two axes map to a linear layer's input and output.</summary>
-public enum TensorLayout
-{
-    /// <summary>Not a linear layer's matrix: a vector, or an embedding table [rows, width].</summary>
-    None,
-
-    /// <summary>[in, out]: y = x·W (ONNX MatMul initializers, GPT-2 Conv1D). GEMM with transposeB = false.</summary>
-    InOut,
-
-    /// <summary>[out, in]: y = x·Wᵀ (PyTorch nn.Linear, Hugging Face BERT). GEMM with transposeB = true.</summary>
-    OutIn,
-}
-
-/// <summary>One named float32 weight.</summary>
-/// <param name="Name">The canonical name (Hugging Face style, without a model prefix such as <c>bert.</c>).</param>
-/// <param name="Shape">The dimensions as stored.</param>
-/// <param name="Data">The elements, row-major.</param>
-/// <param name="Layout">How the axes map to a linear layer, for matrices.</param>
-/// <param name="Source">Where the weight came from in its file (initializer or tensor name).</param>
-public sealed record Weight(string Name, int[] Shape, ReadOnlyMemory<float> Data, TensorLayout Layout, string Source)
-{
-    /// <summary>Formats the shape as <c>[2, 3]</c>.</summary>
-    public string ShapeText => TensorShape.Format(Shape);
-
-    /// <summary>The input width of a linear layer's matrix (or the last dimension otherwise).</summary>
-    public int InFeatures => Layout == TensorLayout.OutIn ? Shape[1] : Shape[0];
-
-    /// <summary>The output width of a linear layer's matrix.</summary>
-    public int OutFeatures => Layout == TensorLayout.OutIn ? Shape[0] : Shape[^1];
-}
-
 /// <summary>
 /// A model's weights by canonical name, loaded from an ONNX graph, a safetensors file or a Hugging
 /// Face folder. Matrices carry their <see cref="TensorLayout"/> so the model can choose the GEMM

@@ -2,30 +2,11 @@ using System.Text.Json;
 
 namespace Headlight.Models.Loading;
 
-/// <summary>How token vectors [seq, hidden] become one sentence vector [hidden].</summary>
-public enum PoolingMode
-{
-    /// <summary>The first token's ([CLS]) vector.</summary>
-    Cls,
-
-    /// <summary>The mean over non-padding tokens.</summary>
-    Mean,
-
-    /// <summary>The element-wise maximum over non-padding tokens.</summary>
-    Max,
-
-    /// <summary>The sum over non-padding tokens divided by the square root of their count.</summary>
-    MeanSqrtLength,
-
-    /// <summary>The last non-padding token's vector.</summary>
-    LastToken,
-}
-
 /// <summary>A sentence-transformers pipeline after the transformer: pooling and optional L2 normalisation.</summary>
 /// <param name="Pooling">The pooling mode.</param>
 /// <param name="Normalize">Whether a <c>Normalize</c> module follows pooling.</param>
 /// <param name="Dimension">The token vector width the pooling module declares (0 if it does not).</param>
-public sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normalize, int Dimension)
+internal sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normalize, int Dimension)
 {
     private const string ModuleTypePrefix = "sentence_transformers.models.";
 
