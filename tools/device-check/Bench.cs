@@ -21,7 +21,20 @@ internal static class Bench
     {
         var results = new Results(options.OutDir, "bench", "Headlight timings", options.Device);
         var total = Stopwatch.StartNew();
-        using var device = Device.Open(options.Device);
+        Device device;
+        try
+        {
+            device = Device.Open(options.Device);
+        }
+        catch (Exception e)
+        {
+            results.Add(new Row { Name = "open " + options.Device, Status = "fail", Message = e.ToString() });
+            results.Finish();
+            Console.WriteLine($"FAIL  cannot open {options.Device}: {e}");
+            return 2;
+        }
+
+        using var owned = device;
         results.DeviceDescription = device.Description;
         Console.WriteLine($"device {device}");
 

@@ -17,7 +17,18 @@ internal static class OpRun
         var results = new Results(options.OutDir, "ops", "Op matrix and fixture checks", options.Device);
         var total = Stopwatch.StartNew();
         var open = Stopwatch.StartNew();
-        var device = Backends.TryGet(options.Device, out string reason);
+        Device? device;
+        string reason;
+        try
+        {
+            device = Backends.TryGet(options.Device, out reason);
+        }
+        catch (Exception e)
+        {
+            // Only a missing backend is expected; a driver that fails while opening is reported the same way.
+            (device, reason) = (null, e.ToString());
+        }
+
         if (device is null)
         {
             results.Add(new Row { Name = "open " + options.Device, Status = "fail", Ms = open.Elapsed.TotalMilliseconds, Message = reason });
@@ -41,7 +52,7 @@ internal static class OpRun
             cases = cases.Where(c => c.Id.Contains(filter, StringComparison.OrdinalIgnoreCase));
         }
 
-        checks.AddRange(cases.Select(c => (c.Id, (Action)(() => c.Run(device)))));
+        // The few fixture and gradient checks first, so that a run cut short by its budget still has them.
         if (options.Fixtures)
         {
             string name = options.Device;
@@ -53,6 +64,13 @@ internal static class OpRun
             checks.Add(("gradients: head gates vs finite differences", () => new GradientCheckTests(output).Head_gate_gradients_match_finite_differences(name)));
         }
 
+        // One case of each op in turn, so that a run cut short by its budget has covered every op.
+        var interleaved = cases
+            .GroupBy(c => c.Op.Split('.')[0], StringComparer.Ordinal)
+            .SelectMany(g => g.Select((c, i) => (Case: c, Index: i)))
+            .OrderBy(x => x.Index)
+            .Select(x => x.Case);
+        checks.AddRange(interleaved.Select(c => (c.Id, (Action)(() => c.Run(device)))));
         Console.WriteLine($"{checks.Count} checks on {options.Device}");
         foreach (var (name, run) in checks)
         {

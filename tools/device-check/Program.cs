@@ -12,7 +12,7 @@ namespace Headlight.DeviceCheck;
 internal static class Program
 {
     private const string Usage = """
-        usage: Headlight.Tests devices
+        usage: Headlight.Tests devices [--device NAME]
                Headlight.Tests ops   --device NAME [--tiny] [--filter TEXT] [--fixtures] [--budget SECONDS] [--out DIR]
                Headlight.Tests bench --device NAME [--quick] [--only TEXT] [--budget SECONDS] [--out DIR]
         """;
@@ -30,7 +30,7 @@ internal static class Program
             var options = Options.Parse(args.AsSpan(1));
             return args[0] switch
             {
-                "devices" => ListDevices(),
+                "devices" => ListDevices(args.Length > 1 ? options.Device : null),
                 "ops" => OpRun.Run(options),
                 "bench" => Bench.Run(options),
                 _ => throw new ArgumentException($"Unknown command '{args[0]}'."),
@@ -44,7 +44,8 @@ internal static class Program
         }
     }
 
-    private static int ListDevices()
+    /// <summary>Lists the devices; with a name, also opens that one and prints why it fails, which the listing swallows.</summary>
+    private static int ListDevices(string? open)
     {
         Console.WriteLine($".NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {Environment.ProcessorCount} cores");
         foreach (var d in Device.List())
@@ -53,7 +54,22 @@ internal static class Program
             Console.WriteLine($"{d.Name,-10} {d.Description} ({(d.MemoryBytes / 1048576.0).ToString("F0", CultureInfo.InvariantCulture)} MiB) {props}");
         }
 
-        return 0;
+        if (open is null)
+        {
+            return 0;
+        }
+
+        try
+        {
+            using var device = Device.Open(open);
+            Console.WriteLine($"opened {device}");
+            return 0;
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine($"cannot open {open}: {e}");
+            return 1;
+        }
     }
 }
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs Headlight's checks and timings on a machine with no .NET: the op matrix and the fixture and
+# gradient checks, the timings, then the PyTorch peer at the same shapes. Needs gpu-bundle/ from
+# scripts/gpu-bundle.sh beside the scripts; writes to $OUT (default gpu-check-out/):
+#   gpu-check.log  everything printed     ops.json, ops.md    op matrix and fixture checks
+#   bench.json, bench.md  timings         peer.json           PyTorch peer
+#   summary.md     the combined tables
+# Every step writes as it goes and the next one runs whatever the last did; the steps' time caps
+# keep the whole run within about six minutes.
+#
+# usage: scripts/gpu-check.sh [DEVICE]   (default cuda; cpu or ilgpu-cpu rehearse the same path)
+# environment: OUT (output folder), HEADLIGHT_BUNDLE (default gpu-bundle/), HEADLIGHT_OPS_BUDGET
+#              (seconds of op cases, default 110)
+set -uo pipefail
+
+device="${1:-cuda}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bundle="${HEADLIGHT_BUNDLE:-$root/gpu-bundle}"
+out="${OUT:-$root/gpu-check-out}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/headlight-gpu.XXXXXX")"
+mkdir -p "$out"
+exec > >(tee -a "$out/gpu-check.log") 2>&1
+begin=$SECONDS
+step() { printf '\n=== %s (%ds in) ===\n' "$*" $((SECONDS - begin)); }
+
+step "machine"
+date -u; uname -a
+nproc; free -g | head -2
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+else
+    echo "no nvidia-smi"
+fi
+ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libnvidia-ptxjitcompiler' || echo "no libcuda in the loader cache"
+python3 - <<'PY' || true
+import ctypes
+try:
+    cuda = ctypes.CDLL("libcuda.so.1")
+    v = ctypes.c_int()
+    print("cuInit:", cuda.cuInit(0), "cuDriverGetVersion:", cuda.cuDriverGetVersion(ctypes.byref(v)), v.value)
+except OSError as e:
+    print("libcuda.so.1 does not load:", e)
+PY
+
+step "unpack the .NET runtime and the runner into $work"
+mkdir -p "$work/dotnet"
+xz -dc "$bundle/runtime.tar.xz" | tar -x -C "$work/dotnet" && xz -dc "$bundle/app.tar.xz" | tar -x -C "$work"
+export DOTNET_ROOT="$work/dotnet" PATH="$work/dotnet:$PATH"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+# The runner finds the fixtures beside the marker hl/Kernels.sln, as the tests find ../shared.
+run=(dotnet "$work/hl/run/Headlight.Tests.dll")
+dotnet --list-runtimes
+
+step "devices"
+timeout 60 "${run[@]}" devices --device "$device"
+
+# Seconds after which no further op case starts; the step is killed 30 s later.
+ops_budget="${HEADLIGHT_OPS_BUDGET:-110}"
+ops=(--fixtures --budget "$ops_budget")
+bench=(--budget 75)
+case "$device" in
+    ilgpu-cpu*) ops+=(--tiny); bench+=(--quick --only "gemm 128x384x1536") ;;
+    cpu*) bench+=(--quick) ;;
+esac
+
+step "op matrix and fixture checks on $device"
+timeout $((ops_budget + 30)) "${run[@]}" ops --device "$device" "${ops[@]}" --out "$out" | grep --line-buffered -v '^PASS'
+echo "ops exit status ${PIPESTATUS[0]}"
+
+step "timings on $device"
+timeout 105 "${run[@]}" bench --device "$device" "${bench[@]}" --out "$out"
+echo "bench exit status $?"
+
+step "PyTorch peer"
+peer=(--budget 55)
+[[ "$device" == cuda* ]] || peer+=(--device cpu --quick)
+timeout 75 python3 "$root/scripts/gpu-peer.py" --out "$out/peer.json" "${peer[@]}"
+echo "peer exit status $?"
+
+step "summary"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+
+def load(name):
+    try:
+        with open(os.path.join(out, name), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        return {"rows": [], "error": f"{name}: {e}"}
+
+ops, bench, peer = load("ops.json"), load("bench.json"), load("peer.json")
+lines = ["# Headlight device check", ""]
+for doc in (ops, bench, peer):
+    lines.append(f"- {doc.get('title', '?')}: {doc.get('summary') or doc.get('error') or ''} "
+                 f"device {doc.get('device', '?')} {doc.get('device_description', '')} finished={doc.get('finished')}")
+failed = [r for r in ops["rows"] if r["status"] == "fail"]
+lines += ["", f"## Op matrix: {sum(r['status'] == 'pass' for r in ops['rows'])} passed, {len(failed)} failed", ""]
+for r in failed[:80]:
+    lines.append(f"- FAIL {r['name']}: {(r.get('message') or '')[:300]}")
+
+def value(r, key):
+    v = (r or {}).get("values", {}).get(key)
+    return "" if v is None else f"{v:.4g}"
+
+peer_rows = {r["name"]: r for r in peer["rows"]}
+pairs = [("gemm 4096x4096x4096", "torch.matmul 4096x4096x4096"), ("gemm 128x384x1536", "torch.matmul 128x384x1536"),
+         ("gemm 1024x384x1536", "torch.matmul 1024x384x1536"), ("gemm 1024x1536x384", "torch.matmul 1024x1536x384"),
+         ("encoder forward 8x128", "bert forward 8x128 (sdpa)"), ("ig-50", "ig-50 (sdpa, 22 tokens)"),
+         ("attnlrp", None), ("kernel shap 2048", "forwards 2048x22 (sdpa)")]
+lines += ["", "## Timings (median ms; GFLOP/s for GEMM)", "",
+          "| case | Headlight ms | Headlight GFLOP/s | first call ms | PyTorch case | PyTorch ms | PyTorch GFLOP/s |",
+          "|---|---:|---:|---:|---|---:|---:|"]
+bench_rows = {r["name"]: r for r in bench["rows"]}
+for ours, theirs in pairs:
+    r, p = bench_rows.get(ours), peer_rows.get(theirs) if theirs else None
+    status = "" if r is None or r["status"] == "pass" else f" ({r['status']})"
+    lines.append(f"| {ours}{status} | {value(r, 'median_ms')} | {value(r, 'gflops_median')} | {value(r, 'first_ms')} | "
+                 f"{theirs or ''} | {value(p, 'median_ms')} | {value(p, 'gflops_median')} |")
+lines += ["", "## All PyTorch rows", "", "| case | status | median ms | best ms | GFLOP/s |", "|---|---|---:|---:|---:|"]
+for r in peer["rows"]:
+    lines.append(f"| {r['name']} | {r['status']} {(r.get('message') or '')[:120]} | {value(r, 'median_ms')} | {value(r, 'min_ms')} | {value(r, 'gflops_median')} |")
+with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+
+rm -rf "$work"
+step "done"
+ls -la "$out"
