@@ -20,6 +20,7 @@ out="${OUT:-$root/gpu-check-out}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/headlight-gpu.XXXXXX")"
 mkdir -p "$out"
 exec > >(tee -a "$out/gpu-check.log") 2>&1
+tee_pid=$!
 begin=$SECONDS
 step() { printf '\n=== %s (%ds in) ===\n' "$*" $((SECONDS - begin)); }
 
@@ -44,8 +45,18 @@ except OSError as e:
 PY
 
 step "unpack the .NET runtime and the runner into $work"
+# A minimal image may lack xz; Python's tarfile reads .tar.xz by itself.
+unpack() {
+    if command -v xz >/dev/null; then
+        xz -dc "$1" | tar -x -C "$2"
+    else
+        python3 -c 'import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    t.extractall(sys.argv[2], **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))' "$1" "$2"
+    fi
+}
 mkdir -p "$work/dotnet"
-xz -dc "$bundle/runtime.tar.xz" | tar -x -C "$work/dotnet" && xz -dc "$bundle/app.tar.xz" | tar -x -C "$work"
+unpack "$bundle/runtime.tar.xz" "$work/dotnet" && unpack "$bundle/app.tar.xz" "$work"
 export DOTNET_ROOT="$work/dotnet" PATH="$work/dotnet:$PATH"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 # The runner finds the fixtures beside the marker hl/Kernels.sln, as the tests find ../shared.
@@ -53,12 +64,12 @@ run=(dotnet "$work/hl/run/Headlight.Tests.dll")
 dotnet --list-runtimes
 
 step "devices"
-timeout 60 "${run[@]}" devices --device "$device"
+timeout 30 "${run[@]}" devices --device "$device"
 
 # Seconds after which no further op case starts; the step is killed 30 s later.
 ops_budget="${HEADLIGHT_OPS_BUDGET:-110}"
 ops=(--fixtures --budget "$ops_budget")
-bench=(--budget 75)
+bench=(--budget 70)
 case "$device" in
     ilgpu-cpu*) ops+=(--tiny); bench+=(--quick --only "gemm 128x384x1536") ;;
     cpu*) bench+=(--quick) ;;
@@ -69,13 +80,13 @@ timeout $((ops_budget + 30)) "${run[@]}" ops --device "$device" "${ops[@]}" --ou
 echo "ops exit status ${PIPESTATUS[0]}"
 
 step "timings on $device"
-timeout 105 "${run[@]}" bench --device "$device" "${bench[@]}" --out "$out"
+timeout 100 "${run[@]}" bench --device "$device" "${bench[@]}" --out "$out"
 echo "bench exit status $?"
 
 step "PyTorch peer"
-peer=(--budget 55)
+peer=(--budget 50)
 [[ "$device" == cuda* ]] || peer+=(--device cpu --quick)
-timeout 75 python3 "$root/scripts/gpu-peer.py" --out "$out/peer.json" "${peer[@]}"
+timeout 70 python3 "$root/scripts/gpu-peer.py" --out "$out/peer.json" "${peer[@]}"
 echo "peer exit status $?"
 
 step "summary"
@@ -129,3 +140,6 @@ PY
 rm -rf "$work"
 step "done"
 ls -la "$out"
+# Let tee write the last lines before the caller collects the log.
+exec >&- 2>&-
+wait "$tee_pid" 2>/dev/null
