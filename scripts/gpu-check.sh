@@ -4,7 +4,7 @@
 # scripts/gpu-bundle.sh beside the scripts; writes to $OUT (default gpu-check-out/):
 #   gpu-check.log  everything printed     ops.json, ops.md    op matrix and fixture checks
 #   bench.json, bench.md  timings         peer.json           PyTorch peer
-#   summary.md     the combined tables
+#   summary.md, summary.json  the combined tables
 # Every step writes as it goes and the next one runs whatever the last did; the steps' time caps
 # keep the whole run within about six minutes.
 #
@@ -113,7 +113,7 @@ for r in failed[:80]:
 
 def value(r, key):
     v = (r or {}).get("values", {}).get(key)
-    return "" if v is None else f"{v:.4g}"
+    return "" if v is None else f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 peer_rows = {r["name"]: r for r in peer["rows"]}
 pairs = [("gemm 4096x4096x4096", "torch.matmul 4096x4096x4096"), ("gemm 128x384x1536", "torch.matmul 128x384x1536"),
@@ -121,20 +121,31 @@ pairs = [("gemm 4096x4096x4096", "torch.matmul 4096x4096x4096"), ("gemm 128x384x
          ("encoder forward 8x128", "bert forward 8x128 (sdpa)"), ("ig-50", "ig-50 (sdpa, 22 tokens)"),
          ("attnlrp", None), ("kernel shap 2048", "forwards 2048x22 (sdpa)")]
 lines += ["", "## Timings (median ms; GFLOP/s for GEMM)", "",
-          "| case | Headlight ms | Headlight GFLOP/s | first call ms | PyTorch case | PyTorch ms | PyTorch GFLOP/s |",
-          "|---|---:|---:|---:|---|---:|---:|"]
+          "Headlight: wall time of each call ending in a synchronize. PyTorch: CUDA-event time, and wall time.", "",
+          "| case | Headlight ms | Headlight GFLOP/s | first call ms | PyTorch case | PyTorch ms | PyTorch wall ms | PyTorch GFLOP/s |",
+          "|---|---:|---:|---:|---|---:|---:|---:|"]
 bench_rows = {r["name"]: r for r in bench["rows"]}
+timings = []
 for ours, theirs in pairs:
     r, p = bench_rows.get(ours), peer_rows.get(theirs) if theirs else None
     status = "" if r is None or r["status"] == "pass" else f" ({r['status']})"
+    timings.append({"case": ours, "status": (r or {}).get("status", "missing"), "headlight": (r or {}).get("values"),
+                    "torch_case": theirs, "torch": (p or {}).get("values")})
     lines.append(f"| {ours}{status} | {value(r, 'median_ms')} | {value(r, 'gflops_median')} | {value(r, 'first_ms')} | "
-                 f"{theirs or ''} | {value(p, 'median_ms')} | {value(p, 'gflops_median')} |")
+                 f"{theirs or ''} | {value(p, 'median_ms')} | {value(p, 'wall_median_ms')} | {value(p, 'gflops_median')} |")
 lines += ["", "## All PyTorch rows", "", "| case | status | median ms | best ms | GFLOP/s |", "|---|---|---:|---:|---:|"]
 for r in peer["rows"]:
     lines.append(f"| {r['name']} | {r['status']} {(r.get('message') or '')[:120]} | {value(r, 'median_ms')} | {value(r, 'min_ms')} | {value(r, 'gflops_median')} |")
 with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
 print("\n".join(lines))
+counts = {k: sum(r["status"] == k for r in ops["rows"]) for k in ("pass", "fail", "skip", "not run")}
+summary = {"device": ops.get("device"), "device_description": ops.get("device_description") or bench.get("device_description"),
+           "torch": peer.get("torch"), "torch_cuda": peer.get("cuda"), "ops": counts,
+           "ops_failures": [{"name": r["name"], "message": r.get("message")} for r in failed],
+           "timings": timings, "errors": [d["error"] for d in (ops, bench, peer) if "error" in d]}
+with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=2)
 PY
 
 rm -rf "$work"

@@ -47,6 +47,15 @@ def main():
         add({"name": "import torch", "status": "fail", "ms": 0, "message": f"{type(e).__name__}: {e}"})
         return 2
 
+    try:
+        return run(args, doc, add, flush, started, torch)
+    except Exception as e:  # noqa: BLE001 - report whatever stopped the peer with the rows it has
+        add({"name": "peer", "status": "fail", "ms": 0, "message": f"{type(e).__name__}: {e}"})
+        return 1
+
+
+def run(args, doc, add, flush, started, torch):
+    """The cases; each adds its row as it ends."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
@@ -59,17 +68,13 @@ def main():
     flush()
     warmup, reps, cap = (1, 2, 10.0) if args.quick else (3, 20, 10.0)
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
-
     def timed(name, fn, warmup=warmup, reps=reps, cap=cap, extra=None):
         """Warm-up calls, then timed calls (CUDA events on a GPU); adds first, median and best ms."""
         if time.monotonic() - started > args.budget:
             add({"name": name, "status": "not run", "ms": 0, "message": "time budget spent"})
             return
         try:
-            times = []
+            times, walls = [], []
             first = None
             begin = time.monotonic()
             for i in range(warmup + reps):
@@ -92,10 +97,13 @@ def main():
                     first = wall
                 if i >= warmup or warmup == 0:
                     times.append(ms)
+                    walls.append(wall)
             if not times:
                 times.append(first)
+                walls.append(first)
             median = statistics.median(times)
-            values = {"first_ms": first, "median_ms": median, "min_ms": min(times), "reps": len(times)}
+            # Events time the GPU's work; the wall time includes launches and the host copy, as Headlight's timings do.
+            values = {"first_ms": first, "median_ms": median, "min_ms": min(times), "wall_median_ms": statistics.median(walls), "reps": len(times)}
             if extra:
                 values.update(extra(median, min(times)))
             add({"name": name, "status": "pass", "ms": median, "values": values})
