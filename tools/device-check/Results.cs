@@ -127,5 +127,5 @@ internal sealed class Results(string? outDir, string name, string title, string 
     }
 
     private static string Format(double v) =>
-        double.IsNaN(v) ? "" : v.ToString(Math.Abs(v) >= 100 ? "F0" : Math.Abs(v) >= 1 ? "F2" : "G3", CultureInfo.InvariantCulture);
+        double.IsNaN(v) ? "" : v.ToString(Math.Abs(v) >= 100 || v == Math.Floor(v) ? "F0" : Math.Abs(v) >= 1 ? "F2" : "G3", CultureInfo.InvariantCulture);
 }
