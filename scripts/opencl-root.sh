@@ -4,7 +4,7 @@
 # Debian 12's PoCL cannot compile ILGPU's OpenCL C; trixie's PoCL 6 can. This script builds a
 # minimal trixie root once (debootstrap, cached outside the repository), installs only the ICD
 # loader and PoCL in it (not ocl-icd-opencl-dev: ILGPU then finds libOpenCL.so.1 through the
-# resolver in src/Kernels/IlgpuDevice.cs, as a user's machine would), and runs an already built
+# resolver in src/Kernels/IlgpuLibraryResolver.cs, as a user's machine would), and runs an already built
 # `dotnet test --no-build` inside it, with the host's dotnet, NuGet packages and this repository
 # bind-mounted at their own paths.
 #

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Reflection;
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -29,7 +27,7 @@ public sealed class IlgpuDevice : Device
     private readonly Context context;
     private readonly IlgpuBackend backend;
 
-    static IlgpuDevice() => OpenClLibraryResolver.Register();
+    static IlgpuDevice() => IlgpuLibraryResolver.Register();
 
     private IlgpuDevice(DeviceKind kind, Context context, Accelerator accelerator, string name)
         : base(name, accelerator.Name)
@@ -213,50 +211,6 @@ public sealed class IlgpuDevice : Device
                 Accelerator.Dispose();
                 context.Dispose();
             }
-        }
-    }
-
-    /// <summary>
-    /// ILGPU asks for the library <c>OpenCL</c>; Debian ships only <c>libOpenCL.so.1</c> unless the
-    /// development package is installed. Map the name to the versioned library when the plain one is missing.
-    /// </summary>
-    private static class OpenClLibraryResolver
-    {
-        private static int registered;
-
-        public static void Register()
-        {
-            if (Interlocked.Exchange(ref registered, 1) != 0)
-            {
-                return;
-            }
-
-            try
-            {
-                NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, Resolve);
-            }
-            catch (InvalidOperationException)
-            {
-                // The host application installed its own resolver for ILGPU; respect it.
-            }
-        }
-
-        private static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
-        {
-            if (!libraryName.Equals("OpenCL", StringComparison.OrdinalIgnoreCase))
-            {
-                return IntPtr.Zero;
-            }
-
-            foreach (string candidate in new[] { libraryName, "libOpenCL.so", "libOpenCL.so.1", "OpenCL.dll" })
-            {
-                if (NativeLibrary.TryLoad(candidate, assembly, searchPath, out IntPtr handle))
-                {
-                    return handle;
-                }
-            }
-
-            return IntPtr.Zero;
         }
     }
 }
