@@ -61,7 +61,7 @@ export DOTNET_ROOT="$work/dotnet" PATH="$work/dotnet:$PATH"
 # No ICU is needed (invariant globalization) and no diagnostics socket in a sandboxed /tmp.
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_EnableDiagnostics=0
 # The runner finds the fixtures beside the marker hl/Kernels.sln, as the tests find ../shared.
-run=(dotnet "$work/hl/run/Headlight.Tests.dll")
+run=(dotnet "$work/hl/run/Headlight.DeviceCheck.dll")
 dotnet --list-runtimes
 
 step "devices"

@@ -12,9 +12,9 @@ namespace Headlight.DeviceCheck;
 internal static class Program
 {
     private const string Usage = """
-        usage: Headlight.Tests devices [--device NAME]
-               Headlight.Tests ops   --device NAME [--tiny] [--filter TEXT] [--fixtures] [--budget SECONDS] [--out DIR]
-               Headlight.Tests bench --device NAME [--quick] [--only TEXT] [--budget SECONDS] [--out DIR]
+        usage: Headlight.DeviceCheck devices [--device NAME]
+               Headlight.DeviceCheck ops   --device NAME [--tiny] [--filter TEXT] [--fixtures] [--budget SECONDS] [--out DIR]
+               Headlight.DeviceCheck bench --device NAME [--quick] [--only TEXT] [--budget SECONDS] [--out DIR]
         """;
 
     public static int Main(string[] args)
