@@ -126,7 +126,7 @@ internal static class BenchCommand
         using (var c = device.Allocate(m, n))
         {
             timings.Add(Measure($"{m}x{k}x{n}", GemmFlops(m, k, n), s, () => Sync(device, () => Gemm.Forward(a, b, c))));
-            if (device is CpuDevice)
+            if (device.Kind == DeviceKind.Cpu)
             {
                 using var packed = Gemm.Prepack(b);
                 timings.Add(Measure($"{m}x{k}x{n} packed b", GemmFlops(m, k, n), s, () => Gemm.ForwardPacked(a, packed, c)));

@@ -39,7 +39,7 @@ internal sealed class PackedWeights : IDisposable
     public IReadOnlyList<PackedLayer> Layers => layers;
 
     /// <summary>Packs the weights when they live on the managed CPU device; null elsewhere.</summary>
-    public static PackedWeights? For(Device device, DeviceWeights weights) => device is CpuDevice ? new PackedWeights(weights.Layers) : null;
+    public static PackedWeights? For(Device device, DeviceWeights weights) => device.Backend.PacksWeights ? new PackedWeights(weights.Layers) : null;
 
     /// <summary>
     /// Packs block <paramref name="layer"/>'s attention output projection again after its plain tensor was

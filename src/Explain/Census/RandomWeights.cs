@@ -22,7 +22,7 @@ internal static class RandomWeights
     public static Model Control(Model model, int seed)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var weights = Draw(model.Config, seed, (model.Device as CpuDevice)?.Workers);
+        var weights = Draw(model.Config, seed, model.Device.Backend.HostWorkers);
         return Model.FromWeights($"{model.Name} (random weights, seed {seed})", model.Config, weights, model.Tokenizer, model.Device);
     }
 

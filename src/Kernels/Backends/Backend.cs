@@ -8,6 +8,15 @@ namespace Headlight.Kernels;
 /// </summary>
 internal abstract partial class Backend
 {
+    /// <summary>
+    /// The host threads this backend runs its parallel parts on, or null where ops run on an accelerator;
+    /// host code that prepares data for the device (weight packing, random weights) uses them when present.
+    /// </summary>
+    internal virtual CpuWorkers? HostWorkers => null;
+
+    /// <summary>True where GEMMs read weights packed once for the host kernels (<see cref="Gemm.Prepack"/>).</summary>
+    internal virtual bool PacksWeights => false;
+
     /// <summary>Copies host data into <paramref name="destination"/> (same element count, checked by the caller).</summary>
     internal abstract void Upload<T>(Tensor<T> destination, ReadOnlySpan<T> source)
         where T : unmanaged;

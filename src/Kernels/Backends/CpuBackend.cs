@@ -11,6 +11,10 @@ internal sealed partial class CpuBackend : Backend
     /// <summary>The threads every op's parallel part runs on.</summary>
     internal CpuWorkers Workers { get; }
 
+    internal override CpuWorkers? HostWorkers => Workers;
+
+    internal override bool PacksWeights => true;
+
     internal override void Upload<T>(Tensor<T> destination, ReadOnlySpan<T> source) => source.CopyTo(destination.HostSpan);
 
     internal override void Download<T>(Tensor<T> source, Span<T> destination) => source.HostSpan.CopyTo(destination);
