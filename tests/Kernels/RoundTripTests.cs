@@ -38,13 +38,14 @@ public sealed class RoundTripTests
 }
 
 /// <summary>Which ILGPU row path the matrix's row cases take on ilgpu-cpu (RowPathCases).</summary>
-public sealed class RowPathTests
+public sealed class RowPathTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     /// <summary>ILGPU's CPU simulator reports warps, so the default row cases run the shuffle path there.</summary>
     [SkippableFact]
     public void IlgpuCpu_TakesTheWarpPathUpToTheRowLimit_AndTheSharedPathWhenForced()
     {
         var backend = (IlgpuBackend)Backends.Require("ilgpu-cpu").Backend;
+        output.WriteLine($"ilgpu-cpu: warp size {backend.WarpSize}, groups up to {backend.MaxGroupSize}");
         Assert.True(backend.WarpSize > 1, $"warp size {backend.WarpSize}");
         Assert.True(GroupReduce.UseWarpRows(backend, GroupReduce.MaxWarpRow));
         Assert.False(GroupReduce.UseWarpRows(backend, GroupReduce.MaxWarpRow + 1));
