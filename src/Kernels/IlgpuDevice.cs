@@ -52,13 +52,8 @@ public sealed class IlgpuDevice : Device
     internal override Backend Backend => backend;
 
     /// <inheritdoc />
-    public override void Synchronize()
-    {
-        using (backend.Enter())
-        {
-            Accelerator.Synchronize();
-        }
-    }
+    /// <exception cref="ArgumentException">An op queued since the last download or synchronisation found an index out of range on the device.</exception>
+    public override void Synchronize() => backend.Synchronize();
 
     internal override DeviceStorage<T> CreateStorage<T>(long length)
     {

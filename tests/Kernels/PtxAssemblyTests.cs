@@ -144,6 +144,33 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         Assert.True(over.Count == 0, string.Join("\n", over));
     }
 
+    /// <summary>
+    /// The warp-per-row kernels of LayerNorm, softmax and the row reductions reduce with full-warp butterfly
+    /// shuffles, declare no shared memory and wait at no barrier, and keep full occupancy in 256-thread groups.
+    /// </summary>
+    [SkippableFact]
+    public void Warp_row_kernels_reduce_with_shuffles_without_shared_memory_or_barriers()
+    {
+        bool IsWarpRow(KernelEntry k) => k.Op is "LayerNorm" or "Softmax" or "Reduce" && k.Method.Name.EndsWith("WarpKernel", StringComparison.Ordinal);
+        var warp = Ptx.Value.Where(p => IsWarpRow(p.Kernel)).ToList();
+        Assert.Equal(7, warp.Count);
+        foreach (var (kernel, ptx90, _, error) in warp)
+        {
+            Assert.True(error is null, error);
+            Assert.True(ptx90!.Contains("shfl.sync.bfly.b32", StringComparison.Ordinal), $"{kernel.Name}: no butterfly shuffle");
+            Assert.False(ptx90.Contains("bar.sync", StringComparison.Ordinal), $"{kernel.Name}: waits at a barrier");
+            Assert.False(ptx90.Contains(".shared", StringComparison.Ordinal), $"{kernel.Name}: declares shared memory");
+        }
+
+        RequirePtxas();
+        foreach (var r in AssembledKernels.Value.Where(r => IsWarpRow(r.Kernel)))
+        {
+            Assert.True(r.Error is null, r.Error);
+            var (_, occupancy) = PtxKernels.Sm90Occupancy(r.GroupSize, r.Sm90!.Registers, r.Sm90.SharedBytes);
+            Assert.True(r.Sm90.SharedBytes == 0 && occupancy == 1.0, $"{r.Kernel.Name}: {r.Sm90.SharedBytes} B shared, {r.Sm90.Registers} registers, occupancy {occupancy:P0}");
+        }
+    }
+
     [Fact]
     public void Occupancy_follows_the_sm_90_limits()
     {

@@ -93,4 +93,33 @@ public sealed class CoalitionsValidationTests : IDisposable
         Rejects(() => Coalitions.MaskInputs(masks, features, ids, null!, outIds, outKey, 4), "Coalitions.MaskInputs", "keyMask");
         Assert.True(outIds.ToArray().All(v => v == -7), "maskedIds was written before the op failed.");
     }
+
+    /// <summary>
+    /// On an accelerator the feature indices are checked by a kernel (no download inside the op): the error comes
+    /// from the next download or <see cref="Device.Synchronize"/>, and nothing has been written.
+    /// </summary>
+    [SkippableFact]
+    public void MaskInputs_ChecksFeaturesOnIlgpuDevices()
+    {
+        var gpu = Backends.Require("ilgpu-cpu");
+        using var masks = gpu.FromHost<byte>([1, 0, 1, 0, 1, 1], 2, 3);
+        using var badFeatures = gpu.FromHost<int>([-1, 0, 3, -1], 4);
+        using var lowFeatures = gpu.FromHost<int>([-2, 0, 1, -1], 4);
+        using var ids = gpu.FromHost<int>([2, 7, 8, 3], 4);
+        using var key = gpu.FromHost<int>([1, 1, 1, 1], 4);
+        using var outIds = gpu.FromHost<int>(Enumerable.Repeat(-7, 8).ToArray(), 2, 4);
+        using var outKey = gpu.FromHost<int>(Enumerable.Repeat(-7, 8).ToArray(), 2, 4);
+        Rejects(() =>
+        {
+            Coalitions.MaskInputs(masks, badFeatures, ids, key, outIds, outKey, 4);
+            outIds.ToArray();
+        }, "Coalitions.MaskInputs", "featureOf[2] = 3 is outside [−1, M) = [−1, 3)", "featureOf [4]");
+        Rejects(() =>
+        {
+            Coalitions.MaskInputs(masks, lowFeatures, ids, key, outIds, outKey, null);
+            gpu.Synchronize();
+        }, "Coalitions.MaskInputs", "featureOf[0] = -2");
+        Assert.True(outIds.ToArray().All(v => v == -7), "maskedIds was written before the op failed.");
+        Assert.True(outKey.ToArray().All(v => v == -7), "maskedKeyMask was written before the op failed.");
+    }
 }

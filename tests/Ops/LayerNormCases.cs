@@ -78,6 +78,20 @@ public sealed class LayerNormCases : IOpCaseSource
             yield return new OpCase("LayerNorm.Forward", $"[2, 3, 65] eps=1e-5 ResidualSum {k}", true, dev => Forward(dev, [2, 3, 65], 1e-5f, 0f, Layout.ResidualSum, perThread));
         }
 
+        // Both ILGPU row paths (warp per row where the backend has warps, shared memory per group), forced to the
+        // row kernels at shapes around the warp length and the warp path's row limit (RowPathCases has the rest).
+        foreach (bool shared in new[] { false, true })
+        {
+            string path = shared ? "rows=shared" : "rows=default";
+            foreach (int[] shape in new[] { new[] { 1, 1 }, [3, 31], [9, 32], [5, 33], [2, 1024], [2, 1025] })
+            {
+                string s = $"{TensorShape.Format(shape)} eps=1e-5 {path}";
+                yield return new OpCase("LayerNorm.Forward", s, true, global::Headlight.Tests.Kernels.RowPathCases.On(shared, dev => Forward(dev, shape, 1e-5f, 0f, Layout.Plain, perThread: false)));
+                yield return new OpCase("LayerNorm.Forward+residual+sum", $"{s} offset=1000", true,
+                    global::Headlight.Tests.Kernels.RowPathCases.On(shared, dev => Forward(dev, shape, 1e-5f, 1000f, Layout.ResidualSum, perThread: false)));
+            }
+        }
+
         yield return new OpCase("LayerNorm.Forward+residual+sum", "[2, 5, 33] eps=1e-12", false, dev => Forward(dev, [2, 5, 33], 1e-12f, 0f, Layout.ResidualSum));
         yield return new OpCase("LayerNorm.Backward", "[2, 5, 33]", false, dev => Backward(dev, [2, 5, 33], 0f, BackwardLayout.Plain));
         // Large enough for the host path's workers (rows in parallel, dgamma/dbeta by column ranges).

@@ -171,16 +171,51 @@ public sealed class NormValidationTests : IDisposable
         Assert.Equal(start, dTable.ToArray());
     }
 
-    /// <summary>On an accelerator the ids are downloaded and checked on the host before the kernel runs.</summary>
+    /// <summary>
+    /// On an accelerator the ids are checked by a kernel (no download inside the op): the error comes from the next
+    /// download or <see cref="Device.Synchronize"/>, and the op has written nothing.
+    /// </summary>
     [SkippableFact]
     public void EmbeddingGather_ChecksIdsOnIlgpuDevices()
     {
         var gpu = Backends.Require("ilgpu-cpu");
         using var table = gpu.FromHost<float>(TestData.Normal(1, 4 * 3), 4, 3);
+        float[] tableStart = table.ToArray();
         using var ids = gpu.FromHost<int>([0, 1, 9], 3);
         using var y = TestData.Poisoned(gpu, 3, 3);
-        Rejects(() => Embedding.Gather(table, ids, y), "Embedding.Gather", "ids[2] = 9", "[0, 4)");
-        Rejects(() => Embedding.ScatterAdd(y, ids, table), "Embedding.ScatterAdd", "ids[2] = 9");
+        Rejects(() =>
+        {
+            Embedding.Gather(table, ids, y);
+            y.ToArray();
+        }, "Embedding.Gather", "ids[2] = 9", "[0, 4)", "table [4, 3]");
+        Rejects(() =>
+        {
+            Embedding.ScatterAdd(y, ids, table);
+            gpu.Synchronize();
+        }, "Embedding.ScatterAdd", "ids[2] = 9");
         Assert.True(y.ToArray().All(float.IsNaN), "y was written before the op failed.");
+        Assert.Equal(tableStart, table.ToArray());
+
+        // Reported once; good ids run again afterwards.
+        using var good = gpu.FromHost<int>([3, 0, 2], 3);
+        Embedding.Gather(table, good, y);
+        Assert.Equal(tableStart.AsSpan(9, 3).ToArray(), y.ToArray().AsSpan(0, 3).ToArray());
+    }
+
+    /// <summary>Several failed checks before one download are reported one per download or synchronisation, in launch order.</summary>
+    [SkippableFact]
+    public void EmbeddingGather_ReportsTheFirstFailedCheckOnIlgpuDevices()
+    {
+        var gpu = Backends.Require("ilgpu-cpu");
+        using var table = gpu.FromHost<float>(TestData.Normal(1, 4 * 3), 4, 3);
+        using var first = gpu.FromHost<int>([0, 1, 2, 3, -7, 4], 2, 3);
+        using var second = gpu.FromHost<int>([5, 0, 1], 3);
+        using var y = TestData.Poisoned(gpu, 2, 3, 3);
+        using var y3 = TestData.Poisoned(gpu, 3, 3);
+        Embedding.Gather(table, first, y);
+        Embedding.Gather(table, second, y3);
+        Rejects(() => y3.ToArray(), "Embedding.Gather", "ids[1, 1] = -7", "ids [2, 3]");
+        Rejects(gpu.Synchronize, "Embedding.Gather", "ids[0] = 5", "ids [3]");
+        gpu.Synchronize();
     }
 }

@@ -47,6 +47,22 @@ public sealed class SoftmaxCases : IOpCaseSource
             yield return new OpCase("Softmax.Backward", $"[5, {k}] dx=y scale=2", tiny, dev => Backward(dev, 5, k, 2f, BackwardAlias.DxIsY));
         }
 
+        // Both ILGPU row paths (warp per row where the backend has warps, shared memory per group) at shapes around
+        // the warp length and the warp path's row limit.
+        foreach (bool shared in new[] { false, true })
+        {
+            string path = shared ? "rows=shared" : "rows=default";
+            foreach (var (rows, cols) in new[] { (1, 1), (3, 31), (9, 32), (5, 33), (2, 1024), (2, 1025) })
+            {
+                yield return new OpCase("Softmax.Forward+mask+causal", $"[2, {rows}, {cols}] mask=[2, {cols}] scale=0.25 {path}", true,
+                    global::Headlight.Tests.Kernels.RowPathCases.On(shared, dev => Forward(dev, [2, rows, cols], 0.25f, maskBatch: 2, causal: true)));
+                yield return new OpCase("Softmax.Backward", $"[{rows}, {cols}] scale=0.5 {path}", true,
+                    global::Headlight.Tests.Kernels.RowPathCases.On(shared, dev => Backward(dev, rows, cols, 0.5f, BackwardAlias.None)));
+            }
+
+            yield return new OpCase("Softmax.Forward+mask fully masked", $"[2, 3, 4, 33] batch 1 masked {path}", true, global::Headlight.Tests.Kernels.RowPathCases.On(shared, dev => FullyMasked(dev, 33)));
+        }
+
         // Large enough for the host path's workers.
         yield return new OpCase("Softmax.Forward+mask+causal", "[2, 12, 33, 65] mask=[2, 65] scale=0.17", false,
             dev => Forward(dev, [2, 12, 33, 65], 0.17f, maskBatch: 2, causal: true));

@@ -60,12 +60,27 @@ internal sealed partial class IlgpuBackend : Backend
     /// <summary>The stream every launch and copy goes to.</summary>
     internal AcceleratorStream Stream => Accelerator.DefaultStream;
 
+    // Host round trips since the backend was made: cheap counters for tests that pin how many a pass makes.
+    private long uploads;
+    private long downloads;
+    private long synchronizations;
+
+    /// <summary>Uploads, downloads and waits for the device (each upload and download waits once) so far.</summary>
+    internal (long Uploads, long Downloads, long Synchronizations) RoundTrips =>
+        (Interlocked.Read(ref uploads), Interlocked.Read(ref downloads), Interlocked.Read(ref synchronizations));
+
+    private void CountSynchronize() => Interlocked.Increment(ref synchronizations);
+
     internal override void Upload<T>(Tensor<T> destination, ReadOnlySpan<T> source)
     {
         using (Enter())
         {
             destination.View.CopyFromCPU(Stream, source);
+            Interlocked.Increment(ref uploads);
+
+            // The source span is the caller's: the copy must finish before this returns.
             Stream.Synchronize();
+            CountSynchronize();
         }
     }
 
@@ -74,7 +89,11 @@ internal sealed partial class IlgpuBackend : Backend
         using (Enter())
         {
             source.View.CopyToCPU(Stream, destination);
-            Stream.Synchronize();
+            Interlocked.Increment(ref downloads);
+
+            // The same wait reads the device index checks queued since the last one (IlgpuBackend.Checks.cs).
+            CollectChecks(WaitForChecks());
+            ThrowIfCheckFailed();
         }
     }
 

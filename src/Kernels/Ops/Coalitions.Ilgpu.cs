@@ -3,7 +3,7 @@ using ILGPU.Runtime;
 
 namespace Headlight.Kernels;
 
-/// <summary>Coalitions on ILGPU: one thread per unit when sampling, one per output token when masking.</summary>
+/// <summary>Coalitions on ILGPU: one thread per unit when sampling, one per output token when masking (feature indices checked on the device first).</summary>
 internal sealed partial class IlgpuBackend
 {
     internal override void CoalitionsSample(Tensor<byte> masks, Tensor<uint> thresholds, int units, Coalitions.SampleParams p)
@@ -17,9 +17,12 @@ internal sealed partial class IlgpuBackend
         Tensor<byte> masks, Tensor<int> featureOf, Tensor<int> ids, Tensor<int> keyMask, Tensor<int> maskedIds, Tensor<int> maskedKeyMask, int rows, Coalitions.MaskParams p)
     {
         using var launch = Launch("Coalitions.MaskInputs", static acc => acc.LoadAutoGroupedKernel<
-            Index1D, ArrayView<byte>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, Coalitions.MaskParams>(Coalitions.MaskInputsKernel));
-        launch.Kernel(launch.Stream, rows * p.Seq, masks.View, featureOf.View, ids.View, keyMask.View, maskedIds.View, maskedKeyMask.View, p);
+            Index1D, ArrayView<byte>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, Coalitions.MaskParams>(Coalitions.MaskInputsKernel));
+        launch.Kernel(launch.Stream, rows * p.Seq, masks.View, featureOf.View, ids.View, keyMask.View, maskedIds.View, maskedKeyMask.View, QueueStagedCheck(featureOf), p);
     }
+
+    // Checked on the device, in the masking launch just before its kernel, which reads the check's slot: no download.
+    internal override void CoalitionsCheckFeatures(in OpArgs args, Tensor<int> featureOf, int m) => StageRangeCheck(args, featureOf, -1, m, RangeCheck.Features);
 }
 
 /// <summary>Coalitions' ILGPU kernels.</summary>
@@ -72,10 +75,17 @@ public static partial class Coalitions
         }
     }
 
-    // masks [rows, M], featureOf/ids/keyMask [seq] -> maskedIds/maskedKeyMask [rows, seq]
+    // masks [rows, M], featureOf/ids/keyMask [seq] -> maskedIds/maskedKeyMask [rows, seq]; nothing is written
+    // when featureOf's check [2] failed.
     internal static void MaskInputsKernel(
-        Index1D i, ArrayView<byte> masks, ArrayView<int> featureOf, ArrayView<int> ids, ArrayView<int> keyMask, ArrayView<int> maskedIds, ArrayView<int> maskedKeyMask, MaskParams p)
+        Index1D i, ArrayView<byte> masks, ArrayView<int> featureOf, ArrayView<int> ids, ArrayView<int> keyMask, ArrayView<int> maskedIds, ArrayView<int> maskedKeyMask,
+        ArrayView<int> check, MaskParams p)
     {
+        if (check[0] != 0)
+        {
+            return;
+        }
+
         int r = i / p.Seq;
         int t = i - (r * p.Seq);
         int f = featureOf[t];

@@ -58,7 +58,7 @@ public static partial class Coalitions
     /// <param name="maskedIds">The masked ids <c>[rows, seq]</c>.</param>
     /// <param name="maskedKeyMask">The masked key mask <c>[rows, seq]</c>.</param>
     /// <param name="replacementId">The token that stands in for a masked one, or null to drop masked tokens from attention.</param>
-    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, a feature index is outside [−1, M), or the replacement is negative.</exception>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, a feature index is outside [−1, M) (on an ILGPU device checked by a kernel and raised by the next download or synchronisation; nothing is written), or the replacement is negative.</exception>
     public static void MaskInputs(Tensor<byte> masks, Tensor<int> featureOf, Tensor<int> ids, Tensor<int> keyMask, Tensor<int> maskedIds, Tensor<int> maskedKeyMask, int? replacementId)
     {
         var args = new OpArgs("Coalitions.MaskInputs").Add("masks", masks).Add("featureOf", featureOf).Add("ids", ids).Add("keyMask", keyMask)
@@ -71,7 +71,11 @@ public static partial class Coalitions
         args.RequireShape("ids", ids, seq).RequireShape("keyMask", keyMask, seq)
             .RequireShape("maskedIds", maskedIds, rows, seq).RequireShape("maskedKeyMask", maskedKeyMask, rows, seq)
             .Require(replacementId is null or >= 0, $"the replacement token id {replacementId} must not be negative");
-        CheckFeatures(args, featureOf, m);
+        if (seq > 0)
+        {
+            args.Backend.CoalitionsCheckFeatures(args, featureOf, m);
+        }
+
         int n = rows * seq;
         if (n == 0)
         {
@@ -82,8 +86,12 @@ public static partial class Coalitions
         args.Backend.CoalitionsMaskInputs(masks, featureOf, ids, keyMask, maskedIds, maskedKeyMask, rows, new MaskParams(m, seq, replacement));
     }
 
-    // Every feature index in [−1, M), checked on the host before anything is written.
-    private static void CheckFeatures(OpArgs args, Tensor<int> featureOf, int m)
+    /// <summary>The failure for feature <paramref name="value"/> at token <paramref name="t"/>.</summary>
+    internal static string FeatureOutsideMask(int t, int value, int m) => $"featureOf[{t}] = {value} is outside [−1, M) = [−1, {m})";
+
+    // Every feature index in [−1, M) on the host, before anything is written: the default of
+    // Backend.CoalitionsCheckFeatures (a memory copy on the cpu device).
+    internal static void CheckFeaturesOnHost(in OpArgs args, Tensor<int> featureOf, int m)
     {
         int seq = (int)featureOf.Length;
         int[] host = ArrayPool<int>.Shared.Rent(Math.Max(seq, 1));
@@ -95,7 +103,7 @@ public static partial class Coalitions
             {
                 if (values[t] < -1 || values[t] >= m)
                 {
-                    args.Fail($"featureOf[{t}] = {values[t]} is outside [−1, M) = [−1, {m})");
+                    args.Fail(FeatureOutsideMask(t, values[t], m));
                 }
             }
         }
@@ -131,6 +139,12 @@ internal abstract partial class Backend
 {
     /// <summary>Draws <paramref name="units"/> coalitions (two rows each when paired) into <paramref name="masks"/>.</summary>
     internal abstract void CoalitionsSample(Tensor<byte> masks, Tensor<uint> thresholds, int units, Coalitions.SampleParams p);
+
+    /// <summary>
+    /// Fails <paramref name="args"/> unless every feature index lies in <c>[−1, m)</c>, now or (on a device that
+    /// checks in a kernel) at the next download or synchronisation; <paramref name="featureOf"/> is not empty.
+    /// </summary>
+    internal virtual void CoalitionsCheckFeatures(in OpArgs args, Tensor<int> featureOf, int m) => Coalitions.CheckFeaturesOnHost(args, featureOf, m);
 
     /// <summary>Writes the <paramref name="rows"/> masked input rows of the coalitions in <paramref name="masks"/>.</summary>
     internal abstract void CoalitionsMaskInputs(

@@ -2,8 +2,10 @@ namespace Headlight.Kernels;
 
 /// <summary>
 /// Embedding lookup: rows of a table gathered by id, and the backward scatter-add of their
-/// gradients. Ids are checked on the host before anything runs, so a bad id is an
-/// <see cref="ArgumentException"/> rather than a read outside the table.
+/// gradients. A bad id is an <see cref="ArgumentException"/> rather than a read outside the table,
+/// and the op writes nothing. On the <c>cpu</c> device the ids are checked before anything runs; on an
+/// ILGPU device they are checked by a kernel (no download inside a pass), and the exception comes from the
+/// next download (<see cref="Tensor{T}.CopyTo(Span{T})"/>, <c>ToArray</c>) or <see cref="Device.Synchronize"/>.
 /// </summary>
 public static partial class Embedding
 {
@@ -15,7 +17,7 @@ public static partial class Embedding
     /// <param name="ids">Ids of any shape, each in <c>[0, vocab)</c>.</param>
     /// <param name="y">The output <c>[ids dims..., d]</c>.</param>
     /// <param name="accumulate">Add to <paramref name="y"/> instead of overwriting it.</param>
-    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, or an id is outside the table.</exception>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, or an id is outside the table (on an ILGPU device, raised by the next download or synchronisation).</exception>
     public static void Gather(Tensor<float> table, Tensor<int> ids, Tensor<float> y, bool accumulate = false)
     {
         var args = new OpArgs("Embedding.Gather").Add("table", table).Add("ids", ids).Add("y", y);
@@ -36,7 +38,7 @@ public static partial class Embedding
     /// <param name="dy">The gradient of the gathered rows <c>[ids dims..., d]</c>.</param>
     /// <param name="ids">The ids the forward gathered, each in <c>[0, vocab)</c>.</param>
     /// <param name="dTable">The table gradient <c>[vocab, d]</c>, added to.</param>
-    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, or an id is outside the table.</exception>
+    /// <exception cref="ArgumentException">An operand is missing, freed, on another device or misshaped, or an id is outside the table (on an ILGPU device, raised by the next download or synchronisation).</exception>
     public static void ScatterAdd(Tensor<float> dy, Tensor<int> ids, Tensor<float> dTable)
     {
         var args = new OpArgs("Embedding.ScatterAdd").Add("dy", dy).Add("ids", ids).Add("dTable", dTable);
@@ -81,10 +83,13 @@ public static partial class Embedding
         {
             if ((uint)ids[i] >= (uint)vocab)
             {
-                args.Fail($"ids{Position(shape, i)} = {ids[i]} is outside the table's rows [0, {vocab})");
+                args.Fail(IdOutsideTable(shape, i, ids[i], vocab));
             }
         }
     }
+
+    /// <summary>The failure for id <paramref name="value"/> at flat <paramref name="flat"/> of ids shaped <paramref name="shape"/>.</summary>
+    internal static string IdOutsideTable(TensorShape shape, int flat, int value, int vocab) => $"ids{Position(shape, flat)} = {value} is outside the table's rows [0, {vocab})";
 
     // A flat index as the position in the ids' own dimensions: [1, 4] for flat 9 of [2, 5].
     private static string Position(TensorShape shape, int flat)
@@ -109,6 +114,9 @@ internal abstract partial class Backend
     /// <summary><c>dTable[ids[i], :] += dy[i, :]</c>; operands and ids validated, none empty.</summary>
     internal abstract void EmbeddingScatterAdd(Tensor<float> dy, Tensor<int> ids, Tensor<float> dTable, int d);
 
-    /// <summary>Fails <paramref name="args"/> unless every id lies in <c>[0, vocab)</c>; <paramref name="ids"/> is not empty.</summary>
+    /// <summary>
+    /// Fails <paramref name="args"/> unless every id lies in <c>[0, vocab)</c>, now or (on a device that checks
+    /// in a kernel) at the next download or synchronisation; <paramref name="ids"/> is not empty.
+    /// </summary>
     internal abstract void EmbeddingCheckIds(in OpArgs args, Tensor<int> ids, int vocab);
 }

@@ -4,7 +4,11 @@ using ILGPU.Runtime;
 
 namespace Headlight.Kernels;
 
-/// <summary>LayerNorm on ILGPU: one group per row, or one thread per row on ILGPU's CPU accelerator.</summary>
+/// <summary>
+/// LayerNorm on ILGPU: one warp per row (shuffle reductions) where the backend has warps and rows are at most
+/// <see cref="GroupReduce.MaxWarpRow"/> long, else one group per row (shared-memory reductions); one thread per
+/// row on ILGPU's CPU accelerator beyond tiny inputs. The parameter gradient keeps its column kernel.
+/// </summary>
 internal sealed partial class IlgpuBackend
 {
     internal override void LayerNormForward(Tensor<float> x, Tensor<float> gamma, Tensor<float> beta, Tensor<float> y, float epsilon,
@@ -24,6 +28,17 @@ internal sealed partial class IlgpuBackend
             rowKernel.Kernel(rowKernel.Stream, rows,
                 x.View, (residual ?? x).View, input.View, gamma.View, beta.View, y.View,
                 (mean ?? x).View, (rstd ?? x).View, d, epsilon, flags);
+            return;
+        }
+
+        if (GroupReduce.UseWarpRows(this, d))
+        {
+            using var warpKernel = Launch("LayerNorm.ForwardWarp", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, int, int, float, int>(LayerNorm.ForwardWarpKernel));
+            warpKernel.Kernel(warpKernel.Stream, GroupReduce.WarpRows(this, rows),
+                x.View, (residual ?? x).View, input.View, gamma.View, beta.View, y.View,
+                (mean ?? x).View, (rstd ?? x).View, rows, d, epsilon, flags);
             return;
         }
 
@@ -67,6 +82,16 @@ internal sealed partial class IlgpuBackend
             return;
         }
 
+        if (GroupReduce.UseWarpRows(this, d))
+        {
+            using var warpKernel = Launch("LayerNorm.BackwardWarp", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                int, int, int>(LayerNorm.BackwardWarpKernel));
+            warpKernel.Kernel(warpKernel.Stream, GroupReduce.WarpRows(this, rows),
+                dy.View, input.View, gamma.View, mean.View, rstd.View, dx.View, rows, d, accumulateInput ? 1 : 0);
+            return;
+        }
+
         using var launch = Launch("LayerNorm.Backward", static acc => acc.LoadKernel<
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             int, int>(LayerNorm.BackwardKernel));
@@ -76,6 +101,15 @@ internal sealed partial class IlgpuBackend
 
     internal override void LayerNormRelevance(Tensor<float> dy, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dx, bool accumulateInput, int rows, int d)
     {
+        if (GroupReduce.UseWarpRows(this, d))
+        {
+            using var warpKernel = Launch("LayerNorm.RelevanceWarp", static acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(LayerNorm.RelevanceWarpKernel));
+            warpKernel.Kernel(warpKernel.Stream, GroupReduce.WarpRows(this, rows),
+                dy.View, gamma.View, rstd.View, dx.View, rows, d, accumulateInput ? 1 : 0);
+            return;
+        }
+
         using var launch = Launch("LayerNorm.Relevance", static acc => acc.LoadKernel<
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LayerNorm.RelevanceKernel));
         launch.Kernel(launch.Stream, new KernelConfig(rows, LayerNorm.RowGroupSize(this, d)),
@@ -332,6 +366,121 @@ public static partial class LayerNorm
 
         a = GroupReduce.Sum(scratch, a) / d;
         for (int c = Group.IdxX; c < d; c += Group.DimX)
+        {
+            float value = ((dy[start + c] * gamma[c]) - a) * rs;
+            dx[start + c] = accumulate != 0 ? dx[start + c] + value : value;
+        }
+    }
+
+    // One warp per row, several rows per group; the row's sums meet in shuffles, with no shared memory or
+    // barrier. A warp past the last row runs the same steps on an empty row and writes nothing.
+    // x, residual [rows, d] -> input [rows, d] (x + residual, when fused), y [rows, d]; mean, rstd [rows]
+    internal static void ForwardWarpKernel(ArrayView<float> x, ArrayView<float> residual, ArrayView<float> input,
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd,
+        int rows, int d, float epsilon, int flags)
+    {
+        int row = GroupReduce.WarpRow();
+        int width = row < rows ? d : 0;
+        int lane = Warp.LaneIdx;
+        int lanes = Warp.WarpSize;
+        long start = (long)row * d;
+
+        // The same three passes as ForwardKernel; each lane rereads only the columns it wrote.
+        float acc = 0f;
+        for (int c = lane; c < width; c += lanes)
+        {
+            float v = x[start + c];
+            if ((flags & FlagResidual) != 0)
+            {
+                v += residual[start + c];
+                input[start + c] = v;
+            }
+
+            acc += v;
+        }
+
+        float m0 = GroupReduce.WarpSum(acc) / d;
+        float s1 = 0f;
+        float s2 = 0f;
+        for (int c = lane; c < width; c += lanes)
+        {
+            float dv = input[start + c] - m0;
+            s1 += dv;
+            s2 += dv * dv;
+        }
+
+        s1 = GroupReduce.WarpSum(s1);
+        s2 = GroupReduce.WarpSum(s2);
+        float shift = s1 / d;
+        float rs = 1f / XMath.Sqrt(XMath.Max((s2 / d) - (shift * shift), 0f) + epsilon);
+        for (int c = lane; c < width; c += lanes)
+        {
+            y[start + c] = ((input[start + c] - m0 - shift) * rs * gamma[c]) + beta[c];
+        }
+
+        if (lane == 0 && row < rows)
+        {
+            if ((flags & FlagMean) != 0)
+            {
+                mean[row] = m0 + shift;
+            }
+
+            if ((flags & FlagRstd) != 0)
+            {
+                rstd[row] = rs;
+            }
+        }
+    }
+
+    // One warp per row, as ForwardWarpKernel. dy, input [rows, d], gamma [d], mean, rstd [rows] -> dx [rows, d]
+    internal static void BackwardWarpKernel(ArrayView<float> dy, ArrayView<float> input, ArrayView<float> gamma,
+        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> dx, int rows, int d, int accumulate)
+    {
+        int row = GroupReduce.WarpRow();
+        bool active = row < rows;
+        int width = active ? d : 0;
+        int lane = Warp.LaneIdx;
+        int lanes = Warp.WarpSize;
+        long start = (long)row * d;
+        float m = active ? mean[row] : 0f;
+        float rs = active ? rstd[row] : 0f;
+        float a = 0f;
+        float b = 0f;
+        for (int c = lane; c < width; c += lanes)
+        {
+            float gw = dy[start + c] * gamma[c];
+            a += gw;
+            b += gw * ((input[start + c] - m) * rs);
+        }
+
+        a = GroupReduce.WarpSum(a) / d;
+        b = GroupReduce.WarpSum(b) / d;
+        for (int c = lane; c < width; c += lanes)
+        {
+            float xhat = (input[start + c] - m) * rs;
+            float value = ((dy[start + c] * gamma[c]) - a - (xhat * b)) * rs;
+            dx[start + c] = accumulate != 0 ? dx[start + c] + value : value;
+        }
+    }
+
+    // One warp per row, as ForwardWarpKernel. dy [rows, d], gamma [d], rstd [rows] -> dx [rows, d]
+    internal static void RelevanceWarpKernel(ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> rstd, ArrayView<float> dx, int rows, int d, int accumulate)
+    {
+        int row = GroupReduce.WarpRow();
+        bool active = row < rows;
+        int width = active ? d : 0;
+        int lane = Warp.LaneIdx;
+        int lanes = Warp.WarpSize;
+        long start = (long)row * d;
+        float rs = active ? rstd[row] : 0f;
+        float a = 0f;
+        for (int c = lane; c < width; c += lanes)
+        {
+            a += dy[start + c] * gamma[c];
+        }
+
+        a = GroupReduce.WarpSum(a) / d;
+        for (int c = lane; c < width; c += lanes)
         {
             float value = ((dy[start + c] * gamma[c]) - a) * rs;
             dx[start + c] = accumulate != 0 ? dx[start + c] + value : value;

@@ -4,11 +4,19 @@ using ILGPU.Runtime;
 
 namespace Headlight.Kernels;
 
-/// <summary>The reductions on ILGPU: one group per row for row reductions, one thread per element or column otherwise.</summary>
+/// <summary>The reductions on ILGPU: one warp per row (shuffles) or one group per row (shared memory) for row reductions, one thread per element or column otherwise.</summary>
 internal sealed partial class IlgpuBackend
 {
     internal override void ReduceRows(Tensor<float> x, Tensor<float> y, int rows, int columns, Reduce.RowKind kind)
     {
+        if (GroupReduce.UseWarpRows(this, columns))
+        {
+            using var warpKernel = Launch("Reduce.RowsWarp", static acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Reduce.RowReduceWarpKernel));
+            warpKernel.Kernel(warpKernel.Stream, GroupReduce.WarpRows(this, rows), x.View, y.View, rows, columns, (int)kind);
+            return;
+        }
+
         int group = GroupReduce.GroupSizeFor(this);
         using var launch = Launch("Reduce.Rows", static acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(Reduce.RowReduceKernel));
@@ -55,6 +63,26 @@ public static partial class Reduce
 
         float total = kind == (int)RowKind.Max ? GroupReduce.Max(scratch, acc) : GroupReduce.Sum(scratch, acc);
         if (Group.IdxX == 0)
+        {
+            y[row] = kind == (int)RowKind.L2 ? XMath.Sqrt(total) : total;
+        }
+    }
+
+    // One warp per row, several rows per group (shuffles, no shared memory or barrier): x [rows, columns] -> y [rows]
+    internal static void RowReduceWarpKernel(ArrayView<float> x, ArrayView<float> y, int rows, int columns, int kind)
+    {
+        int row = GroupReduce.WarpRow();
+        int width = row < rows ? columns : 0;
+        long start = (long)row * columns;
+        float acc = kind == (int)RowKind.Max ? float.NegativeInfinity : 0f;
+        for (int c = Warp.LaneIdx; c < width; c += Warp.WarpSize)
+        {
+            float v = x[start + c];
+            acc = kind == (int)RowKind.Max ? XMath.Max(acc, v) : kind == (int)RowKind.L2 ? acc + (v * v) : acc + v;
+        }
+
+        float total = kind == (int)RowKind.Max ? GroupReduce.WarpMax(acc) : GroupReduce.WarpSum(acc);
+        if (Warp.LaneIdx == 0 && row < rows)
         {
             y[row] = kind == (int)RowKind.L2 ? XMath.Sqrt(total) : total;
         }
