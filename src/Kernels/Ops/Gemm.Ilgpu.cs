@@ -127,6 +127,9 @@ public static partial class Gemm
     // Floats of one shared buffer (one k-tile of op(a) or op(b)); two of each are double-buffered.
     internal const int SharedTile = TileK * SharedPitch;
 
+    // Float4s from a thread's first fragment of a k-tile to just past its last (kk = 7, second half).
+    internal const int FragmentSpan = ((TileK - 1) * SharedPitch4) + 16 + 1;
+
     // Split-K: each split covers at least this much of k, and there are at most MaxSplits of them.
     internal const int MinSplitK = 128;
     internal const int MaxSplits = 16;
@@ -206,23 +209,20 @@ public static partial class Gemm
         // Each thread stages one quad of 4 consecutive floats of each operand per k-tile. A row-major operand
         // (a [m, k], b [n, k]) is read along k: thread → (row tid/2, k 4·(tid%2)) and stored transposed; a
         // k-major one (a [k, m], b [k, n]) along m or n: thread → (k tid/32, column 4·(tid%32)), stored as it is.
-        // "outer" is the coordinate that selects the memory row, "inner" the one that walks it.
+        // Per thread and hoisted: where its quad starts at k = 0 (origin), how far one step of k moves it, and
+        // how many of its 4 floats lie inside m or n (edge; along k only 0 or 4, k is tested per tile).
         bool aAlongK = p.TransA == 0;
         bool bAlongK = p.TransB != 0;
-        int aRows = aAlongK ? p.K : p.M;                     // memory row length of a
-        int bRows = bAlongK ? p.K : p.N;                     // memory row length of b
         int aLane = aAlongK ? tid >> 1 : (tid & 31) * 4;     // row (or column) in the tile
         int aKk = aAlongK ? (tid & 1) * 4 : tid >> 5;        // kk in the tile
         int bLane = bAlongK ? tid >> 1 : (tid & 31) * 4;
         int bKk = bAlongK ? (tid & 1) * 4 : tid >> 5;
-        int aOuter = aAlongK ? row0 + aLane : aKk;           // k part added per tile when !aAlongK
-        int aInner = aAlongK ? aKk : row0 + aLane;
-        int bOuter = bAlongK ? col0 + bLane : bKk;
-        int bInner = bAlongK ? bKk : col0 + bLane;
-        int aOuterLimit = aAlongK ? p.M : kEnd;
-        int aInnerLimit = aAlongK ? kEnd : p.M;
-        int bOuterLimit = bAlongK ? p.N : kEnd;
-        int bInnerLimit = bAlongK ? kEnd : p.N;
+        int aKStride = aAlongK ? 1 : p.M;
+        int bKStride = bAlongK ? 1 : p.N;
+        int aOrigin = (batch * p.ABatchStride) + (aAlongK ? (row0 + aLane) * p.K : row0 + aLane);
+        int bOrigin = (batch * p.BBatchStride) + (bAlongK ? (col0 + bLane) * p.K : col0 + bLane);
+        int aEdge = aAlongK ? (row0 + aLane < p.M ? 4 : 0) : XMath.Clamp(p.M - (row0 + aLane), 0, 4);
+        int bEdge = bAlongK ? (col0 + bLane < p.N ? 4 : 0) : XMath.Clamp(p.N - (col0 + bLane), 0, 4);
         int aStore = aAlongK ? (aKk * SharedPitch) + aLane : (aKk * SharedPitch4) + (aLane >> 2);
         int bStore = bAlongK ? (bKk * SharedPitch) + bLane : (bKk * SharedPitch4) + (bLane >> 2);
         int aRead = ty;
@@ -238,12 +238,13 @@ public static partial class Gemm
         float c70 = 0f, c71 = 0f, c72 = 0f, c73 = 0f, c74 = 0f, c75 = 0f, c76 = 0f, c77 = 0f;
 
         // No steps (k = 0, or an empty sum over batches) reads nothing: a and b may be stand-ins then.
+        int k0 = kStart;
         var ra = default(GemmFloat4);
         var rb = default(GemmFloat4);
         if (steps > 0)
         {
-            ra = LoadQuad(a, a4, t.VectorA, p.ABatchStride, p.AReduceStride, aRows, aAlongK, aOuter, aInner, aOuterLimit, aInnerLimit, batch, 0, kStart);
-            rb = LoadQuad(b, b4, t.VectorB, p.BBatchStride, p.BReduceStride, bRows, bAlongK, bOuter, bInner, bOuterLimit, bInnerLimit, batch, 0, kStart);
+            ra = LoadQuad(a, a4, t.VectorA, aAlongK, aOrigin, aKStride, aEdge, kStart + aKk, kEnd);
+            rb = LoadQuad(b, b4, t.VectorB, bAlongK, bOrigin, bKStride, bEdge, kStart + bKk, kEnd);
             StoreQuad(sa, sa4, aAlongK, 0, aStore, ra);
             StoreQuad(sb, sb4, bAlongK, 0, bStore, rb);
         }
@@ -254,46 +255,122 @@ public static partial class Gemm
             int cur = step & 1;
 
             // Fetch the next k-tile into registers while this one is multiplied out of shared memory.
+            // Past the chunk's last k-tile the next reduction step starts again at kStart.
             int next = step + 1;
             if (next < steps)
             {
-                int r = next / kTiles;
-                int k0 = kStart + ((next - (r * kTiles)) * TileK);
-                ra = LoadQuad(a, a4, t.VectorA, p.ABatchStride, p.AReduceStride, aRows, aAlongK, aOuter, aInner, aOuterLimit, aInnerLimit, batch, r, k0);
-                rb = LoadQuad(b, b4, t.VectorB, p.BBatchStride, p.BReduceStride, bRows, bAlongK, bOuter, bInner, bOuterLimit, bInnerLimit, batch, r, k0);
+                k0 += TileK;
+                if (k0 >= kEnd)
+                {
+                    k0 = kStart;
+                    aOrigin += p.AReduceStride;
+                    bOrigin += p.BReduceStride;
+                }
+
+                ra = LoadQuad(a, a4, t.VectorA, aAlongK, aOrigin, aKStride, aEdge, k0 + aKk, kEnd);
+                rb = LoadQuad(b, b4, t.VectorB, bAlongK, bOrigin, bKStride, bEdge, k0 + bKk, kEnd);
             }
 
-            int s4 = cur * (TileK * SharedPitch4);
-            // Two k steps per pass: the second pair of fragment loads overlaps the first 64 multiply-adds.
-            for (int kk = 0; kk < TileK; kk += 2)
-            {
-                int ia = s4 + (kk * SharedPitch4) + aRead;
-                int ib = s4 + (kk * SharedPitch4) + bRead;
-                var a0 = sa4[ia];
-                var a1 = sa4[ia + 16];
-                var b0 = sb4[ib];
-                var b1 = sb4[ib + 16];
-                var a2 = sa4[ia + SharedPitch4];
-                var a3 = sa4[ia + SharedPitch4 + 16];
-                var b2 = sb4[ib + SharedPitch4];
-                var b3 = sb4[ib + SharedPitch4 + 16];
-                c00 += a0.X * b0.X; c01 += a0.X * b0.Y; c02 += a0.X * b0.Z; c03 += a0.X * b0.W; c04 += a0.X * b1.X; c05 += a0.X * b1.Y; c06 += a0.X * b1.Z; c07 += a0.X * b1.W;
-                c10 += a0.Y * b0.X; c11 += a0.Y * b0.Y; c12 += a0.Y * b0.Z; c13 += a0.Y * b0.W; c14 += a0.Y * b1.X; c15 += a0.Y * b1.Y; c16 += a0.Y * b1.Z; c17 += a0.Y * b1.W;
-                c20 += a0.Z * b0.X; c21 += a0.Z * b0.Y; c22 += a0.Z * b0.Z; c23 += a0.Z * b0.W; c24 += a0.Z * b1.X; c25 += a0.Z * b1.Y; c26 += a0.Z * b1.Z; c27 += a0.Z * b1.W;
-                c30 += a0.W * b0.X; c31 += a0.W * b0.Y; c32 += a0.W * b0.Z; c33 += a0.W * b0.W; c34 += a0.W * b1.X; c35 += a0.W * b1.Y; c36 += a0.W * b1.Z; c37 += a0.W * b1.W;
-                c40 += a1.X * b0.X; c41 += a1.X * b0.Y; c42 += a1.X * b0.Z; c43 += a1.X * b0.W; c44 += a1.X * b1.X; c45 += a1.X * b1.Y; c46 += a1.X * b1.Z; c47 += a1.X * b1.W;
-                c50 += a1.Y * b0.X; c51 += a1.Y * b0.Y; c52 += a1.Y * b0.Z; c53 += a1.Y * b0.W; c54 += a1.Y * b1.X; c55 += a1.Y * b1.Y; c56 += a1.Y * b1.Z; c57 += a1.Y * b1.W;
-                c60 += a1.Z * b0.X; c61 += a1.Z * b0.Y; c62 += a1.Z * b0.Z; c63 += a1.Z * b0.W; c64 += a1.Z * b1.X; c65 += a1.Z * b1.Y; c66 += a1.Z * b1.Z; c67 += a1.Z * b1.W;
-                c70 += a1.W * b0.X; c71 += a1.W * b0.Y; c72 += a1.W * b0.Z; c73 += a1.W * b0.W; c74 += a1.W * b1.X; c75 += a1.W * b1.Y; c76 += a1.W * b1.Z; c77 += a1.W * b1.W;
-                c00 += a2.X * b2.X; c01 += a2.X * b2.Y; c02 += a2.X * b2.Z; c03 += a2.X * b2.W; c04 += a2.X * b3.X; c05 += a2.X * b3.Y; c06 += a2.X * b3.Z; c07 += a2.X * b3.W;
-                c10 += a2.Y * b2.X; c11 += a2.Y * b2.Y; c12 += a2.Y * b2.Z; c13 += a2.Y * b2.W; c14 += a2.Y * b3.X; c15 += a2.Y * b3.Y; c16 += a2.Y * b3.Z; c17 += a2.Y * b3.W;
-                c20 += a2.Z * b2.X; c21 += a2.Z * b2.Y; c22 += a2.Z * b2.Z; c23 += a2.Z * b2.W; c24 += a2.Z * b3.X; c25 += a2.Z * b3.Y; c26 += a2.Z * b3.Z; c27 += a2.Z * b3.W;
-                c30 += a2.W * b2.X; c31 += a2.W * b2.Y; c32 += a2.W * b2.Z; c33 += a2.W * b2.W; c34 += a2.W * b3.X; c35 += a2.W * b3.Y; c36 += a2.W * b3.Z; c37 += a2.W * b3.W;
-                c40 += a3.X * b2.X; c41 += a3.X * b2.Y; c42 += a3.X * b2.Z; c43 += a3.X * b2.W; c44 += a3.X * b3.X; c45 += a3.X * b3.Y; c46 += a3.X * b3.Z; c47 += a3.X * b3.W;
-                c50 += a3.Y * b2.X; c51 += a3.Y * b2.Y; c52 += a3.Y * b2.Z; c53 += a3.Y * b2.W; c54 += a3.Y * b3.X; c55 += a3.Y * b3.Y; c56 += a3.Y * b3.Z; c57 += a3.Y * b3.W;
-                c60 += a3.Z * b2.X; c61 += a3.Z * b2.Y; c62 += a3.Z * b2.Z; c63 += a3.Z * b2.W; c64 += a3.Z * b3.X; c65 += a3.Z * b3.Y; c66 += a3.Z * b3.Z; c67 += a3.Z * b3.W;
-                c70 += a3.W * b2.X; c71 += a3.W * b2.Y; c72 += a3.W * b2.Z; c73 += a3.W * b2.W; c74 += a3.W * b3.X; c75 += a3.W * b3.Y; c76 += a3.W * b3.Z; c77 += a3.W * b3.W;
-            }
+            // The whole k-tile unrolled; reading through views that start at this thread's fragments gives every
+            // shared read a constant offset (an immediate in the load) instead of an address computed per read.
+            var fa = sa4.SubView((cur * (TileK * SharedPitch4)) + aRead, FragmentSpan);
+            var fb = sb4.SubView((cur * (TileK * SharedPitch4)) + bRead, FragmentSpan);
+            var a00 = fa[0];
+            var a01 = fa[16];
+            var b00 = fb[0];
+            var b01 = fb[16];
+            c00 += a00.X * b00.X; c01 += a00.X * b00.Y; c02 += a00.X * b00.Z; c03 += a00.X * b00.W; c04 += a00.X * b01.X; c05 += a00.X * b01.Y; c06 += a00.X * b01.Z; c07 += a00.X * b01.W;
+            c10 += a00.Y * b00.X; c11 += a00.Y * b00.Y; c12 += a00.Y * b00.Z; c13 += a00.Y * b00.W; c14 += a00.Y * b01.X; c15 += a00.Y * b01.Y; c16 += a00.Y * b01.Z; c17 += a00.Y * b01.W;
+            c20 += a00.Z * b00.X; c21 += a00.Z * b00.Y; c22 += a00.Z * b00.Z; c23 += a00.Z * b00.W; c24 += a00.Z * b01.X; c25 += a00.Z * b01.Y; c26 += a00.Z * b01.Z; c27 += a00.Z * b01.W;
+            c30 += a00.W * b00.X; c31 += a00.W * b00.Y; c32 += a00.W * b00.Z; c33 += a00.W * b00.W; c34 += a00.W * b01.X; c35 += a00.W * b01.Y; c36 += a00.W * b01.Z; c37 += a00.W * b01.W;
+            c40 += a01.X * b00.X; c41 += a01.X * b00.Y; c42 += a01.X * b00.Z; c43 += a01.X * b00.W; c44 += a01.X * b01.X; c45 += a01.X * b01.Y; c46 += a01.X * b01.Z; c47 += a01.X * b01.W;
+            c50 += a01.Y * b00.X; c51 += a01.Y * b00.Y; c52 += a01.Y * b00.Z; c53 += a01.Y * b00.W; c54 += a01.Y * b01.X; c55 += a01.Y * b01.Y; c56 += a01.Y * b01.Z; c57 += a01.Y * b01.W;
+            c60 += a01.Z * b00.X; c61 += a01.Z * b00.Y; c62 += a01.Z * b00.Z; c63 += a01.Z * b00.W; c64 += a01.Z * b01.X; c65 += a01.Z * b01.Y; c66 += a01.Z * b01.Z; c67 += a01.Z * b01.W;
+            c70 += a01.W * b00.X; c71 += a01.W * b00.Y; c72 += a01.W * b00.Z; c73 += a01.W * b00.W; c74 += a01.W * b01.X; c75 += a01.W * b01.Y; c76 += a01.W * b01.Z; c77 += a01.W * b01.W;
+            var a10 = fa[33];
+            var a11 = fa[49];
+            var b10 = fb[33];
+            var b11 = fb[49];
+            c00 += a10.X * b10.X; c01 += a10.X * b10.Y; c02 += a10.X * b10.Z; c03 += a10.X * b10.W; c04 += a10.X * b11.X; c05 += a10.X * b11.Y; c06 += a10.X * b11.Z; c07 += a10.X * b11.W;
+            c10 += a10.Y * b10.X; c11 += a10.Y * b10.Y; c12 += a10.Y * b10.Z; c13 += a10.Y * b10.W; c14 += a10.Y * b11.X; c15 += a10.Y * b11.Y; c16 += a10.Y * b11.Z; c17 += a10.Y * b11.W;
+            c20 += a10.Z * b10.X; c21 += a10.Z * b10.Y; c22 += a10.Z * b10.Z; c23 += a10.Z * b10.W; c24 += a10.Z * b11.X; c25 += a10.Z * b11.Y; c26 += a10.Z * b11.Z; c27 += a10.Z * b11.W;
+            c30 += a10.W * b10.X; c31 += a10.W * b10.Y; c32 += a10.W * b10.Z; c33 += a10.W * b10.W; c34 += a10.W * b11.X; c35 += a10.W * b11.Y; c36 += a10.W * b11.Z; c37 += a10.W * b11.W;
+            c40 += a11.X * b10.X; c41 += a11.X * b10.Y; c42 += a11.X * b10.Z; c43 += a11.X * b10.W; c44 += a11.X * b11.X; c45 += a11.X * b11.Y; c46 += a11.X * b11.Z; c47 += a11.X * b11.W;
+            c50 += a11.Y * b10.X; c51 += a11.Y * b10.Y; c52 += a11.Y * b10.Z; c53 += a11.Y * b10.W; c54 += a11.Y * b11.X; c55 += a11.Y * b11.Y; c56 += a11.Y * b11.Z; c57 += a11.Y * b11.W;
+            c60 += a11.Z * b10.X; c61 += a11.Z * b10.Y; c62 += a11.Z * b10.Z; c63 += a11.Z * b10.W; c64 += a11.Z * b11.X; c65 += a11.Z * b11.Y; c66 += a11.Z * b11.Z; c67 += a11.Z * b11.W;
+            c70 += a11.W * b10.X; c71 += a11.W * b10.Y; c72 += a11.W * b10.Z; c73 += a11.W * b10.W; c74 += a11.W * b11.X; c75 += a11.W * b11.Y; c76 += a11.W * b11.Z; c77 += a11.W * b11.W;
+            var a20 = fa[66];
+            var a21 = fa[82];
+            var b20 = fb[66];
+            var b21 = fb[82];
+            c00 += a20.X * b20.X; c01 += a20.X * b20.Y; c02 += a20.X * b20.Z; c03 += a20.X * b20.W; c04 += a20.X * b21.X; c05 += a20.X * b21.Y; c06 += a20.X * b21.Z; c07 += a20.X * b21.W;
+            c10 += a20.Y * b20.X; c11 += a20.Y * b20.Y; c12 += a20.Y * b20.Z; c13 += a20.Y * b20.W; c14 += a20.Y * b21.X; c15 += a20.Y * b21.Y; c16 += a20.Y * b21.Z; c17 += a20.Y * b21.W;
+            c20 += a20.Z * b20.X; c21 += a20.Z * b20.Y; c22 += a20.Z * b20.Z; c23 += a20.Z * b20.W; c24 += a20.Z * b21.X; c25 += a20.Z * b21.Y; c26 += a20.Z * b21.Z; c27 += a20.Z * b21.W;
+            c30 += a20.W * b20.X; c31 += a20.W * b20.Y; c32 += a20.W * b20.Z; c33 += a20.W * b20.W; c34 += a20.W * b21.X; c35 += a20.W * b21.Y; c36 += a20.W * b21.Z; c37 += a20.W * b21.W;
+            c40 += a21.X * b20.X; c41 += a21.X * b20.Y; c42 += a21.X * b20.Z; c43 += a21.X * b20.W; c44 += a21.X * b21.X; c45 += a21.X * b21.Y; c46 += a21.X * b21.Z; c47 += a21.X * b21.W;
+            c50 += a21.Y * b20.X; c51 += a21.Y * b20.Y; c52 += a21.Y * b20.Z; c53 += a21.Y * b20.W; c54 += a21.Y * b21.X; c55 += a21.Y * b21.Y; c56 += a21.Y * b21.Z; c57 += a21.Y * b21.W;
+            c60 += a21.Z * b20.X; c61 += a21.Z * b20.Y; c62 += a21.Z * b20.Z; c63 += a21.Z * b20.W; c64 += a21.Z * b21.X; c65 += a21.Z * b21.Y; c66 += a21.Z * b21.Z; c67 += a21.Z * b21.W;
+            c70 += a21.W * b20.X; c71 += a21.W * b20.Y; c72 += a21.W * b20.Z; c73 += a21.W * b20.W; c74 += a21.W * b21.X; c75 += a21.W * b21.Y; c76 += a21.W * b21.Z; c77 += a21.W * b21.W;
+            var a30 = fa[99];
+            var a31 = fa[115];
+            var b30 = fb[99];
+            var b31 = fb[115];
+            c00 += a30.X * b30.X; c01 += a30.X * b30.Y; c02 += a30.X * b30.Z; c03 += a30.X * b30.W; c04 += a30.X * b31.X; c05 += a30.X * b31.Y; c06 += a30.X * b31.Z; c07 += a30.X * b31.W;
+            c10 += a30.Y * b30.X; c11 += a30.Y * b30.Y; c12 += a30.Y * b30.Z; c13 += a30.Y * b30.W; c14 += a30.Y * b31.X; c15 += a30.Y * b31.Y; c16 += a30.Y * b31.Z; c17 += a30.Y * b31.W;
+            c20 += a30.Z * b30.X; c21 += a30.Z * b30.Y; c22 += a30.Z * b30.Z; c23 += a30.Z * b30.W; c24 += a30.Z * b31.X; c25 += a30.Z * b31.Y; c26 += a30.Z * b31.Z; c27 += a30.Z * b31.W;
+            c30 += a30.W * b30.X; c31 += a30.W * b30.Y; c32 += a30.W * b30.Z; c33 += a30.W * b30.W; c34 += a30.W * b31.X; c35 += a30.W * b31.Y; c36 += a30.W * b31.Z; c37 += a30.W * b31.W;
+            c40 += a31.X * b30.X; c41 += a31.X * b30.Y; c42 += a31.X * b30.Z; c43 += a31.X * b30.W; c44 += a31.X * b31.X; c45 += a31.X * b31.Y; c46 += a31.X * b31.Z; c47 += a31.X * b31.W;
+            c50 += a31.Y * b30.X; c51 += a31.Y * b30.Y; c52 += a31.Y * b30.Z; c53 += a31.Y * b30.W; c54 += a31.Y * b31.X; c55 += a31.Y * b31.Y; c56 += a31.Y * b31.Z; c57 += a31.Y * b31.W;
+            c60 += a31.Z * b30.X; c61 += a31.Z * b30.Y; c62 += a31.Z * b30.Z; c63 += a31.Z * b30.W; c64 += a31.Z * b31.X; c65 += a31.Z * b31.Y; c66 += a31.Z * b31.Z; c67 += a31.Z * b31.W;
+            c70 += a31.W * b30.X; c71 += a31.W * b30.Y; c72 += a31.W * b30.Z; c73 += a31.W * b30.W; c74 += a31.W * b31.X; c75 += a31.W * b31.Y; c76 += a31.W * b31.Z; c77 += a31.W * b31.W;
+            var a40 = fa[132];
+            var a41 = fa[148];
+            var b40 = fb[132];
+            var b41 = fb[148];
+            c00 += a40.X * b40.X; c01 += a40.X * b40.Y; c02 += a40.X * b40.Z; c03 += a40.X * b40.W; c04 += a40.X * b41.X; c05 += a40.X * b41.Y; c06 += a40.X * b41.Z; c07 += a40.X * b41.W;
+            c10 += a40.Y * b40.X; c11 += a40.Y * b40.Y; c12 += a40.Y * b40.Z; c13 += a40.Y * b40.W; c14 += a40.Y * b41.X; c15 += a40.Y * b41.Y; c16 += a40.Y * b41.Z; c17 += a40.Y * b41.W;
+            c20 += a40.Z * b40.X; c21 += a40.Z * b40.Y; c22 += a40.Z * b40.Z; c23 += a40.Z * b40.W; c24 += a40.Z * b41.X; c25 += a40.Z * b41.Y; c26 += a40.Z * b41.Z; c27 += a40.Z * b41.W;
+            c30 += a40.W * b40.X; c31 += a40.W * b40.Y; c32 += a40.W * b40.Z; c33 += a40.W * b40.W; c34 += a40.W * b41.X; c35 += a40.W * b41.Y; c36 += a40.W * b41.Z; c37 += a40.W * b41.W;
+            c40 += a41.X * b40.X; c41 += a41.X * b40.Y; c42 += a41.X * b40.Z; c43 += a41.X * b40.W; c44 += a41.X * b41.X; c45 += a41.X * b41.Y; c46 += a41.X * b41.Z; c47 += a41.X * b41.W;
+            c50 += a41.Y * b40.X; c51 += a41.Y * b40.Y; c52 += a41.Y * b40.Z; c53 += a41.Y * b40.W; c54 += a41.Y * b41.X; c55 += a41.Y * b41.Y; c56 += a41.Y * b41.Z; c57 += a41.Y * b41.W;
+            c60 += a41.Z * b40.X; c61 += a41.Z * b40.Y; c62 += a41.Z * b40.Z; c63 += a41.Z * b40.W; c64 += a41.Z * b41.X; c65 += a41.Z * b41.Y; c66 += a41.Z * b41.Z; c67 += a41.Z * b41.W;
+            c70 += a41.W * b40.X; c71 += a41.W * b40.Y; c72 += a41.W * b40.Z; c73 += a41.W * b40.W; c74 += a41.W * b41.X; c75 += a41.W * b41.Y; c76 += a41.W * b41.Z; c77 += a41.W * b41.W;
+            var a50 = fa[165];
+            var a51 = fa[181];
+            var b50 = fb[165];
+            var b51 = fb[181];
+            c00 += a50.X * b50.X; c01 += a50.X * b50.Y; c02 += a50.X * b50.Z; c03 += a50.X * b50.W; c04 += a50.X * b51.X; c05 += a50.X * b51.Y; c06 += a50.X * b51.Z; c07 += a50.X * b51.W;
+            c10 += a50.Y * b50.X; c11 += a50.Y * b50.Y; c12 += a50.Y * b50.Z; c13 += a50.Y * b50.W; c14 += a50.Y * b51.X; c15 += a50.Y * b51.Y; c16 += a50.Y * b51.Z; c17 += a50.Y * b51.W;
+            c20 += a50.Z * b50.X; c21 += a50.Z * b50.Y; c22 += a50.Z * b50.Z; c23 += a50.Z * b50.W; c24 += a50.Z * b51.X; c25 += a50.Z * b51.Y; c26 += a50.Z * b51.Z; c27 += a50.Z * b51.W;
+            c30 += a50.W * b50.X; c31 += a50.W * b50.Y; c32 += a50.W * b50.Z; c33 += a50.W * b50.W; c34 += a50.W * b51.X; c35 += a50.W * b51.Y; c36 += a50.W * b51.Z; c37 += a50.W * b51.W;
+            c40 += a51.X * b50.X; c41 += a51.X * b50.Y; c42 += a51.X * b50.Z; c43 += a51.X * b50.W; c44 += a51.X * b51.X; c45 += a51.X * b51.Y; c46 += a51.X * b51.Z; c47 += a51.X * b51.W;
+            c50 += a51.Y * b50.X; c51 += a51.Y * b50.Y; c52 += a51.Y * b50.Z; c53 += a51.Y * b50.W; c54 += a51.Y * b51.X; c55 += a51.Y * b51.Y; c56 += a51.Y * b51.Z; c57 += a51.Y * b51.W;
+            c60 += a51.Z * b50.X; c61 += a51.Z * b50.Y; c62 += a51.Z * b50.Z; c63 += a51.Z * b50.W; c64 += a51.Z * b51.X; c65 += a51.Z * b51.Y; c66 += a51.Z * b51.Z; c67 += a51.Z * b51.W;
+            c70 += a51.W * b50.X; c71 += a51.W * b50.Y; c72 += a51.W * b50.Z; c73 += a51.W * b50.W; c74 += a51.W * b51.X; c75 += a51.W * b51.Y; c76 += a51.W * b51.Z; c77 += a51.W * b51.W;
+            var a60 = fa[198];
+            var a61 = fa[214];
+            var b60 = fb[198];
+            var b61 = fb[214];
+            c00 += a60.X * b60.X; c01 += a60.X * b60.Y; c02 += a60.X * b60.Z; c03 += a60.X * b60.W; c04 += a60.X * b61.X; c05 += a60.X * b61.Y; c06 += a60.X * b61.Z; c07 += a60.X * b61.W;
+            c10 += a60.Y * b60.X; c11 += a60.Y * b60.Y; c12 += a60.Y * b60.Z; c13 += a60.Y * b60.W; c14 += a60.Y * b61.X; c15 += a60.Y * b61.Y; c16 += a60.Y * b61.Z; c17 += a60.Y * b61.W;
+            c20 += a60.Z * b60.X; c21 += a60.Z * b60.Y; c22 += a60.Z * b60.Z; c23 += a60.Z * b60.W; c24 += a60.Z * b61.X; c25 += a60.Z * b61.Y; c26 += a60.Z * b61.Z; c27 += a60.Z * b61.W;
+            c30 += a60.W * b60.X; c31 += a60.W * b60.Y; c32 += a60.W * b60.Z; c33 += a60.W * b60.W; c34 += a60.W * b61.X; c35 += a60.W * b61.Y; c36 += a60.W * b61.Z; c37 += a60.W * b61.W;
+            c40 += a61.X * b60.X; c41 += a61.X * b60.Y; c42 += a61.X * b60.Z; c43 += a61.X * b60.W; c44 += a61.X * b61.X; c45 += a61.X * b61.Y; c46 += a61.X * b61.Z; c47 += a61.X * b61.W;
+            c50 += a61.Y * b60.X; c51 += a61.Y * b60.Y; c52 += a61.Y * b60.Z; c53 += a61.Y * b60.W; c54 += a61.Y * b61.X; c55 += a61.Y * b61.Y; c56 += a61.Y * b61.Z; c57 += a61.Y * b61.W;
+            c60 += a61.Z * b60.X; c61 += a61.Z * b60.Y; c62 += a61.Z * b60.Z; c63 += a61.Z * b60.W; c64 += a61.Z * b61.X; c65 += a61.Z * b61.Y; c66 += a61.Z * b61.Z; c67 += a61.Z * b61.W;
+            c70 += a61.W * b60.X; c71 += a61.W * b60.Y; c72 += a61.W * b60.Z; c73 += a61.W * b60.W; c74 += a61.W * b61.X; c75 += a61.W * b61.Y; c76 += a61.W * b61.Z; c77 += a61.W * b61.W;
+            var a70 = fa[231];
+            var a71 = fa[247];
+            var b70 = fb[231];
+            var b71 = fb[247];
+            c00 += a70.X * b70.X; c01 += a70.X * b70.Y; c02 += a70.X * b70.Z; c03 += a70.X * b70.W; c04 += a70.X * b71.X; c05 += a70.X * b71.Y; c06 += a70.X * b71.Z; c07 += a70.X * b71.W;
+            c10 += a70.Y * b70.X; c11 += a70.Y * b70.Y; c12 += a70.Y * b70.Z; c13 += a70.Y * b70.W; c14 += a70.Y * b71.X; c15 += a70.Y * b71.Y; c16 += a70.Y * b71.Z; c17 += a70.Y * b71.W;
+            c20 += a70.Z * b70.X; c21 += a70.Z * b70.Y; c22 += a70.Z * b70.Z; c23 += a70.Z * b70.W; c24 += a70.Z * b71.X; c25 += a70.Z * b71.Y; c26 += a70.Z * b71.Z; c27 += a70.Z * b71.W;
+            c30 += a70.W * b70.X; c31 += a70.W * b70.Y; c32 += a70.W * b70.Z; c33 += a70.W * b70.W; c34 += a70.W * b71.X; c35 += a70.W * b71.Y; c36 += a70.W * b71.Z; c37 += a70.W * b71.W;
+            c40 += a71.X * b70.X; c41 += a71.X * b70.Y; c42 += a71.X * b70.Z; c43 += a71.X * b70.W; c44 += a71.X * b71.X; c45 += a71.X * b71.Y; c46 += a71.X * b71.Z; c47 += a71.X * b71.W;
+            c50 += a71.Y * b70.X; c51 += a71.Y * b70.Y; c52 += a71.Y * b70.Z; c53 += a71.Y * b70.W; c54 += a71.Y * b71.X; c55 += a71.Y * b71.Y; c56 += a71.Y * b71.Z; c57 += a71.Y * b71.W;
+            c60 += a71.Z * b70.X; c61 += a71.Z * b70.Y; c62 += a71.Z * b70.Z; c63 += a71.Z * b70.W; c64 += a71.Z * b71.X; c65 += a71.Z * b71.Y; c66 += a71.Z * b71.Z; c67 += a71.Z * b71.W;
+            c70 += a71.W * b70.X; c71 += a71.W * b70.Y; c72 += a71.W * b70.Z; c73 += a71.W * b70.W; c74 += a71.W * b71.X; c75 += a71.W * b71.Y; c76 += a71.W * b71.Z; c77 += a71.W * b71.W;
 
             if (next < steps)
             {
@@ -317,25 +394,18 @@ public static partial class Gemm
         StoreRow(c, bias, pre, p, cBase, rowA + 67, colA, c70, c71, c72, c73, c74, c75, c76, c77);
     }
 
-    // One quad of op(a) or op(b) for the k-tile at k0 of reduction step r: 4 consecutive floats of memory row
-    // `outer` (plus k0 when the rows are k) from column `inner` (plus k0 when the columns are k); zeros past
-    // the edges. With vector set the host has checked that every quad is 16-byte aligned and wholly inside or
-    // outside, so one Float4 load (and one test) covers it.
-    private static GemmFloat4 LoadQuad(ArrayView<float> x, ArrayView<GemmFloat4> x4, int vector, int batchStride, int reduceStride,
-        int rowLength, bool alongK, int outer, int inner, int outerLimit, int innerLimit, int batch, int r, int k0)
+    // One quad of op(a) or op(b) at k (its first float's k when alongK): 4 consecutive floats from
+    // origin + k·kStride, of which `edge` lie inside m or n; zeros past the edges. With vector set the host
+    // has checked that every quad is 16-byte aligned and wholly inside or outside, so one Float4 load covers it.
+    private static GemmFloat4 LoadQuad(ArrayView<float> x, ArrayView<GemmFloat4> x4, int vector, bool alongK,
+        int origin, int kStride, int edge, int k, int kEnd)
     {
-        int o = alongK ? outer : outer + k0;
-        int i = alongK ? inner + k0 : inner;
+        int count = alongK ? XMath.Min(kEnd - k, edge) : (k < kEnd ? edge : 0);
+        int index = origin + (k * kStride);
         var v = default(GemmFloat4);
-        if (o >= outerLimit)
-        {
-            return v;
-        }
-
-        int index = (batch * batchStride) + (r * reduceStride) + (o * rowLength) + i;
         if (vector != 0)
         {
-            if (i < innerLimit)
+            if (count > 0)
             {
                 v = x4[index >> 2];
             }
@@ -343,10 +413,10 @@ public static partial class Gemm
             return v;
         }
 
-        v.X = i < innerLimit ? x[index] : 0f;
-        v.Y = i + 1 < innerLimit ? x[index + 1] : 0f;
-        v.Z = i + 2 < innerLimit ? x[index + 2] : 0f;
-        v.W = i + 3 < innerLimit ? x[index + 3] : 0f;
+        v.X = count > 0 ? x[index] : 0f;
+        v.Y = count > 1 ? x[index + 1] : 0f;
+        v.Z = count > 2 ? x[index + 2] : 0f;
+        v.W = count > 3 ? x[index + 3] : 0f;
         return v;
     }
 
