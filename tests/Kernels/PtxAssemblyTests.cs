@@ -172,6 +172,30 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Gemm_tiled_kernel_moves_16_byte_vectors()
+    {
+        // Its quads of a and b come from global memory, and its fragments from shared memory, as v4 loads.
+        string ptx = Ptx.Value.Single(p => p.Kernel.Name == "Gemm.TiledKernel").Ptx90!;
+        Assert.Matches(@"ld(\.global)?\.v4\.f32", ptx);
+        Assert.Contains("ld.shared.v4.f32", ptx, StringComparison.Ordinal);
+        Assert.Contains("st.shared.v4.f32", ptx, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public void Gemm_tiled_kernel_keeps_two_groups_per_SM()
+    {
+        // 64 accumulators per thread: at most 128 registers keep two 256-thread groups (25%) resident on sm_90.
+        RequirePtxas();
+        var r = AssembledKernels.Value.Single(a => a.Kernel.Name == "Gemm.TiledKernel");
+        Assert.True(r.Error is null, r.Error);
+        var (blocks, occupancy) = PtxKernels.Sm90Occupancy(Gemm.GroupThreads, r.Sm90!.Registers, r.Sm90.SharedBytes);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Gemm.TiledKernel: {r.Sm90.Registers} registers, {r.Sm90.SharedBytes} B shared → {blocks} groups/SM, {occupancy * 100:F0}%"));
+        Assert.True(blocks >= 2, $"Gemm.TiledKernel: {r.Sm90.Registers} registers, {r.Sm90.SharedBytes} B shared leave {blocks} group per SM");
+        Assert.True(r.Sm90.StackBytes == 0 && r.Sm80!.StackBytes == 0, "Gemm.TiledKernel uses a stack frame");
+    }
+
+    [Fact]
     public void Occupancy_follows_the_sm_90_limits()
     {
         // 256 threads (8 warps), 57 registers: 2,048 per warp, 8 warps per partition → 4 blocks, 50%.

@@ -142,6 +142,43 @@ public sealed class GemmCases : IOpCaseSource
             yield return Forward(new Spec([70, 17], [17, 66], false, false) { Kernel = kernel, Bias = true, Tiny = true });
         }
 
+        // The tiled kernel's 16-byte loads (every row, batch and offset a multiple of 4 floats) against its scalar
+        // loads (the same shapes one float into their buffers), every transpose; then split-K (one output tile,
+        // long k: the splits' sums reduced in a second pass with the epilogue), also with batches, a broadcast
+        // operand and odd k. Small enough for the simulator.
+        for (int t = 0; t < 4; t++)
+        {
+            bool ta = (t & 1) != 0;
+            bool tb = (t & 2) != 0;
+            int[] a = ta ? [16, 12] : [12, 16];
+            int[] b = tb ? [20, 16] : [16, 20];
+            yield return Forward(new Spec(a, b, ta, tb) { Bias = t >= 2, Epilogue = t == 3 ? Epilogue.GeluTanh : Epilogue.None, Tiny = true });
+            yield return Forward(new Spec(a, b, ta, tb) { Offset = 1, Beta = t == 1 ? 0.5f : 0f, Tiny = true });
+            yield return Forward(new Spec(ta ? [264, 3] : [3, 264], tb ? [8, 264] : [264, 8], ta, tb)
+            {
+                Bias = t != 1, Epilogue = t == 2 ? Epilogue.GeluErf : Epilogue.None, Pre = t == 2, Beta = t == 3 ? -1f : 0f, Alpha = t == 0 ? 0.5f : 1f, Tiny = true,
+            });
+        }
+
+        yield return Forward(new Spec([3, 259], [259, 5], false, false) { Bias = true, Tiny = true });
+        yield return Forward(new Spec([2, 4, 272], [272, 4], false, false) { Tiny = true });
+        yield return Forward(new Spec([2, 272, 4], [2, 4, 272], true, true) { Beta = 1f, Tiny = true });
+        yield return Forward(new Spec([4, 520], [520, 4], false, false) { Offset = 1, Tiny = true });
+
+        // Edges of the 128×128 tiles and split-K at sizes beyond the simulator: just above one tile, several
+        // tiles with aligned and unaligned rows, and narrow outputs with long k.
+        foreach (var (m, k, n) in new[] { (129, 40, 260), (128, 64, 128), (257, 36, 131), (16, 2048, 16), (1, 1536, 384), (129, 1030, 33) })
+        {
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0;
+                bool tb = (t & 2) != 0;
+                yield return Forward(new Spec(ta ? [k, m] : [m, k], tb ? [n, k] : [k, n], ta, tb) { Bias = t == 2, Epilogue = t == 2 ? Epilogue.GeluErf : Epilogue.None, Beta = t == 3 ? 1f : 0f });
+            }
+        }
+
+        yield return Forward(new Spec([3, 64, 1024], [3, 1024, 64], false, false) { Offset = 2, Bias = true });
+
         foreach (var c in BackwardCases())
         {
             yield return c;
@@ -216,6 +253,9 @@ public sealed class GemmCases : IOpCaseSource
         /// <summary>The ILGPU kernel to force (the CPU ignores it).</summary>
         public GemmKernel Kernel { get; init; }
 
+        /// <summary>Places a and b this many floats into larger buffers (an offset that is not a multiple of 4 misaligns them).</summary>
+        public int Offset { get; init; }
+
         /// <summary>Marks a case tiny for the simulator although its shape exceeds the usual limit.</summary>
         public bool Tiny { get; init; }
 
@@ -258,6 +298,11 @@ public sealed class GemmCases : IOpCaseSource
             if (Kernel != GemmKernel.Auto)
             {
                 s += " kernel=" + Kernel;
+            }
+
+            if (Offset != 0)
+            {
+                s += string.Create(CultureInfo.InvariantCulture, $" offset={Offset}");
             }
 
             if (Seed != 1)
@@ -369,8 +414,10 @@ public sealed class GemmCases : IOpCaseSource
         float[] b = TestData.Uniform(s.Seed + 1, s.B.Aggregate(1, (x, y) => x * y));
         float[] bias = TestData.Uniform(s.Seed + 2, l.N);
         float[] c0 = TestData.Uniform(s.Seed + 3, l.CLength);
-        using var ta = Upload(device, a, s.A);
-        using var tb = Upload(device, b, s.B);
+        using var pa = s.Offset > 0 ? Upload(device, [.. new float[s.Offset], .. a], s.Offset + a.Length) : null;
+        using var pb = s.Offset > 0 ? Upload(device, [.. new float[s.Offset], .. b], s.Offset + b.Length) : null;
+        using var ta = pa?.Slice(s.Offset, s.A) ?? Upload(device, a, s.A);
+        using var tb = pb?.Slice(s.Offset, s.B) ?? Upload(device, b, s.B);
         using var tbias = s.Bias ? Upload(device, bias, l.N) : null;
         using var tc = s.Beta == 0f ? Poisoned(device, l.CShape) : Upload(device, c0, l.CShape);
         using var tpre = s.Pre ? Poisoned(device, l.CShape) : null;
