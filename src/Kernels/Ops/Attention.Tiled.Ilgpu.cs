@@ -435,6 +435,13 @@ public static partial class Attention
                 s11 += q1 * k1;
                 s12 += q1 * k2;
                 s13 += q1 * k3;
+            }
+
+            // A second pass for dP keeps half as many loads in flight (registers) as one fused loop.
+            eq = ty;
+            ek = tx;
+            for (int d = 0; d < dim; d++, eq += TileStride, ek += TileStride)
+            {
                 float o0 = gT[eq];
                 float o1 = gT[eq + 16];
                 float v0 = vT[ek];
