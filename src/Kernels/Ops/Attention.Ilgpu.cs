@@ -80,21 +80,30 @@ internal sealed partial class IlgpuBackend
         var deltaKernel = Kernel("Attention.Delta", static acc =>
             acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.DeltaKernel));
 
-        // The register-tiled kernels up to their largest head dimension; the row-per-thread ones beyond it.
-        bool tiled = layout.HeadDim <= Attention.TiledBackwardMaxDim && MaxGroupSize >= Attention.TileThreads;
-        bool narrow = Attention.TileChunks(layout.HeadDim) == 1;
+        // The register-tiled kernels for the head dimension (32 rows per group up to 64 dims, 16 beyond); the
+        // row-per-thread ones only where groups of 128 threads are not available.
+        bool tiled = MaxGroupSize >= Attention.TileThreads;
+        int chunks = Attention.TileChunks(layout.HeadDim);
         var dqKernel = !tiled
             ? Kernel("Attention.BackwardQuery", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQueryKernel))
-            : narrow
-            ? Kernel("Attention.BackwardQuery32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery32Kernel))
-            : Kernel("Attention.BackwardQuery64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery64Kernel));
+            : chunks switch
+            {
+                1 => Kernel("Attention.BackwardQuery32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery32Kernel)),
+                2 => Kernel("Attention.BackwardQuery64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery64Kernel)),
+                3 => Kernel("Attention.BackwardQuery96", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery96Kernel)),
+                _ => Kernel("Attention.BackwardQuery128", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery128Kernel)),
+            };
         var dkvKernel = !tiled
             ? Kernel("Attention.BackwardKeyValue", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValueKernel))
-            : narrow
-            ? Kernel("Attention.BackwardKeyValue32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue32Kernel))
-            : Kernel("Attention.BackwardKeyValue64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue64Kernel));
+            : chunks switch
+            {
+                1 => Kernel("Attention.BackwardKeyValue32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue32Kernel)),
+                2 => Kernel("Attention.BackwardKeyValue64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue64Kernel)),
+                3 => Kernel("Attention.BackwardKeyValue96", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue96Kernel)),
+                _ => Kernel("Attention.BackwardKeyValue128", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue128Kernel)),
+            };
         int group = tiled ? Attention.TileThreads : Math.Min(Attention.GroupRows, MaxGroupSize);
-        int rowsPerGroup = tiled ? Attention.TileSize : group;
+        int rowsPerGroup = !tiled ? group : layout.HeadDim <= Attention.TiledBackwardMaxDim ? Attention.TileSize : Attention.WideTileSize;
         int rows = layout.Batch * layout.Heads * layout.QueryLength;
         var stream = Stream;
         using (Enter())
@@ -136,8 +145,8 @@ internal sealed partial class IlgpuBackend
 }
 
 /// <summary>
-/// Attention's row-per-thread ILGPU kernels: the simulator's forward, and the backward beyond
-/// <see cref="TiledBackwardMaxDim"/> (one thread per query or key row, K and V or Q and dO tiles in shared memory).
+/// Attention's row-per-thread ILGPU kernels: the simulator's forward, and the backward where groups of
+/// <see cref="TileThreads"/> are not available (one thread per query or key row, K and V or Q and dO tiles in shared memory).
 /// The register-tiled kernels are in Attention.Tiled.Ilgpu.cs.
 /// </summary>
 public static partial class Attention
