@@ -122,9 +122,8 @@ public sealed class AttentionCases : IOpCaseSource
             }
         }
 
-        // Every register-tiled kernel (head dims padded to 32, 64, 96, 128; the backward's up to 64, then the
-        // row-per-thread fallback) at shapes the simulator runs: bucket edges, masks, causality with both offset
-        // signs, packed buffers, and more than one 32-row block and key tile.
+        // Every register-tiled kernel (head dims padded to 32, 64, 96, 128) at shapes the simulator runs: bucket
+        // edges, masks, causality with both offset signs, packed buffers, and more than one block and key tile.
         var registerTiles = new List<Setup>();
         foreach (int dim in new[] { 31, 32, 33, 64, 65, 96, 97, 128 })
         {
@@ -136,6 +135,10 @@ public sealed class AttentionCases : IOpCaseSource
         registerTiles.Add(new Setup(1, 1, 34, 34, 24, Causal: true, Packed: true));
         registerTiles.Add(new Setup(2, 1, 3, 65, 64, Mask: MaskKind.Holes));
         registerTiles.Add(new Setup(1, 1, 65, 3, 72, Causal: true, Probabilities: true));
+
+        // Wide heads: the backward's 16-row blocks and tiles, crossed.
+        registerTiles.Add(new Setup(1, 1, 17, 18, 100, Causal: true, Mask: MaskKind.Padding));
+        registerTiles.Add(new Setup(2, 1, 18, 17, 72, Mask: MaskKind.Holes));
         foreach (var setup in registerTiles)
         {
             yield return new OpCase("Attention.Forward", setup.Name + " register tiles", true, d => Forward(d, setup));
