@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Reflection;
 using System.Text;
+using System.Text.RegularExpressions;
 using Headlight.Kernels;
 using Xunit.Abstractions;
 
@@ -195,6 +196,39 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         Assert.True(r.Sm90.StackBytes == 0 && r.Sm80!.StackBytes == 0, "Gemm.TiledKernel uses a stack frame");
     }
 
+    [SkippableFact]
+    public void Attention_register_tiled_kernels_keep_their_rows_in_registers()
+    {
+        RequirePtxas();
+
+        // Forward32Kernel, BackwardQuery64Kernel, …: one kernel per padded head dimension.
+        var tiled = AssembledKernels.Value
+            .Where(r => r.Kernel.Op == "Attention" && Regex.IsMatch(r.Kernel.Method.Name, @"^[A-Za-z]+\d+Kernel$"))
+            .ToList();
+        Assert.True(tiled.Count >= 8, $"only {tiled.Count} register-tiled attention kernels found");
+        var over = new List<string>();
+        foreach (var r in tiled)
+        {
+            Assert.True(r.Error is null, r.Error);
+            var res = r.Sm90!;
+            var (_, occupancy) = PtxKernels.Sm90Occupancy(r.GroupSize, res.Registers, res.SharedBytes);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{r.Kernel.Name}: {res.Registers} registers, {res.StackBytes} B stack, {res.SharedBytes} B shared, occupancy {occupancy * 100:F0}% (sm_90)"));
+            if (res.StackBytes > 0)
+            {
+                over.Add($"{r.Kernel.Name}: {res.StackBytes} bytes of stack (per-thread arrays in local memory)");
+            }
+
+            // The forward for head dims up to 64 (MiniLM 32, GPT-2 64) must keep at least half the SM's warps.
+            if (r.Kernel.Method.Name is "Forward32Kernel" or "Forward64Kernel" && occupancy < 0.5)
+            {
+                over.Add(string.Create(CultureInfo.InvariantCulture, $"{r.Kernel.Name}: occupancy {occupancy * 100:F0}% < 50% ({res.Registers} registers, {res.SharedBytes} B shared)"));
+            }
+        }
+
+        Assert.True(over.Count == 0, string.Join("\n", over));
+    }
+
     [Fact]
     public void Occupancy_follows_the_sm_90_limits()
     {
@@ -254,7 +288,8 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         string? constant = kernel.Op switch
         {
             "Gemm" => "GroupThreads",
-            "Attention" => "GroupRows",
+            // The row-per-thread backward kernels (head dims beyond the tiled ones) and the register-tiled kernels.
+            "Attention" => kernel.Method.Name is "BackwardQueryKernel" or "BackwardKeyValueKernel" ? "GroupRows" : "TileThreads",
             _ => null,
         };
         if (constant is null)

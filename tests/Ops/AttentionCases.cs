@@ -122,6 +122,29 @@ public sealed class AttentionCases : IOpCaseSource
             }
         }
 
+        // Every register-tiled kernel (head dims padded to 32, 64, 96, 128) at shapes the simulator runs: bucket
+        // edges, masks, causality with both offset signs, packed buffers, and more than one block and key tile.
+        var registerTiles = new List<Setup>();
+        foreach (int dim in new[] { 31, 32, 33, 64, 65, 96, 97, 128 })
+        {
+            registerTiles.Add(new Setup(2, 2, 5, 7, dim, Mask: MaskKind.Holes, Probabilities: true));
+            registerTiles.Add(new Setup(1, 2, 7, 4, dim, Causal: true, Mask: MaskKind.Padding));
+        }
+
+        registerTiles.Add(new Setup(1, 1, 33, 35, 40, Causal: true, Mask: MaskKind.Padding, Probabilities: true));
+        registerTiles.Add(new Setup(1, 1, 34, 34, 24, Causal: true, Packed: true));
+        registerTiles.Add(new Setup(2, 1, 3, 65, 64, Mask: MaskKind.Holes));
+        registerTiles.Add(new Setup(1, 1, 65, 3, 72, Causal: true, Probabilities: true));
+
+        // Wide heads: the backward's 16-row blocks and tiles, crossed.
+        registerTiles.Add(new Setup(1, 1, 17, 18, 100, Causal: true, Mask: MaskKind.Padding));
+        registerTiles.Add(new Setup(2, 1, 18, 17, 72, Mask: MaskKind.Holes));
+        foreach (var setup in registerTiles)
+        {
+            yield return new OpCase("Attention.Forward", setup.Name + " register tiles", true, d => Forward(d, setup));
+            yield return new OpCase("Attention.Backward", setup.Name + " register tiles", true, d => Backward(d, setup));
+        }
+
         yield return new OpCase("Attention.Forward", "batch row alone = the same row padded in a batch", true, RowAloneEqualsPadded);
         yield return new OpCase("Attention.Backward", "finite differences of the float64 forward", true, FiniteDifferences);
     }

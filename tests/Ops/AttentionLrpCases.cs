@@ -45,6 +45,23 @@ public sealed class AttentionLrpCases : IOpCaseSource
 
             yield return new OpCase("Attention.ProbabilityGradient", setup.Name, setup.Tiny, d => ProbabilityGradient(d, setup));
         }
+
+        // The register-tiled backward kernels (32-row ones up to 64 head dims, 16-row ones beyond), on the simulator too.
+        var registerTiles = new[]
+        {
+            new Setup(2, 2, 5, 7, 40, Causal: false, MaskKind.Holes),
+            new Setup(1, 2, 7, 4, 64, Causal: true, MaskKind.Padding),
+            new Setup(1, 1, 33, 35, 24, Causal: true, MaskKind.Padding),
+            new Setup(2, 1, 5, 5, 100),
+            new Setup(1, 1, 17, 18, 128, Causal: true, MaskKind.Holes),
+        };
+        foreach (var setup in registerTiles)
+        {
+            foreach (var rule in new[] { AttentionRelevanceRule.Uniform, AttentionRelevanceRule.Conservative })
+            {
+                yield return new OpCase("Attention.Relevance", $"{rule} {setup.Name} register tiles", true, d => Relevance(d, setup, rule));
+            }
+        }
     }
 
     private static void Relevance(Device device, Setup s, AttentionRelevanceRule rule)

@@ -19,7 +19,7 @@ internal sealed partial class IlgpuBackend
         // ILGPU's CPU accelerator synchronises a group's OS threads at every barrier: beyond tiny problems a
         // thread per query row, reading keys and values in place, is far faster there.
         long work = (long)layout.Batch * layout.Heads * layout.QueryLength * layout.KeyLength * layout.HeadDim;
-        if (perThread ?? (IsSimulator && work > Attention.SimulatorTiledWork))
+        if ((perThread ?? (IsSimulator && work > Attention.SimulatorTiledWork)) || MaxGroupSize < Attention.TileThreads)
         {
             using var launch = Launch("Attention.ForwardPerThread", static acc =>
                 acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(
@@ -29,12 +29,40 @@ internal sealed partial class IlgpuBackend
         }
         else
         {
-            int group = Math.Min(Attention.GroupRows, MaxGroupSize);
-            layout.Blocks = Attention.DivUp(layout.QueryLength, group);
-            int groups = layout.Batch * layout.Heads * layout.Blocks;
-            using var launch = Launch("Attention.Forward", static acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(Attention.ForwardKernel));
-            launch.Kernel(launch.Stream, new KernelConfig(groups, group), q.View, Attention.ViewOr(k, standIn), Attention.ViewOr(v, standIn), o.View, lse.View, maskView, layout);
+            // The register-tiled kernel for the head dimension: 32 query rows per group of 128 threads.
+            layout.Blocks = Attention.DivUp(layout.QueryLength, Attention.TileSize);
+            var config = new KernelConfig(layout.Batch * layout.Heads * layout.Blocks, Attention.TileThreads);
+            var kv = (K: Attention.ViewOr(k, standIn), V: Attention.ViewOr(v, standIn));
+            switch (Attention.TileChunks(layout.HeadDim))
+            {
+                case 1:
+                    {
+                        using var launch = Launch("Attention.Forward32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(Attention.Forward32Kernel));
+                        launch.Kernel(launch.Stream, config, q.View, kv.K, kv.V, o.View, lse.View, maskView, layout);
+                        break;
+                    }
+
+                case 2:
+                    {
+                        using var launch = Launch("Attention.Forward64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(Attention.Forward64Kernel));
+                        launch.Kernel(launch.Stream, config, q.View, kv.K, kv.V, o.View, lse.View, maskView, layout);
+                        break;
+                    }
+
+                case 3:
+                    {
+                        using var launch = Launch("Attention.Forward96", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(Attention.Forward96Kernel));
+                        launch.Kernel(launch.Stream, config, q.View, kv.K, kv.V, o.View, lse.View, maskView, layout);
+                        break;
+                    }
+
+                default:
+                    {
+                        using var launch = Launch("Attention.Forward128", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, Attention.Layout>(Attention.Forward128Kernel));
+                        launch.Kernel(launch.Stream, config, q.View, kv.K, kv.V, o.View, lse.View, maskView, layout);
+                        break;
+                    }
+            }
         }
 
         if (probabilities is not null && probabilities.Length > 0)
@@ -51,13 +79,31 @@ internal sealed partial class IlgpuBackend
     {
         var deltaKernel = Kernel("Attention.Delta", static acc =>
             acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.DeltaKernel));
-        var dqKernel = Kernel("Attention.BackwardQuery", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(
-                Attention.BackwardQueryKernel));
-        var dkvKernel = Kernel("Attention.BackwardKeyValue", static acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(
-                Attention.BackwardKeyValueKernel));
-        int group = Math.Min(Attention.GroupRows, MaxGroupSize);
+
+        // The register-tiled kernels for the head dimension (32 rows per group up to 64 dims, 16 beyond); the
+        // row-per-thread ones only where groups of 128 threads are not available.
+        bool tiled = MaxGroupSize >= Attention.TileThreads;
+        int chunks = Attention.TileChunks(layout.HeadDim);
+        var dqKernel = !tiled
+            ? Kernel("Attention.BackwardQuery", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQueryKernel))
+            : chunks switch
+            {
+                1 => Kernel("Attention.BackwardQuery32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery32Kernel)),
+                2 => Kernel("Attention.BackwardQuery64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery64Kernel)),
+                3 => Kernel("Attention.BackwardQuery96", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery96Kernel)),
+                _ => Kernel("Attention.BackwardQuery128", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Attention.Layout>(Attention.BackwardQuery128Kernel)),
+            };
+        var dkvKernel = !tiled
+            ? Kernel("Attention.BackwardKeyValue", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValueKernel))
+            : chunks switch
+            {
+                1 => Kernel("Attention.BackwardKeyValue32", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue32Kernel)),
+                2 => Kernel("Attention.BackwardKeyValue64", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue64Kernel)),
+                3 => Kernel("Attention.BackwardKeyValue96", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue96Kernel)),
+                _ => Kernel("Attention.BackwardKeyValue128", static acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, Attention.Layout>(Attention.BackwardKeyValue128Kernel)),
+            };
+        int group = tiled ? Attention.TileThreads : Math.Min(Attention.GroupRows, MaxGroupSize);
+        int rowsPerGroup = !tiled ? group : layout.HeadDim <= Attention.TiledBackwardMaxDim ? Attention.TileSize : Attention.WideTileSize;
         int rows = layout.Batch * layout.Heads * layout.QueryLength;
         var stream = Stream;
         using (Enter())
@@ -68,7 +114,7 @@ internal sealed partial class IlgpuBackend
                 var standIn = q.View;
                 deltaKernel(stream, rows, o.View, dO.View, delta.View, layout);
                 var queryLayout = layout;
-                queryLayout.Blocks = Attention.DivUp(layout.QueryLength, group);
+                queryLayout.Blocks = Attention.DivUp(layout.QueryLength, rowsPerGroup);
                 dqKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * queryLayout.Blocks, group),
@@ -80,7 +126,7 @@ internal sealed partial class IlgpuBackend
                 // Without queries the key kernel reads no query-side view: it writes zeros.
                 var standIn = k.View;
                 var keyLayout = layout;
-                keyLayout.Blocks = Attention.DivUp(layout.KeyLength, group);
+                keyLayout.Blocks = Attention.DivUp(layout.KeyLength, rowsPerGroup);
                 dkvKernel(
                     stream,
                     new KernelConfig(layout.Batch * layout.Heads * keyLayout.Blocks, group),
@@ -98,10 +144,14 @@ internal sealed partial class IlgpuBackend
     }
 }
 
-/// <summary>Attention's ILGPU kernels: one thread per query (or key) row, K and V (or Q and dO) tiles in shared memory.</summary>
+/// <summary>
+/// Attention's row-per-thread ILGPU kernels: the simulator's forward, and the backward where groups of
+/// <see cref="TileThreads"/> are not available (one thread per query or key row, K and V or Q and dO tiles in shared memory).
+/// The register-tiled kernels are in Attention.Tiled.Ilgpu.cs.
+/// </summary>
 public static partial class Attention
 {
-    // ILGPU: threads per group (one query or key row each) and rows per shared-memory tile.
+    // The row-per-thread backward kernels: threads per group (one query or key row each) and rows per shared-memory tile.
     internal const int GroupRows = 64;
     internal const int TileRows = 32;
 
@@ -116,81 +166,8 @@ public static partial class Attention
         return tensor is null || tensor.Length == 0 ? standIn : tensor.View;
     }
 
-    // One group per (batch, head, block of queries), one thread per query row; K and V tiles staged in
-    // shared memory. q, k, v [batch, seq, width] -> o [batch, query, width], lse [batch, heads, query]
-    internal static void ForwardKernel(
-        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<float> lse, ArrayView<int> mask, Layout p)
-    {
-        var kTile = SharedMemory.Allocate<float>(TileRows * MaxHeadDim);
-        var vTile = SharedMemory.Allocate<float>(TileRows * MaxHeadDim);
-        var visible = SharedMemory.Allocate<int>(TileRows);
-        var qRow = LocalMemory.Allocate1D<float>(MaxHeadDim);
-        var acc = LocalMemory.Allocate1D<float>(MaxHeadDim);
-        var scores = LocalMemory.Allocate1D<float>(TileRows);
-
-        int dim = p.HeadDim;
-        int block = Grid.IdxX % p.Blocks;
-        int bh = Grid.IdxX / p.Blocks;
-        int h = bh % p.Heads;
-        int b = bh / p.Heads;
-        int first = block * Group.DimX;
-        int i = first + Group.IdxX;
-        bool active = i < p.QueryLength;
-        if (active)
-        {
-            int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
-            for (int d = 0; d < dim; d++)
-            {
-                qRow[d] = q[qBase + d] * p.Scale;
-                acc[d] = 0f;
-            }
-        }
-
-        // Keys this group needs: all of them, or (causal) up to the last query's limit.
-        int last = (first + Group.DimX < p.QueryLength ? first + Group.DimX : p.QueryLength) - 1;
-        int keyEnd = KeyEnd(p, last);
-
-        var row = new RunningSoftmax { Max = float.NegativeInfinity, Sum = 0f };
-        for (int tile = 0; tile < keyEnd; tile += TileRows)
-        {
-            int n = keyEnd - tile < TileRows ? keyEnd - tile : TileRows;
-            LoadKeyTiles(k, v, mask, p, b, h, tile, n, kTile, vTile, visible);
-            Group.Barrier();
-            if (active)
-            {
-                float tileMax = float.NegativeInfinity;
-                for (int jj = 0; jj < n; jj++)
-                {
-                    int j = tile + jj;
-                    float s = float.NegativeInfinity;
-                    if (visible[jj] != 0 && (p.Causal == 0 || j <= i + p.CausalOffset))
-                    {
-                        s = 0f;
-                        for (int d = 0; d < dim; d++)
-                        {
-                            s += qRow[d] * kTile[(jj * dim) + d];
-                        }
-
-                        tileMax = XMath.Max(tileMax, s);
-                    }
-
-                    scores[jj] = s;
-                }
-
-                row = FoldTile(row, tileMax, scores, n, acc, dim, vTile, 0, dim);
-            }
-
-            Group.Barrier();
-        }
-
-        if (active)
-        {
-            StoreOutputRow(row, acc, o, lse, p, bh, i);
-        }
-    }
-
     // One thread per (batch, head, query row), with no shared memory and no barriers (for ILGPU's CPU
-    // accelerator): ForwardKernel's tile-by-tile online softmax with keys and values read in place.
+    // accelerator): the tiled kernels' online softmax, tile by tile, with keys and values read in place.
     // q, k, v [batch, seq, width] -> o [batch, query, width], lse [batch, heads, query]
     internal static void ForwardPerThreadKernel(
         Index1D index, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<float> lse, ArrayView<int> mask, Layout p)
@@ -250,7 +227,7 @@ public static partial class Attention
         public float Sum;
     }
 
-    // Both forward kernels' step: folds a tile of n scores (−∞ where masked, tileMax the largest) into the row's
+    // The per-thread kernel's step: folds a tile of n scores (−∞ where masked, tileMax the largest) into the row's
     // softmax and its unnormalised output acc [dim]. Both are rescaled by exp(m − m'), then acc += exp(s − m')·v
     // with value row jj at values[vBase + jj·vStride].
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
