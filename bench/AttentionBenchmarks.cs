@@ -50,6 +50,12 @@ public class AttentionBenchmarks
     public static IEnumerable<string> Devices()
     {
         yield return "cpu";
+        if (Device.List().Any(d => d.Kind == DeviceKind.OpenCL))
+        {
+            // PoCL's CPU OpenCL where present (the trixie root of scripts/opencl-root.sh): the ILGPU kernels' speed off a GPU.
+            yield return "opencl";
+        }
+
         if (Device.List().Any(d => d.Kind == DeviceKind.Cuda))
         {
             yield return "cuda";

@@ -57,6 +57,12 @@ public class GemmBenchmarks
         {
             yield return "cuda";
         }
+
+        // PoCL's CPU OpenCL where present (the trixie root of scripts/opencl-root.sh): the ILGPU kernels' speed off a GPU.
+        if (Kernels.Device.List().Any(d => d.Kind == DeviceKind.OpenCL))
+        {
+            yield return "opencl";
+        }
     }
 
     /// <summary>
