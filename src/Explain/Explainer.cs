@@ -105,9 +105,9 @@ public static partial class Explainer
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
         _ = model.WordEmbeddings; // throws once the model is disposed
-        if (inputs.SequenceLength > model.Config.MaxPositions)
+        if (inputs.SequenceLength > model.Config.MaxTokens)
         {
-            throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxPositions} positions.", nameof(inputs));
+            throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxTokens} positions.", nameof(inputs));
         }
 
         for (int r = 0; r < inputs.BatchSize; r++)
