@@ -108,7 +108,8 @@ internal static class ExplainCommand
             case "class":
             case "prob":
                 int label = ClassIndex(value, model, batch);
-                return kind == "class" ? new ClassLogitTarget(label) : new ClassProbabilityTarget(label);
+                string? name = (uint)label < (uint)model.Config.Labels.Count ? model.Config.Labels[label] : null;
+                return kind == "class" ? new ClassLogitTarget(label) { Label = name } : new ClassProbabilityTarget(label) { Label = name };
             case "next":
             {
                 var (text, position) = SplitPosition(value);
@@ -161,7 +162,7 @@ internal static class ExplainCommand
             return Enumerable.Range(0, labels).MaxBy(i => logits[i]);
         }
 
-        int named = model.Config.Labels.ToList().IndexOf(value);
+        int named = ClassHead.FindLabel(model.Config.Labels, value);
         if (named >= 0)
         {
             return named;

@@ -10,8 +10,11 @@ namespace Headlight.Explain;
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
 public sealed record ClassLogitTarget(int ClassIndex) : IRelevanceTarget
 {
+    /// <summary>The class's label (config.json's <c>id2label</c>), shown in <see cref="Description"/>; null shows the index only.</summary>
+    public string? Label { get; init; }
+
     /// <inheritdoc />
-    public string Description => $"logit of class {ClassIndex}";
+    public string Description => ClassHead.Describe("logit", ClassIndex, Label);
 
     /// <inheritdoc />
     public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "class");
@@ -27,8 +30,11 @@ public sealed record ClassLogitTarget(int ClassIndex) : IRelevanceTarget
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
 public sealed record ClassProbabilityTarget(int ClassIndex) : IRelevanceTarget
 {
+    /// <summary>The class's label (config.json's <c>id2label</c>), shown in <see cref="Description"/>; null shows the index only.</summary>
+    public string? Label { get; init; }
+
     /// <inheritdoc />
-    public string Description => $"probability of class {ClassIndex}";
+    public string Description => ClassHead.Describe("probability", ClassIndex, Label);
 
     /// <inheritdoc />
     public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "prob");
@@ -43,6 +49,30 @@ public sealed record ClassProbabilityTarget(int ClassIndex) : IRelevanceTarget
 /// <summary>BERT's pooler and classifier on the host, forward and backward, in float64.</summary>
 internal static class ClassHead
 {
+    /// <summary>"logit of POSITIVE (class 1)", or "logit of class 1" without a label.</summary>
+    public static string Describe(string what, int classIndex, string? label)
+        => label is null ? $"{what} of class {classIndex}" : $"{what} of {label} (class {classIndex})";
+
+    /// <summary>
+    /// A class by label, as config.json's <c>id2label</c> names it: an exact match first, else the one label equal to
+    /// <paramref name="value"/> ignoring case; -1 when none (or several differ only in case).
+    /// </summary>
+    public static int FindLabel(IReadOnlyList<string> labels, string value)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(value);
+        for (int i = 0; i < labels.Count; i++)
+        {
+            if (string.Equals(labels[i], value, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        var matches = Enumerable.Range(0, labels.Count).Where(i => string.Equals(labels[i], value, StringComparison.OrdinalIgnoreCase)).ToArray();
+        return matches.Length == 1 ? matches[0] : -1;
+    }
+
     public static void Check(Model model, int classIndex, string kind)
     {
         ArgumentNullException.ThrowIfNull(model);
