@@ -149,15 +149,17 @@ public sealed class Model : IDisposable
         return tokenizer.Batch(encoded, TextLimit, SentenceTruncation(truncation));
     }
 
-    /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models.</summary>
+    /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models (RoBERTa: &lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;).</summary>
     public TokenBatch TokenizePair(string first, string second, TruncationMode truncation = TruncationMode.None)
     {
-        if (RequireTokenizer() is not BertWordPieceTokenizer bert)
+        var pair = RequireTokenizer() switch
         {
-            throw new InvalidOperationException($"Model '{Name}' does not take text pairs.");
-        }
+            BertWordPieceTokenizer bert => bert.EncodePair(first, second),
+            RobertaTokenizer roberta => roberta.EncodePair(first, second),
+            _ => throw new InvalidOperationException($"Model '{Name}' does not take text pairs."),
+        };
 
-        return bert.Batch([bert.EncodePair(first, second)], TextLimit, SentenceTruncation(truncation));
+        return Tokenizer!.Batch([pair], TextLimit, SentenceTruncation(truncation));
     }
 
     /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
@@ -256,7 +258,7 @@ public sealed class Model : IDisposable
                     state.SetPositionsFromIds(state.Ids.ToArray(), pad);
                 }
 
-                if (Config.TypeVocabSize > 0)
+                if (Config.TypeVocabSize > 1)
                 {
                     ReadOnlySpan<int> rowTypes = request.TokenTypeIds.IsEmpty ? new int[b * t] : request.TokenTypeIds.Span;
                     state.TypeIds.CopyFrom(rowTypes);
@@ -485,7 +487,7 @@ public sealed class Model : IDisposable
                 throw new ArgumentException($"Model '{Name}': token id {ids[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize}).", paramName);
             }
 
-            if (Config.TypeVocabSize > 0 && (uint)types[i] >= (uint)Config.TypeVocabSize)
+            if (Config.TypeVocabSize > 1 && (uint)types[i] >= (uint)Config.TypeVocabSize)
             {
                 throw new ArgumentException($"Model '{Name}': token type {types[i]} at row {i / t}, position {i % t} is outside [0, {Config.TypeVocabSize}).", paramName);
             }
@@ -499,7 +501,8 @@ public sealed class Model : IDisposable
             state.SetPositionsFromIds(ids, pad);
         }
 
-        if (Config.TypeVocabSize > 0)
+        // One token type (RoBERTa) adds row 0 to every token whatever the segment; none (DistilBERT) adds nothing.
+        if (Config.TypeVocabSize > 1)
         {
             state.TypeIds.CopyFrom(types); // otherwise the state's zeros (and positions) stay as made
         }
@@ -726,7 +729,7 @@ public sealed class Model : IDisposable
         };
     }
 
-    // WordPiece from vocab.txt (BERT, DistilBERT).
+    // WordPiece from vocab.txt (BERT, DistilBERT); RoBERTa's byte-level BPE from vocab.json + merges.txt.
     private static ITextTokenizer? EncoderTokenizer(BertCheckpoint bert)
     {
         if (bert.VocabPath is not null)
@@ -734,7 +737,9 @@ public sealed class Model : IDisposable
             return BertWordPieceTokenizer.FromFile(bert.VocabPath);
         }
 
-        return null;
+        string vocab = Path.Combine(bert.Folder, "vocab.json");
+        string merges = Path.Combine(bert.Folder, "merges.txt");
+        return bert.Config.ModelType == "roberta" && File.Exists(vocab) && File.Exists(merges) ? RobertaTokenizer.FromFiles(vocab, merges) : null;
     }
 
     private static ModelConfig FromGpt2(Gpt2Config c, string source) => new()

@@ -230,6 +230,48 @@ public sealed class EncoderFamilyFolderTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Roberta_folders_with_vocab_json_and_merges_frame_texts_with_s_and_pairs_with_double_eos()
+    {
+        string folder = Copy("roberta-tiny", _ => { });
+        var vocab = WriteRobertaTokenizer(folder);
+        using var model = HeadlightModel.Load(folder, Backends.Require("cpu"));
+        Assert.NotNull(model.Tokenizer);
+        int hello = vocab["hello"], world = vocab["Ġworld"];
+        var batch = model.Tokenize(["hello world", "hello"]);
+        Assert.Equal([0, hello, world, 2], batch.Texts[0].Ids);
+        Assert.Equal(["<s>", "hello", " world", "</s>"], batch.Texts[0].Tokens);
+        Assert.Equal(["hello", "world"], batch.Texts[0].Words.Select(w => w.Text));
+        Assert.Equal([0, hello, 2, 1], batch.InputIds.ToArray()[4..]);
+        Assert.Equal(model.Embed(["hello world"])[0], model.Forward(model.FromIds([[0, hello, world, 2]])).SentenceEmbeddings![0]);
+
+        // A pair: <s> A </s></s> B </s> ("world" alone has no leading space: w, or, l, d); one token type for all.
+        var pair = model.TokenizePair("hello", "world");
+        Assert.Equal([0, hello, 2, 2, vocab["w"], vocab["or"], vocab["l"], vocab["d"], 2], pair.Texts[0].Ids);
+        Assert.Equal([0, 0, 0, 1, 1, 1, 1, 1, 1], pair.Texts[0].TypeIds);
+        var forward = model.Forward(pair);
+        Assert.Equal(model.Forward(model.FromIds([pair.Texts[0].Ids.ToArray()])).LastHiddenState, forward.LastHiddenState);
+
+        // The CLI explains text on it.
+        var (code, output, error) = Run("explain", "--model", folder, "--device", "cpu", "hello world", "--target", "unit:pooled,0", "--method", "ig");
+        Assert.True(code == 0, error);
+        Assert.Contains("world", output, StringComparison.Ordinal);
+    }
+
+    // RoBERTa's specials, the 256 byte tokens and a few merges; returns token -> id.
+    private static Dictionary<string, int> WriteRobertaTokenizer(string folder)
+    {
+        var tokens = new List<string> { "<s>", "<pad>", "</s>", "<unk>" };
+        tokens.AddRange(Enumerable.Range(0, 256).Select(b => Models.Tokenization.BpeVocabulary.ToAlphabet([(byte)b])));
+        string[] merges = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d"];
+        tokens.AddRange(merges.Select(m => m.Replace(" ", string.Empty, StringComparison.Ordinal)));
+        tokens.Add("<mask>");
+        var vocab = tokens.Select((t, i) => (t, i)).ToDictionary(p => p.t, p => p.i);
+        File.WriteAllText(Path.Combine(folder, "vocab.json"), JsonSerializer.Serialize(vocab));
+        File.WriteAllLines(Path.Combine(folder, "merges.txt"), ["#version: 0.2", .. merges]);
+        return vocab;
+    }
+
     private static (int Code, string Output, string Error) Run(params string[] args)
     {
         using var output = new StringWriter();

@@ -102,13 +102,14 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
 
     /// <summary>As the public overload; <paramref name="allowTiktoken"/> false forces the merges here even for GPT-2's files.</summary>
     internal static Gpt2Tokenizer FromStreams(
-        Stream vocabJson, Stream merges, Gpt2TokenizerOptions? options, string vocabName, string mergesName, bool allowTiktoken)
+        Stream vocabJson, Stream merges, Gpt2TokenizerOptions? options, string vocabName, string mergesName, bool allowTiktoken,
+        string endOfText = BpeVocabulary.EndOfText)
     {
         ArgumentNullException.ThrowIfNull(vocabJson);
         ArgumentNullException.ThrowIfNull(merges);
         ArgumentNullException.ThrowIfNull(vocabName);
         ArgumentNullException.ThrowIfNull(mergesName);
-        BpeVocabulary vocabulary = BpeVocabulary.Load(vocabJson, vocabName);
+        BpeVocabulary vocabulary = BpeVocabulary.Load(vocabJson, vocabName, endOfText);
         BpeMerges bpe = BpeMerges.Load(merges, mergesName, vocabulary);
         IBpeEncoder encoder = allowTiktoken && vocabulary.Count == Gpt2Tiktoken.VocabularySize && Gpt2Tiktoken.Instance.IsSameAs(vocabulary, bpe)
             ? Gpt2Tiktoken.Instance
