@@ -102,6 +102,14 @@ public static partial class Explainer
         return new HeadGateGradients(inputs.BatchSize, layers, heads, gates, values, clock.Elapsed);
     }
 
+    /// <summary>The tokenizer's mask token ([MASK], RoBERTa's &lt;mask&gt;), or null when it has none.</summary>
+    internal static int? MaskToken(Model model) => model.Tokenizer switch
+    {
+        BertWordPieceTokenizer bert => bert.MaskTokenId,
+        RobertaTokenizer roberta => roberta.MaskTokenId,
+        _ => null,
+    };
+
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
         _ = model.WordEmbeddings; // throws once the model is disposed
@@ -298,8 +306,8 @@ public static partial class Explainer
         int? token = options.BaselineTokenId ?? options.Baseline switch
         {
             BaselineKind.Pad => model.Tokenizer?.PadTokenId ?? 0,
-            BaselineKind.Mask => (model.Tokenizer as BertWordPieceTokenizer)?.MaskTokenId
-                ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] comes with a BERT tokenizer); use the zero or pad baseline, or a baseline token id.", nameof(options)),
+            BaselineKind.Mask => MaskToken(model)
+                ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] or <mask> come with a BERT or RoBERTa tokenizer); use the zero or pad baseline, or a baseline token id.", nameof(options)),
             _ => null,
         };
         if (token is { } id && (uint)id >= (uint)model.Config.VocabSize)

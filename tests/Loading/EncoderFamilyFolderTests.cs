@@ -252,10 +252,16 @@ public sealed class EncoderFamilyFolderTests : IDisposable
         var forward = model.Forward(pair);
         Assert.Equal(model.Forward(model.FromIds([pair.Texts[0].Ids.ToArray()])).LastHiddenState, forward.LastHiddenState);
 
-        // The CLI explains text on it.
-        var (code, output, error) = Run("explain", "--model", folder, "--device", "cpu", "hello world", "--target", "unit:pooled,0", "--method", "ig");
+        // The CLI explains text on it (SHAP replaces words by <mask>) and runs the faithfulness benchmark.
+        Assert.Equal(vocab["<mask>"], ((Models.Tokenization.RobertaTokenizer)model.Tokenizer).MaskTokenId);
+        var (code, output, error) = Run("explain", "--model", folder, "--device", "cpu", "hello world", "--target", "unit:pooled,0", "--method", "ig,shap");
         Assert.True(code == 0, error);
         Assert.Contains("world", output, StringComparison.Ordinal);
+        string corpus = Path.Combine(folder, "corpus.txt");
+        File.WriteAllLines(corpus, ["hello world hello", "world hello world world"]);
+        (code, output, error) = Run("faithfulness", "--model", folder, "--device", "cpu", "--corpus", corpus, "--target", "unit:pooled,1", "--method", "saliency,shap");
+        Assert.True(code == 0, error);
+        Assert.Contains("AOPC", output, StringComparison.Ordinal);
     }
 
     // RoBERTa's specials, the 256 byte tokens and a few merges; returns token -> id.

@@ -6,7 +6,7 @@ namespace Headlight.Models.Tokenization;
 /// &lt;pad&gt;. Type ids mark the segment (0, and 1 for the second text of a pair) so truncation can tell the texts
 /// apart; RoBERTa has one token type and adds its row to every token whatever the segment.
 /// </summary>
-internal sealed class RobertaTokenizer : ITextTokenizer
+public sealed class RobertaTokenizer : ITextTokenizer
 {
     private readonly Gpt2Tokenizer bpe;
 
@@ -16,8 +16,8 @@ internal sealed class RobertaTokenizer : ITextTokenizer
         BosTokenId = Require(bpe, "<s>", vocabName);
         EosTokenId = bpe.EndOfTextTokenId;
         PadTokenId = Require(bpe, "<pad>", vocabName);
-        MaskTokenId = bpe.TryGetId("<mask>", out int mask) ? mask : -1;
-        UnknownTokenId = bpe.TryGetId("<unk>", out int unk) ? unk : -1;
+        MaskTokenId = bpe.TryGetId("<mask>", out int mask) ? mask : null;
+        UnknownTokenId = bpe.TryGetId("<unk>", out int unk) ? unk : null;
     }
 
     /// <inheritdoc/>
@@ -32,11 +32,11 @@ internal sealed class RobertaTokenizer : ITextTokenizer
     /// <inheritdoc/>
     public int PadTokenId { get; }
 
-    /// <summary>&lt;mask&gt;, or −1 when the vocabulary has none.</summary>
-    public int MaskTokenId { get; }
+    /// <summary>&lt;mask&gt;, or null when the vocabulary has none.</summary>
+    public int? MaskTokenId { get; }
 
-    /// <summary>&lt;unk&gt;, or −1 when the vocabulary has none.</summary>
-    public int UnknownTokenId { get; }
+    /// <summary>&lt;unk&gt;, or null when the vocabulary has none.</summary>
+    public int? UnknownTokenId { get; }
 
     /// <summary>A tokenizer on RoBERTa's vocab.json (with &lt;s&gt;, &lt;/s&gt; and &lt;pad&gt;) and merges.txt.</summary>
     /// <exception cref="FileNotFoundException">A file does not exist.</exception>
@@ -60,6 +60,7 @@ internal sealed class RobertaTokenizer : ITextTokenizer
     }
 
     /// <summary><c>&lt;s&gt;</c>, the text's tokens, <c>&lt;/s&gt;</c>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     public TokenizedText Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -71,6 +72,7 @@ internal sealed class RobertaTokenizer : ITextTokenizer
     }
 
     /// <summary><c>&lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;</c>, the second text's tokens and words in segment 1.</summary>
+    /// <exception cref="ArgumentNullException">A text is null.</exception>
     public TokenizedText EncodePair(string first, string second)
     {
         ArgumentNullException.ThrowIfNull(first);
@@ -85,17 +87,20 @@ internal sealed class RobertaTokenizer : ITextTokenizer
         return builder.Build(first, second);
     }
 
-    /// <inheritdoc/>
+    /// <summary>Pads on the right with &lt;pad&gt;; with truncation, texts lose tokens from their ends, the specials kept.</summary>
+    /// <exception cref="InputTooLongException">A text is longer than <paramref name="maxLength"/> and may not (or cannot) be truncated.</exception>
     public TokenBatch Batch(IReadOnlyList<TokenizedText> texts, int maxLength, TruncationMode truncation = TruncationMode.None) =>
         TokenBatch.Create(texts, maxLength, truncation, PadTokenId);
 
     /// <inheritdoc/>
     public bool IsControlToken(int id) => id == BosTokenId || id == EosTokenId || id == PadTokenId;
 
-    /// <inheritdoc/>
+    /// <summary>A special token's name (&lt;s&gt;), else the readable text of the token's bytes (" world").</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="id"/> is not in the vocabulary.</exception>
     public string GetToken(int id) => IsControlToken(id) || id == MaskTokenId || id == UnknownTokenId ? bpe.GetVocabularyToken(id) : bpe.GetToken(id);
 
-    /// <inheritdoc/>
+    /// <summary>Each id's token (see <see cref="GetToken"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An id is not in the vocabulary.</exception>
     public IReadOnlyList<string> DecodeTokens(ReadOnlySpan<int> ids)
     {
         var tokens = bpe.DecodeTokens(ids).ToArray();
@@ -107,7 +112,8 @@ internal sealed class RobertaTokenizer : ITextTokenizer
         return tokens;
     }
 
-    /// <inheritdoc/>
+    /// <summary>The text of the ids' bytes; with <paramref name="skipSpecialTokens"/>, &lt;s&gt;, &lt;/s&gt; and &lt;pad&gt; left out.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An id is not in the vocabulary.</exception>
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
     {
         if (!skipSpecialTokens)
