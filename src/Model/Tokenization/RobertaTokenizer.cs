@@ -43,19 +43,7 @@ public sealed class RobertaTokenizer : ITextTokenizer
     /// <exception cref="VocabularyFormatException">A file is malformed or a special token is missing; the message names the file and token.</exception>
     public static RobertaTokenizer FromFiles(string vocabJsonPath, string mergesPath)
     {
-        ArgumentException.ThrowIfNullOrEmpty(vocabJsonPath);
-        ArgumentException.ThrowIfNullOrEmpty(mergesPath);
-        foreach (string path in (string[])[vocabJsonPath, mergesPath])
-        {
-            if (!File.Exists(path))
-            {
-                throw new FileNotFoundException($"Tokenizer file '{path}' does not exist.", path);
-            }
-        }
-
-        using var vocab = File.OpenRead(vocabJsonPath);
-        using var merges = File.OpenRead(mergesPath);
-        var bpe = Gpt2Tokenizer.FromStreams(vocab, merges, Gpt2TokenizerOptions.Default, vocabJsonPath, mergesPath, allowTiktoken: false, endOfText: "</s>");
+        var bpe = Gpt2Tokenizer.FromFiles(vocabJsonPath, mergesPath, Gpt2TokenizerOptions.Default, "</s>");
         return new RobertaTokenizer(bpe, vocabJsonPath);
     }
 
