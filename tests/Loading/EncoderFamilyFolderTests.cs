@@ -117,6 +117,49 @@ public sealed class EncoderFamilyFolderTests : IDisposable
         Assert.Contains("config.json", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("distilbert-tiny", "dim", null, "dim")]
+    [InlineData("distilbert-tiny", "n_heads", 5, "n_heads")]
+    [InlineData("distilbert-tiny", "activation", "swish", "activation")]
+    [InlineData("roberta-tiny", "pad_token_id", -1, "pad_token_id")]
+    [InlineData("roberta-tiny", "pad_token_id", 40, "max_position_embeddings")]
+    [InlineData("roberta-tiny", "model_type", "xlm-roberta", "model_type")]
+    public void Bad_family_configs_are_refused_naming_the_field(string fixture, string key, object? value, string field)
+    {
+        // null removes the key.
+        string folder = Copy(fixture, config =>
+        {
+            if (value is null)
+            {
+                config.Remove(key);
+            }
+            else
+            {
+                config[key] = JsonValue.Create(value);
+            }
+        });
+
+        var e = Assert.Throws<ModelFormatException>(() => HeadlightModel.Load(folder, Backends.Require("cpu")));
+        Assert.Contains(field, e.Message, StringComparison.Ordinal);
+        Assert.Contains("config.json", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_roberta_vocabulary_without_its_framing_tokens_is_refused_naming_the_file_and_token()
+    {
+        string folder = Copy("roberta-tiny", _ => { });
+        WriteRobertaTokenizer(folder);
+        string path = Path.Combine(folder, "vocab.json");
+        var vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(path))!;
+        int s = vocab["<s>"];
+        vocab.Remove("<s>");
+        vocab["<S>"] = s;
+        File.WriteAllText(path, JsonSerializer.Serialize(vocab));
+        var e = Assert.Throws<Models.Tokenization.VocabularyFormatException>(() => HeadlightModel.Load(folder, Backends.Require("cpu")));
+        Assert.Contains("<s>", e.Message, StringComparison.Ordinal);
+        Assert.Contains("vocab.json", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Distilbert_sinusoidal_positions_are_refused_naming_the_key()
     {
