@@ -14,7 +14,7 @@ internal static class ExplainCommand
     public const string TargetHelp = """
         Targets (--target):
           similarity:TEXT            cosine similarity of the input's sentence embedding to TEXT's (sentence encoders)
-          class:N|LABEL|top          logit of a class of a sequence classifier (top = the predicted class)
+          class:N|LABEL|top          logit of a class of a sequence classifier (LABEL: id2label, any case; top = the predicted class)
           prob:N|LABEL|top           softmax probability of that class
           next:TOKEN[@POS]           decoder logit of the next token after POS (default: the last token);
                                      TOKEN is an id, a text that is one token (" Paris"), or top
