@@ -63,9 +63,9 @@ internal static class BenchCommand
     {
         using var model = Load(modelName, deviceName);
         var c = model.Config;
-        if (s.Seq > c.MaxPositions)
+        if (s.Seq > c.MaxTokens)
         {
-            throw new UsageException($"--seq {s.Seq} exceeds the model's {c.MaxPositions} positions.");
+            throw new UsageException($"--seq {s.Seq} exceeds the model's {c.MaxTokens} positions.");
         }
 
         var batch = model.FromIds(RandomIds(c, s.Batch, s.Seq));

@@ -14,7 +14,7 @@ internal static class ExplainCommand
     public const string TargetHelp = """
         Targets (--target):
           similarity:TEXT            cosine similarity of the input's sentence embedding to TEXT's (sentence encoders)
-          class:N|LABEL|top          logit of a class of a sequence classifier (top = the predicted class)
+          class:N|LABEL|top          logit of a class of a sequence classifier (LABEL: id2label, any case; top = the predicted class)
           prob:N|LABEL|top           softmax probability of that class
           next:TOKEN[@POS]           decoder logit of the next token after POS (default: the last token);
                                      TOKEN is an id, a text that is one token (" Paris"), or top
@@ -108,7 +108,8 @@ internal static class ExplainCommand
             case "class":
             case "prob":
                 int label = ClassIndex(value, model, batch);
-                return kind == "class" ? new ClassLogitTarget(label) : new ClassProbabilityTarget(label);
+                string? name = (uint)label < (uint)model.Config.Labels.Count ? model.Config.Labels[label] : null;
+                return kind == "class" ? new ClassLogitTarget(label) { Label = name } : new ClassProbabilityTarget(label) { Label = name };
             case "next":
             {
                 var (text, position) = SplitPosition(value);
@@ -161,7 +162,7 @@ internal static class ExplainCommand
             return Enumerable.Range(0, labels).MaxBy(i => logits[i]);
         }
 
-        int named = model.Config.Labels.ToList().IndexOf(value);
+        int named = ClassHead.FindLabel(model.Config.Labels, value);
         if (named >= 0)
         {
             return named;

@@ -12,16 +12,26 @@ namespace Headlight.Cli;
 /// <param name="Device">The device it ran on.</param>
 /// <param name="Target">The explained target, in words.</param>
 /// <param name="Methods">One entry per method, in the order run.</param>
-internal sealed record ExplainJson(string Schema, string Model, string Device, string Target, IReadOnlyList<MethodJson> Methods)
+/// <param name="Label">The class label of a class or probability target (config.json's id2label); null for other targets.</param>
+internal sealed record ExplainJson(string Schema, string Model, string Device, string Target, IReadOnlyList<MethodJson> Methods, string? Label = null)
 {
     public const string SchemaName = "headlight.explain/1";
 
-    public static ExplainJson From(IReadOnlyList<AttributionResult> results, IReadOnlyDictionary<AttributionResult, RelevanceResult>? relevances = null) => new(
+    public static ExplainJson From(IReadOnlyList<AttributionResult> results, IReadOnlyDictionary<AttributionResult, RelevanceResult>? relevances = null, string? label = null) => new(
         SchemaName,
         results[0].Model,
         results[0].Device,
         results[0].Target,
-        results.Select(r => MethodJson.From(r, relevances?.GetValueOrDefault(r))).ToArray());
+        results.Select(r => MethodJson.From(r, relevances?.GetValueOrDefault(r))).ToArray(),
+        label);
+
+    /// <summary>The label a class target carries, or null.</summary>
+    public static string? LabelOf(ITarget target) => target switch
+    {
+        ClassLogitTarget c => c.Label,
+        ClassProbabilityTarget p => p.Label,
+        _ => null,
+    };
 }
 
 /// <param name="Method">The method's name (e.g. <c>integrated-gradients</c>).</param>

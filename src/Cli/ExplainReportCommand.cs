@@ -153,7 +153,7 @@ internal static class ExplainReportCommand
 
         if (json)
         {
-            output.WriteLine(JsonSerializer.Serialize(ExplainJson.From(results, relevances), JsonOutput.Options));
+            output.WriteLine(JsonSerializer.Serialize(ExplainJson.From(results, relevances, ExplainJson.LabelOf(target)), JsonOutput.Options));
             return 0;
         }
 

@@ -71,6 +71,7 @@ internal static class Program
             Commands:
               attend TEXT [--top K]      for each layer and head, where it attends most (--json: all probabilities)
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
+                                         (--pooling mean|cls|max|lasttoken [--normalize] for a plain encoder folder)
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
               generate TEXT [-n N]       greedy continuation by a decoder
               explain TEXT --target T    which tokens and words the target depends on, several methods side by side

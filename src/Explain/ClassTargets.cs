@@ -5,13 +5,16 @@ namespace Headlight.Explain;
 
 /// <summary>
 /// The logit of one class of a sequence classifier (a Hugging Face <c>BertForSequenceClassification</c>:
-/// <c>logits = W_c·tanh(W_p·h[CLS] + b_p) + b_c</c>).
+/// <c>logits = W_c·tanh(W_p·h[CLS] + b_p) + b_c</c>; RoBERTa's head has the same form, DistilBERT's has ReLU for tanh).
 /// </summary>
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
 public sealed record ClassLogitTarget(int ClassIndex) : IRelevanceTarget
 {
+    /// <summary>The class's label (config.json's <c>id2label</c>), shown in <see cref="Description"/>; null shows the index only.</summary>
+    public string? Label { get; init; }
+
     /// <inheritdoc />
-    public string Description => $"logit of class {ClassIndex}";
+    public string Description => ClassHead.Describe("logit", ClassIndex, Label);
 
     /// <inheritdoc />
     public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "class");
@@ -27,8 +30,11 @@ public sealed record ClassLogitTarget(int ClassIndex) : IRelevanceTarget
 /// <param name="ClassIndex">The class, 0 to the number of labels minus one.</param>
 public sealed record ClassProbabilityTarget(int ClassIndex) : IRelevanceTarget
 {
+    /// <summary>The class's label (config.json's <c>id2label</c>), shown in <see cref="Description"/>; null shows the index only.</summary>
+    public string? Label { get; init; }
+
     /// <inheritdoc />
-    public string Description => $"probability of class {ClassIndex}";
+    public string Description => ClassHead.Describe("probability", ClassIndex, Label);
 
     /// <inheritdoc />
     public void Prepare(Model model, TokenBatch inputs) => ClassHead.Check(model, ClassIndex, "prob");
@@ -43,12 +49,36 @@ public sealed record ClassProbabilityTarget(int ClassIndex) : IRelevanceTarget
 /// <summary>BERT's pooler and classifier on the host, forward and backward, in float64.</summary>
 internal static class ClassHead
 {
+    /// <summary>"logit of POSITIVE (class 1)", or "logit of class 1" without a label.</summary>
+    public static string Describe(string what, int classIndex, string? label)
+        => label is null ? $"{what} of class {classIndex}" : $"{what} of {label} (class {classIndex})";
+
+    /// <summary>
+    /// A class by label, as config.json's <c>id2label</c> names it: an exact match first, else the one label equal to
+    /// <paramref name="value"/> ignoring case; -1 when none (or several differ only in case).
+    /// </summary>
+    public static int FindLabel(IReadOnlyList<string> labels, string value)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(value);
+        for (int i = 0; i < labels.Count; i++)
+        {
+            if (string.Equals(labels[i], value, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        var matches = Enumerable.Range(0, labels.Count).Where(i => string.Equals(labels[i], value, StringComparison.OrdinalIgnoreCase)).ToArray();
+        return matches.Length == 1 ? matches[0] : -1;
+    }
+
     public static void Check(Model model, int classIndex, string kind)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (model.Config.Family != ModelFamily.BertEncoder || model.Config.NumLabels == 0 || model.ClassifierWeight is null || model.PoolerWeight is null)
         {
-            throw new TargetException($"Target '{kind}:{classIndex}' needs a sequence classifier (a BertForSequenceClassification folder with pooler and classifier); model '{model.Name}' has no classification head.");
+            throw new TargetException($"Target '{kind}:{classIndex}' needs a sequence classifier (a Bert-, Roberta- or DistilBertForSequenceClassification folder); model '{model.Name}' has no classification head.");
         }
 
         if ((uint)classIndex >= (uint)model.Config.NumLabels)
@@ -94,16 +124,19 @@ internal static class ClassHead
     }
 
     /// <summary>The head's weights on the host: the pooler <c>[d, d]</c> and classifier <c>[d, labels]</c>, both stored [in, out].</summary>
-    public sealed record HeadWeights(float[] Pooler, float[] PoolerBias, float[] Classifier, float[] ClassifierBias, int Hidden, int Labels)
+    public sealed record HeadWeights(float[] Pooler, float[] PoolerBias, float[] Classifier, float[] ClassifierBias, int Hidden, int Labels, bool Relu = false)
     {
         public static HeadWeights Of(Model model)
         {
             return new HeadWeights(HostWeights.Get(model.PoolerWeight!), HostWeights.Get(model.PoolerBias!), HostWeights.Get(model.ClassifierWeight!),
-                HostWeights.Get(model.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels);
+                HostWeights.Get(model.ClassifierBias!), model.Config.Hidden, model.Config.NumLabels, model.Config.PoolerActivation == PoolerActivation.Relu);
         }
+
+        /// <summary>d pooled / d pre at one unit: 1 − tanh², or ReLU's step.</summary>
+        public double Slope(double pre, double pooled) => Relu ? (pre > 0 ? 1 : 0) : 1 - (pooled * pooled);
     }
 
-    /// <summary>The head forward for one [CLS] state: <c>pre = W_p·h + b_p</c>, <c>pooled = tanh(pre)</c>, <c>logits = W_c·pooled + b_c</c>.</summary>
+    /// <summary>The head forward for one [CLS] state: <c>pre = W_p·h + b_p</c>, <c>pooled = tanh(pre)</c> (ReLU for DistilBERT), <c>logits = W_c·pooled + b_c</c>.</summary>
     public static void Forward(HeadWeights head, ReadOnlySpan<float> h, Span<double> pre, Span<double> pooled, Span<double> logits)
     {
         int d = head.Hidden;
@@ -117,7 +150,7 @@ internal static class ClassHead
             }
 
             pre[o] = z;
-            pooled[o] = Math.Tanh(z);
+            pooled[o] = head.Relu ? Math.Max(z, 0) : Math.Tanh(z);
         }
 
         for (int c = 0; c < labels; c++)
@@ -154,7 +187,7 @@ internal static class ClassHead
                 continue;
             }
 
-            // Back through the classifier and tanh: dPre[o] = (1 − pooled²)·Σ_c Wc[o, c]·dLogits[c].
+            // Back through the classifier and tanh: dPre[o] = (1 − pooled²)·Σ_c Wc[o, c]·dLogits[c] (ReLU: its step).
             for (int o = 0; o < d; o++)
             {
                 double g = 0;
@@ -163,7 +196,7 @@ internal static class ClassHead
                     g += wc[(o * labels) + c] * dLogits[c];
                 }
 
-                dPre[o] = g * (1 - (pooled[o] * pooled[o]));
+                dPre[o] = g * head.Slope(pre[o], pooled[o]);
             }
 
             // Back through the pooler's dense layer to h[CLS].

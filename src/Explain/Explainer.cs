@@ -102,12 +102,20 @@ public static partial class Explainer
         return new HeadGateGradients(inputs.BatchSize, layers, heads, gates, values, clock.Elapsed);
     }
 
+    /// <summary>The tokenizer's mask token ([MASK], RoBERTa's &lt;mask&gt;), or null when it has none.</summary>
+    internal static int? MaskToken(Model model) => model.Tokenizer switch
+    {
+        BertWordPieceTokenizer bert => bert.MaskTokenId,
+        RobertaTokenizer roberta => roberta.MaskTokenId,
+        _ => null,
+    };
+
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
         _ = model.WordEmbeddings; // throws once the model is disposed
-        if (inputs.SequenceLength > model.Config.MaxPositions)
+        if (inputs.SequenceLength > model.Config.MaxTokens)
         {
-            throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxPositions} positions.", nameof(inputs));
+            throw new ArgumentException($"Model '{model.Name}': the inputs have {inputs.SequenceLength} tokens per row, more than the model's {model.Config.MaxTokens} positions.", nameof(inputs));
         }
 
         for (int r = 0; r < inputs.BatchSize; r++)
@@ -298,8 +306,8 @@ public static partial class Explainer
         int? token = options.BaselineTokenId ?? options.Baseline switch
         {
             BaselineKind.Pad => model.Tokenizer?.PadTokenId ?? 0,
-            BaselineKind.Mask => (model.Tokenizer as BertWordPieceTokenizer)?.MaskTokenId
-                ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] comes with a BERT tokenizer); use the zero or pad baseline, or a baseline token id.", nameof(options)),
+            BaselineKind.Mask => MaskToken(model)
+                ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] or <mask> come with a BERT or RoBERTa tokenizer); use the zero or pad baseline, or a baseline token id.", nameof(options)),
             _ => null,
         };
         if (token is { } id && (uint)id >= (uint)model.Config.VocabSize)

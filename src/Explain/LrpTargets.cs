@@ -79,7 +79,7 @@ internal static class LrpHeads
             // The softmax's Taylor rule in signal form is its gradient: p_c·(δ_cj − p_j).
             context.Values[r] = ClassHead.SeedLogits(logits, classIndex, probability, sLogits);
 
-            // Classifier (ε-rule), tanh (identity: the signal times tanh(z)/z), pooler dense (ε-rule, factor z/(z + ε·sign z)).
+            // Classifier (ε-rule), tanh or ReLU (identity: the signal times act(z)/z), pooler dense (ε-rule, factor z/(z + ε·sign z)).
             for (int o = 0; o < d; o++)
             {
                 double s = 0;

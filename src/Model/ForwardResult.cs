@@ -50,6 +50,14 @@ public sealed class ForwardResult
 
     /// <summary>The activations that were asked for.</summary>
     public ActivationCache Activations { get; }
+
+    /// <summary>
+    /// Pools the last hidden state over each row's real tokens as sentence-transformers defines <paramref name="mode"/>
+    /// ([batch][d]), L2-normalised when <paramref name="normalize"/> is set: a sentence embedding for a model folder that
+    /// defines none, or another pooling than the folder's.
+    /// </summary>
+    public float[][] Pool(Loading.PoolingMode mode, bool normalize)
+        => SentencePooling.Pool(LastHiddenState, Batch.AttentionMask.Span, BatchSize, SequenceLength, Hidden, mode, normalize);
 }
 
 /// <summary>One candidate next token.</summary>

@@ -14,6 +14,7 @@ internal sealed class ForwardState : IDisposable
     private readonly Device device;
     private readonly int heads;
     private BackwardState? backward;
+    private int[]? idPositions;
 
     public ForwardState(Device device, ModelConfig config, int batch, int seq, bool savesForBackward)
     {
@@ -58,7 +59,7 @@ internal sealed class ForwardState : IDisposable
 
     public Tensor<int> Ids { get; }              // [batch, seq]
 
-    public Tensor<int> Positions { get; }        // [batch, seq] 0..seq−1 in every row, filled once
+    public Tensor<int> Positions { get; }        // [batch, seq] 0..seq−1 in every row, filled once (RoBERTa: from the ids, per batch)
 
     public Tensor<int> TypeIds { get; }          // [batch, seq] zeros until a batch with token types is uploaded
 
@@ -112,6 +113,26 @@ internal sealed class ForwardState : IDisposable
 
         Positions.CopyFrom(positions);
         TypeIds.Fill(0);
+    }
+
+    /// <summary>
+    /// RoBERTa's position ids from the token ids [batch, seq] (HF create_position_ids_from_input_ids): a non-pad token's
+    /// position is padding_idx + its 1-based count among the row's non-pad tokens, a pad token's is padding_idx. The
+    /// attention mask plays no part; a left-padded row gives its real tokens the positions they have alone.
+    /// </summary>
+    public void SetPositionsFromIds(ReadOnlySpan<int> ids, int paddingId)
+    {
+        idPositions ??= new int[Batch * Seq];
+        for (int r = 0; r < Batch; r++)
+        {
+            int count = 0;
+            for (int i = r * Seq; i < (r + 1) * Seq; i++)
+            {
+                idPositions[i] = ids[i] == paddingId ? paddingId : paddingId + ++count;
+            }
+        }
+
+        Positions.CopyFrom(idPositions);
     }
 
     /// <summary>The gradient buffers of the backward pass for this shape, made on first use and owned here.</summary>

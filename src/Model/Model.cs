@@ -146,18 +146,20 @@ public sealed class Model : IDisposable
             encoded[i] = e;
         }
 
-        return tokenizer.Batch(encoded, Config.MaxPositions, truncation);
+        return tokenizer.Batch(encoded, TextLimit, SentenceTruncation(truncation));
     }
 
-    /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models.</summary>
+    /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models (RoBERTa: &lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;).</summary>
     public TokenBatch TokenizePair(string first, string second, TruncationMode truncation = TruncationMode.None)
     {
-        if (RequireTokenizer() is not BertWordPieceTokenizer bert)
+        var pair = RequireTokenizer() switch
         {
-            throw new InvalidOperationException($"Model '{Name}' does not take text pairs.");
-        }
+            BertWordPieceTokenizer bert => bert.EncodePair(first, second),
+            RobertaTokenizer roberta => roberta.EncodePair(first, second),
+            _ => throw new InvalidOperationException($"Model '{Name}' does not take text pairs."),
+        };
 
-        return bert.Batch([bert.EncodePair(first, second)], Config.MaxPositions, truncation);
+        return Tokenizer!.Batch([pair], TextLimit, SentenceTruncation(truncation));
     }
 
     /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
@@ -186,8 +188,8 @@ public sealed class Model : IDisposable
             texts[r] = TokenizedText.FromIds(ids, tokens, Tokenizer is null ? null : Tokenizer.IsControlToken);
         }
 
-        int pad = Tokenizer?.PadTokenId ?? 0;
-        return TokenBatch.Create(texts, Config.MaxPositions, TruncationMode.None, pad);
+        int pad = Tokenizer?.PadTokenId ?? Config.PositionPaddingId ?? 0;
+        return TokenBatch.Create(texts, Config.MaxTokens, TruncationMode.None, pad);
     }
 
     /// <summary>
@@ -250,7 +252,13 @@ public sealed class Model : IDisposable
             {
                 state = StateFor(b, t, saves);
                 write(state.Ids, state.KeyMask);
-                if (Config.TypeVocabSize > 0)
+                if (Config.PositionPaddingId is { } pad)
+                {
+                    // Positions follow the ids the callback wrote (a token replaced by the pad id becomes a pad).
+                    state.SetPositionsFromIds(state.Ids.ToArray(), pad);
+                }
+
+                if (Config.TypeVocabSize > 1)
                 {
                     ReadOnlySpan<int> rowTypes = request.TokenTypeIds.IsEmpty ? new int[b * t] : request.TokenTypeIds.Span;
                     state.TypeIds.CopyFrom(rowTypes);
@@ -397,9 +405,9 @@ public sealed class Model : IDisposable
             throw new InvalidOperationException($"Model '{Name}' is an encoder; only decoders generate text.");
         }
 
-        if (prompt.Count == 0 || prompt.Count + count > Config.MaxPositions)
+        if (prompt.Count == 0 || prompt.Count + count > Config.MaxTokens)
         {
-            throw new ArgumentException($"Generation needs a non-empty prompt and at most {Config.MaxPositions} positions in all; asked for {prompt.Count} + {count}.", nameof(count));
+            throw new ArgumentException($"Generation needs a non-empty prompt and at most {Config.MaxTokens} positions in all; asked for {prompt.Count} + {count}.", nameof(count));
         }
 
         var ids = prompt.ToList();
@@ -462,9 +470,9 @@ public sealed class Model : IDisposable
     /// </summary>
     internal ForwardState Prepare(ReadOnlySpan<int> ids, ReadOnlySpan<int> mask, ReadOnlySpan<int> types, int b, int t, bool savesForBackward, string paramName = "batch")
     {
-        if (t > Config.MaxPositions)
+        if (t > Config.MaxTokens)
         {
-            throw new ArgumentException($"Model '{Name}': the batch has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", paramName);
+            throw new ArgumentException($"Model '{Name}': the batch has {t} tokens per row, more than the model's {Config.MaxTokens} positions.", paramName);
         }
 
         if (ids.Length != b * t || mask.Length != b * t || types.Length != b * t)
@@ -479,7 +487,7 @@ public sealed class Model : IDisposable
                 throw new ArgumentException($"Model '{Name}': token id {ids[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize}).", paramName);
             }
 
-            if (Config.TypeVocabSize > 0 && (uint)types[i] >= (uint)Config.TypeVocabSize)
+            if (Config.TypeVocabSize > 1 && (uint)types[i] >= (uint)Config.TypeVocabSize)
             {
                 throw new ArgumentException($"Model '{Name}': token type {types[i]} at row {i / t}, position {i % t} is outside [0, {Config.TypeVocabSize}).", paramName);
             }
@@ -488,7 +496,13 @@ public sealed class Model : IDisposable
         var state = StateFor(b, t, savesForBackward);
         state.Ids.CopyFrom(ids);
         state.KeyMask.CopyFrom(mask);
-        if (Config.TypeVocabSize > 0)
+        if (Config.PositionPaddingId is { } pad)
+        {
+            state.SetPositionsFromIds(ids, pad);
+        }
+
+        // One token type (RoBERTa) adds row 0 to every token whatever the segment; none (DistilBERT) adds nothing.
+        if (Config.TypeVocabSize > 1)
         {
             state.TypeIds.CopyFrom(types); // otherwise the state's zeros (and positions) stay as made
         }
@@ -558,7 +572,7 @@ public sealed class Model : IDisposable
         return new ForwardResult(b, t, d, batch, hidden, pooler, classLogits, logits, embeddings, cache);
     }
 
-    // BERT's pooler: tanh(W·h[CLS] + b) per row, on the device.
+    // BERT's pooler: tanh(W·h[CLS] + b) per row, on the device (DistilBERT's pre_classifier: ReLU instead of tanh).
     private float[] Pooler(float[] hidden, int b, int t)
     {
         int d = Config.Hidden;
@@ -571,6 +585,17 @@ public sealed class Model : IDisposable
         using var input = Device.FromHost<float>(cls, b, d);
         using var output = Device.Allocate<float>(b, d);
         Gemm.Forward(input, weights.PoolerWeight!, output, bias: weights.PoolerBias);
+        if (Config.PoolerActivation == PoolerActivation.Relu)
+        {
+            var pooled = output.ToArray();
+            for (int i = 0; i < pooled.Length; i++)
+            {
+                pooled[i] = Math.Max(pooled[i], 0f);
+            }
+
+            return pooled;
+        }
+
         Elementwise.Tanh(output, output);
         return output.ToArray();
     }
@@ -589,9 +614,9 @@ public sealed class Model : IDisposable
         int t = request.SequenceLength;
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(b, nameof(request));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(t, nameof(request));
-        if (t > Config.MaxPositions)
+        if (t > Config.MaxTokens)
         {
-            throw new ArgumentException($"Model '{Name}': the request has {t} tokens per row, more than the model's {Config.MaxPositions} positions.", nameof(request));
+            throw new ArgumentException($"Model '{Name}': the request has {t} tokens per row, more than the model's {Config.MaxTokens} positions.", nameof(request));
         }
 
         if (request.TokenTypeIds.Length is not 0 && request.TokenTypeIds.Length != b * t)
@@ -619,6 +644,14 @@ public sealed class Model : IDisposable
         ObjectDisposedException.ThrowIf(disposed, this);
         return value;
     }
+
+    // Texts fit the positions and, for sentence-transformers folders, max_seq_length.
+    private int TextLimit => Math.Min(Config.MaxTokens, Config.MaxSequenceLength ?? int.MaxValue);
+
+    // sentence-transformers always truncates to max_seq_length (longest first, special tokens kept), so a model that sets
+    // it does too; beyond the positions a text is still refused unless truncation is asked for.
+    private TruncationMode SentenceTruncation(TruncationMode truncation)
+        => truncation == TruncationMode.None && Config.MaxSequenceLength is { } limit && limit <= Config.MaxTokens ? TruncationMode.LongestFirst : truncation;
 
     private ITextTokenizer RequireTokenizer() => Tokenizer
         ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
@@ -656,9 +689,9 @@ public sealed class Model : IDisposable
             }
 
             var bert = HfCheckpoint.LoadBert(nameOrPath);
-            var bertTokenizer = bert.VocabPath is null ? null : BertWordPieceTokenizer.FromFile(bert.VocabPath);
+            var bertTokenizer = EncoderTokenizer(bert);
             var se = bert.SentenceEmbedding;
-            return (FromBert(bert.Config, configPath, bert.Weights, se?.Pooling, se?.Normalize ?? false), bert.Weights, bertTokenizer, nameOrPath);
+            return (FromBert(bert.Config, configPath, bert.Weights, se?.Pooling, se?.Normalize ?? false, se?.MaxSequenceLength), bert.Weights, bertTokenizer, nameOrPath);
         }
 
         if (File.Exists(nameOrPath))
@@ -670,7 +703,7 @@ public sealed class Model : IDisposable
             $"No model '{nameOrPath}': not a catalogue name ({string.Join(", ", ModelCatalog.All.Select(m => m.Name))}), and no such file or folder.", nameOrPath);
     }
 
-    private static ModelConfig FromBert(BertConfig c, string source, WeightSet weights, PoolingMode? pooling, bool normalize)
+    private static ModelConfig FromBert(BertConfig c, string source, WeightSet weights, PoolingMode? pooling, bool normalize, int? maxSequenceLength = null)
     {
         int labels = weights.TryGet("classifier.bias")?.Shape[0] ?? 0;
         return new ModelConfig
@@ -686,11 +719,27 @@ public sealed class Model : IDisposable
             LayerNormEpsilon = (float)c.LayerNormEps,
             Activation = Gelu(c.Activation, source),
             HasPooler = weights.Contains("pooler.dense.weight"),
+            PoolerActivation = c.ModelType == "distilbert" ? PoolerActivation.Relu : PoolerActivation.Tanh,
+            PositionPaddingId = c.PositionPaddingId,
+            MaxSequenceLength = maxSequenceLength,
             NumLabels = labels,
             Labels = c.Labels,
             Pooling = pooling,
             NormalizeEmbedding = normalize,
         };
+    }
+
+    // WordPiece from vocab.txt (BERT, DistilBERT); RoBERTa's byte-level BPE from vocab.json + merges.txt.
+    private static ITextTokenizer? EncoderTokenizer(BertCheckpoint bert)
+    {
+        if (bert.VocabPath is not null)
+        {
+            return BertWordPieceTokenizer.FromFile(bert.VocabPath);
+        }
+
+        string vocab = Path.Combine(bert.Folder, "vocab.json");
+        string merges = Path.Combine(bert.Folder, "merges.txt");
+        return bert.Config.ModelType == "roberta" && File.Exists(vocab) && File.Exists(merges) ? RobertaTokenizer.FromFiles(vocab, merges) : null;
     }
 
     private static ModelConfig FromGpt2(Gpt2Config c, string source) => new()

@@ -13,6 +13,16 @@ public enum ModelFamily
     Gpt2Decoder,
 }
 
+/// <summary>The activation between the dense layer on the first token and the classifier of a sequence-classification head.</summary>
+public enum PoolerActivation
+{
+    /// <summary>BERT's pooler and RoBERTa's classification head: tanh.</summary>
+    Tanh,
+
+    /// <summary>DistilBERT's pre_classifier: ReLU.</summary>
+    Relu,
+}
+
 /// <summary>The shape and options of a transformer, whatever file it came from.</summary>
 public sealed record ModelConfig
 {
@@ -46,8 +56,26 @@ public sealed record ModelConfig
     /// <summary>The MLP's activation.</summary>
     public required GeluForm Activation { get; init; }
 
-    /// <summary>True when the model has BERT's pooler (tanh(W·h[CLS] + b)).</summary>
+    /// <summary>
+    /// RoBERTa's padding_idx (its pad token id): position ids are padding_idx + 1 + the index among non-pad tokens, and pad
+    /// tokens take the padding_idx row, so they depend on the ids. Null: positions 0..T−1 in every row.
+    /// </summary>
+    public int? PositionPaddingId { get; init; }
+
+    /// <summary>
+    /// sentence-transformers' <c>max_seq_length</c>: texts are cut to this many tokens, special tokens included, as
+    /// sentence-transformers does. Null when the folder sets none.
+    /// </summary>
+    public int? MaxSequenceLength { get; init; }
+
+    /// <summary>The most tokens a row may hold: <see cref="MaxPositions"/>, less the rows below RoBERTa's first position.</summary>
+    public int MaxTokens => PositionPaddingId is { } pad ? MaxPositions - pad - 1 : MaxPositions;
+
+    /// <summary>True when the model has BERT's pooler (tanh(W·h[CLS] + b)), or the dense layer of a RoBERTa or DistilBERT classification head.</summary>
     public bool HasPooler { get; init; }
+
+    /// <summary>The pooler's activation: tanh (BERT, RoBERTa) or ReLU (DistilBERT's pre_classifier).</summary>
+    public PoolerActivation PoolerActivation { get; init; }
 
     /// <summary>Number of classes when a sequence-classification head is present, else 0.</summary>
     public int NumLabels { get; init; }
@@ -102,5 +130,7 @@ public sealed record ModelConfig
         Require(TypeVocabSize >= 0, source, "type_vocab_size", "non-negative", TypeVocabSize);
         Require(LayerNormEpsilon > 0 && float.IsFinite(LayerNormEpsilon), source, "layer_norm_eps", "positive and finite", LayerNormEpsilon);
         Require(NumLabels >= 0, source, "num_labels", "non-negative", NumLabels);
+        Require(PositionPaddingId is null || (PositionPaddingId >= 0 && PositionPaddingId + 1 < MaxPositions), source, "pad_token_id", $"non-negative and below max_positions − 1 ({MaxPositions - 1})", PositionPaddingId ?? 0);
+        Require(MaxSequenceLength is null || MaxSequenceLength > 0, source, "max_seq_length", "positive", MaxSequenceLength ?? 0);
     }
 }

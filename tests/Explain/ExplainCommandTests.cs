@@ -22,7 +22,7 @@ public sealed class ExplainCommandTests : IDisposable
     {
         string text = Run("explain", "--model", classifier.Folder, "--device", "cpu", "--target", "prob:positive", "--method", "ig", "--steps", "32", "w7 w12 w9");
         Assert.Contains("integrated-gradients", text, StringComparison.Ordinal);
-        Assert.Contains("probability of class 2", text, StringComparison.Ordinal);
+        Assert.Contains("probability of positive (class 2)", text, StringComparison.Ordinal);
         Assert.Contains("\"[CLS]\" (special)", text, StringComparison.Ordinal);
         Assert.Contains("words: w7 ", text, StringComparison.Ordinal);
         Assert.Contains("completeness delta", text, StringComparison.Ordinal);
@@ -55,10 +55,13 @@ public sealed class ExplainCommandTests : IDisposable
         using var gpt = Headlight.Models.Model.Load(decoder.Folder, Backends.Require("cpu"));
         var bertBatch = bert.FromIds([[2, 7, 12, 3]]);
         var gptBatch = gpt.FromIds([[5, 17, 33]]);
-        Assert.Equal(new ClassLogitTarget(1), ExplainCommand.ParseTarget("class:1", bert, bertBatch));
-        Assert.Equal(new ClassProbabilityTarget(0), ExplainCommand.ParseTarget("prob:negative", bert, bertBatch));
+        var labels = bert.Config.Labels;
+        Assert.Equal(new ClassLogitTarget(1) { Label = labels[1] }, ExplainCommand.ParseTarget("class:1", bert, bertBatch));
+        Assert.Equal(new ClassProbabilityTarget(0) { Label = labels[0] }, ExplainCommand.ParseTarget("prob:negative", bert, bertBatch));
+        Assert.Equal(new ClassProbabilityTarget(0) { Label = labels[0] }, ExplainCommand.ParseTarget("prob:NEGATIVE", bert, bertBatch));
         var top = bert.Forward(bertBatch).ClassLogits!;
-        Assert.Equal(new ClassLogitTarget(Array.IndexOf(top, top.Max())), ExplainCommand.ParseTarget("class:top", bert, bertBatch));
+        int best = Array.IndexOf(top, top.Max());
+        Assert.Equal(new ClassLogitTarget(best) { Label = labels[best] }, ExplainCommand.ParseTarget("class:top", bert, bertBatch));
         Assert.Equal(new OutputUnitTarget(1, 4), ExplainCommand.ParseTarget("unit:1,4", bert, bertBatch));
         Assert.Equal(OutputUnitTarget.Pooled(2), ExplainCommand.ParseTarget("unit:pooled,2", bert, bertBatch));
         Assert.Equal(new NextTokenLogitTarget(7, null), ExplainCommand.ParseTarget("next:7", gpt, gptBatch));

@@ -46,7 +46,7 @@ internal sealed class CorpusPlan
     {
         var config = model.Config;
         var tokenizer = model.Tokenizer;
-        int positions = config.MaxPositions;
+        int positions = config.MaxTokens;
         var kinds = new KindTable(tokenizer, config.VocabSize);
         int? bos = config.Family == ModelFamily.Gpt2Decoder && tokenizer is Gpt2Tokenizer gpt ? gpt.EndOfTextTokenId : null;
         var texts = new List<TextRow>();
@@ -148,7 +148,7 @@ internal sealed class CorpusPlan
             prefix = [b];
         }
 
-        int length = Math.Min(corpus.RepeatLength, (config.MaxPositions - prefix.Length - suffix.Length) / 2);
+        int length = Math.Min(corpus.RepeatLength, (config.MaxTokens - prefix.Length - suffix.Length) / 2);
         var pool = Enumerable.Range(0, config.VocabSize).Where(kinds.IsOrdinaryWord).ToArray();
         var rows = new List<RepeatRow>();
         if (corpus.RepeatSequences == 0 || length < 2 || pool.Length < length)

@@ -201,7 +201,7 @@ public static class FaithfulnessBenchmark
     private static int Replacement(Model model, FaithfulnessOptions options)
     {
         int id = options.ReplacementTokenId
-            ?? (model.Tokenizer as BertWordPieceTokenizer)?.MaskTokenId
+            ?? Explainer.MaskToken(model)
             ?? model.Tokenizer?.PadTokenId
             ?? 0;
         if ((uint)id >= (uint)model.Config.VocabSize)

@@ -94,8 +94,8 @@ internal static class ShapExplainer
         }
 
         int id = options.ReplacementTokenId
-            ?? (model.Tokenizer as BertWordPieceTokenizer)?.MaskTokenId
-            ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] comes with a BERT tokenizer): give a replacement token id, or drop masked words from attention.", nameof(options));
+            ?? Explainer.MaskToken(model)
+            ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] or <mask> come with a BERT or RoBERTa tokenizer): give a replacement token id, or drop masked words from attention.", nameof(options));
         if ((uint)id >= (uint)model.Config.VocabSize)
         {
             throw new ArgumentOutOfRangeException(nameof(options), id, $"The replacement token id is outside the vocabulary [0, {model.Config.VocabSize}) of model '{model.Name}'.");

@@ -19,13 +19,24 @@ internal sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Int
     /// <summary>Class labels of a sequence classifier (from <c>id2label</c>, else <c>num_labels</c> placeholders); empty for other heads.</summary>
     public IReadOnlyList<string> Labels { get; init; } = [];
 
-    /// <summary>Whether the checkpoint is a <c>BertForSequenceClassification</c> (pooler plus a classifier layer).</summary>
-    public bool IsSequenceClassifier => Architectures.Contains("BertForSequenceClassification");
+    /// <summary>config.json's <c>model_type</c>: <c>bert</c>, <c>roberta</c> or <c>distilbert</c> (which name mapping and head the checkpoint uses).</summary>
+    public string ModelType { get; init; } = "bert";
+
+    /// <summary>RoBERTa's padding_idx: positions are padding_idx + 1 + (index among non-pad tokens), pads take padding_idx; null = 0..T−1.</summary>
+    public int? PositionPaddingId { get; init; }
+
+    /// <summary>Whether the checkpoint is a <c>*ForSequenceClassification</c> of its family (a dense layer on the first token, then a classifier layer).</summary>
+    public bool IsSequenceClassifier => Architectures.Any(a => a is "BertForSequenceClassification" or "RobertaForSequenceClassification" or "DistilBertForSequenceClassification");
 
     /// <inheritdoc />
     public override void Validate(string source)
     {
         base.Validate(source);
-        Positive(source, nameof(TypeVocabSize), TypeVocabSize);
+
+        // DistilBERT has no token type embeddings.
+        if (ModelType != "distilbert")
+        {
+            Positive(source, nameof(TypeVocabSize), TypeVocabSize);
+        }
     }
 }

@@ -34,6 +34,52 @@ internal static partial class BertWeights
     }
 
     /// <summary>
+    /// A checkpoint tensor's canonical BERT name for a family (<c>bert</c>, <c>roberta</c>, <c>distilbert</c>). RoBERTa's
+    /// classification head (dense + tanh + out_proj on &lt;s&gt;) has BERT's pooler + classifier shape and takes their names;
+    /// DistilBERT's layers and head (pre_classifier + ReLU + classifier) are renamed part by part.
+    /// </summary>
+    public static string Canonical(string name, string modelType)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        switch (modelType)
+        {
+            case "roberta":
+                name = name.StartsWith("roberta.", StringComparison.Ordinal) ? name["roberta.".Length..] : name;
+                return name.StartsWith("classifier.dense.", StringComparison.Ordinal) ? "pooler.dense." + name["classifier.dense.".Length..]
+                    : name.StartsWith("classifier.out_proj.", StringComparison.Ordinal) ? "classifier." + name["classifier.out_proj.".Length..]
+                    : name;
+            case "distilbert":
+                name = name.StartsWith("distilbert.", StringComparison.Ordinal) ? name["distilbert.".Length..] : name;
+                if (name.StartsWith("pre_classifier.", StringComparison.Ordinal))
+                {
+                    return "pooler.dense." + name["pre_classifier.".Length..];
+                }
+
+                var match = DistilBertLayer().Match(name);
+                if (!match.Success)
+                {
+                    return name;
+                }
+
+                string part = match.Groups[2].Value switch
+                {
+                    "attention.q_lin" => "attention.self.query",
+                    "attention.k_lin" => "attention.self.key",
+                    "attention.v_lin" => "attention.self.value",
+                    "attention.out_lin" => "attention.output.dense",
+                    "sa_layer_norm" => "attention.output.LayerNorm",
+                    "ffn.lin1" => "intermediate.dense",
+                    "ffn.lin2" => "output.dense",
+                    "output_layer_norm" => "output.LayerNorm",
+                    var other => other,
+                };
+                return $"encoder.layer.{match.Groups[1].Value}.{part}.{match.Groups[3].Value}";
+            default:
+                return Canonical(name);
+        }
+    }
+
+    /// <summary>
     /// Checks that every tensor the configuration needs exists with its shape (linear layers in
     /// either layout); the first missing or misshapen tensor is reported with expected and found shape.
     /// </summary>
@@ -48,7 +94,11 @@ internal static partial class BertWeights
         int d = config.HiddenSize;
         weights.Require("embeddings.word_embeddings.weight", config.VocabSize, d);
         weights.Require("embeddings.position_embeddings.weight", config.MaxPositions, d);
-        weights.Require("embeddings.token_type_embeddings.weight", config.TypeVocabSize, d);
+        if (config.TypeVocabSize > 0)
+        {
+            weights.Require("embeddings.token_type_embeddings.weight", config.TypeVocabSize, d);
+        }
+
         RequireNorm(weights, "embeddings.LayerNorm", d);
         for (int i = 0; i < config.Layers; i++)
         {
@@ -88,6 +138,10 @@ internal static partial class BertWeights
             }
         }
     }
+
+    // transformer.layer.{i}.{part}.{weight|bias}
+    [GeneratedRegex(@"^transformer\.layer\.(\d+)\.(.+)\.([^.]+)$")]
+    private static partial Regex DistilBertLayer();
 
     [GeneratedRegex(@"^encoder\.layer\.(\d+)\.")]
     private static partial Regex LayerIndex();

@@ -10,7 +10,10 @@ namespace Headlight.Models.Loading;
 /// </summary>
 internal static partial class HfCheckpoint
 {
-    /// <summary>Loads a BERT folder (<c>BertModel</c>, <c>BertForSequenceClassification</c>, sentence-transformers BERT models).</summary>
+    /// <summary>
+    /// Loads a BERT-shaped encoder folder (<c>BertModel</c>, <c>RobertaModel</c>, <c>DistilBertModel</c>, their
+    /// <c>*ForSequenceClassification</c> heads, sentence-transformers models of them), under BERT's tensor names.
+    /// </summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is missing.</exception>
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing, or a shape disagrees with the configuration.</exception>
     public static BertCheckpoint LoadBert(string folder)
@@ -22,7 +25,7 @@ internal static partial class HfCheckpoint
         var weights = new WeightSet(weightsPath);
         foreach (string stored in file.Names)
         {
-            string name = BertWeights.Canonical(stored);
+            string name = BertWeights.Canonical(stored, config.ModelType);
 
             // Checkpoints converted from TensorFlow name LayerNorm parameters gamma and beta.
             if (name.EndsWith("LayerNorm.gamma", StringComparison.Ordinal))

@@ -15,8 +15,8 @@ internal static class HfConfig
         var root = Root(path, document);
         return Family(path, root) switch
         {
-            "bert" => ParseBert(path, root),
-            _ => ParseGpt2(path, root),
+            "gpt2" => ParseGpt2(path, root),
+            var encoder => ParseEncoder(path, root, encoder),
         };
     }
 
@@ -28,7 +28,7 @@ internal static class HfConfig
         using var document = Json.Parse(path);
         var root = Root(path, document);
         string family = Family(path, root);
-        return family == "bert" ? ParseBert(path, root) : throw new ModelFormatException(path, "model_type", "a BERT configuration", family);
+        return family != "gpt2" ? ParseEncoder(path, root, family) : throw new ModelFormatException(path, "model_type", "a BERT, RoBERTa or DistilBERT configuration", family);
     }
 
     /// <summary>Reads a GPT-2 config.</summary>
@@ -57,7 +57,7 @@ internal static class HfConfig
         return root.ValueKind == JsonValueKind.Object ? root : throw new ModelFormatException(path, "(root)", "a JSON object", root.ValueKind.ToString());
     }
 
-    /// <summary>"bert" or "gpt2", from model_type when present, else from architectures.</summary>
+    /// <summary>"bert", "roberta", "distilbert" or "gpt2", from model_type when present, else from architectures.</summary>
     private static string Family(string path, JsonElement root)
     {
         string? modelType = Json.OptionalString(path, root, "model_type");
@@ -68,7 +68,8 @@ internal static class HfConfig
             {
                 "bert" => "bert",
                 "gpt2" => "gpt2",
-                _ => throw new ModelFormatException(path, "model_type", "\"bert\" or \"gpt2\"", $"\"{modelType}\""),
+                _ when EncoderFamilies.ContainsKey(modelType) => modelType,
+                _ => throw new ModelFormatException(path, "model_type", "\"bert\", \"roberta\", \"distilbert\" or \"gpt2\"", $"\"{modelType}\""),
             };
         }
 
@@ -87,11 +88,20 @@ internal static class HfConfig
             return "gpt2";
         }
 
-        throw new ModelFormatException(path, "architectures", "Bert* or GPT2* classes", "[" + string.Join(", ", architectures) + "]");
+        foreach (var (family, prefix) in EncoderFamilies)
+        {
+            if (architectures.All(a => a.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                return family;
+            }
+        }
+
+        throw new ModelFormatException(path, "architectures", "Bert*, Roberta*, DistilBert* or GPT2* classes", "[" + string.Join(", ", architectures) + "]");
     }
 
     private static BertConfig ParseBert(string path, JsonElement root)
     {
+        RefuseTokenClassifier(path, root);
         string act = Json.RequiredString(path, root, "hidden_act");
         var activation = ParseActivation(act) ?? throw new ModelFormatException(path, "hidden_act", "gelu, gelu_new, gelu_pytorch_tanh or relu", $"\"{act}\"");
         var config = new BertConfig(
@@ -121,6 +131,94 @@ internal static class HfConfig
         config.Validate(path);
         return config;
     }
+
+    // ---- RoBERTa and DistilBERT: BERT-shaped encoders with their own config keys ----
+
+    /// <summary>The encoder families besides BERT, by model_type, with their architectures' class prefix.</summary>
+    private static readonly Dictionary<string, string> EncoderFamilies = new(StringComparer.Ordinal)
+    {
+        ["roberta"] = "Roberta",
+        ["distilbert"] = "DistilBert",
+    };
+
+    private static BertConfig ParseEncoder(string path, JsonElement root, string family) => family switch
+    {
+        "roberta" => ParseRoberta(path, root),
+        "distilbert" => ParseDistilBert(path, root),
+        _ => ParseBert(path, root),
+    };
+
+    // RoBERTa has BERT's keys; positions count from pad_token_id + 1 (HF create_position_ids_from_input_ids).
+    private static BertConfig ParseRoberta(string path, JsonElement root)
+    {
+        int pad = 1;
+        if (root.TryGetProperty("pad_token_id", out var padElement) && padElement.ValueKind != JsonValueKind.Null)
+        {
+            pad = padElement.ValueKind == JsonValueKind.Number && padElement.TryGetInt32(out int p) && p >= 0
+                ? p
+                : throw new ModelFormatException(path, "pad_token_id", "a non-negative integer", padElement.GetRawText());
+        }
+
+        var config = ParseBert(path, root) with { ModelType = "roberta", PositionPaddingId = pad };
+        if (pad + 1 >= config.MaxPositions)
+        {
+            throw new ModelFormatException(path, "max_position_embeddings", $"more than pad_token_id + 1 = {pad + 1} (RoBERTa positions start after the pad row)", $"{config.MaxPositions}");
+        }
+
+        return config;
+    }
+
+    // DistilBERT: dim, n_layers, n_heads, hidden_dim, activation; no token types; LayerNorm eps fixed at 1e-12.
+    private static BertConfig ParseDistilBert(string path, JsonElement root)
+    {
+        RefuseTokenClassifier(path, root);
+        if (root.TryGetProperty("sinusoidal_pos_embds", out var sinusoidal) && sinusoidal.ValueKind == JsonValueKind.True)
+        {
+            throw new ModelFormatException(path, "sinusoidal_pos_embds", "false (learned position embeddings)", "true (sinusoidal positions are not supported yet)");
+        }
+
+        string act = root.TryGetProperty("activation", out _) ? Json.RequiredString(path, root, "activation") : "gelu";
+        var activation = ParseActivation(act) ?? throw new ModelFormatException(path, "activation", "gelu, gelu_new, gelu_pytorch_tanh or relu", $"\"{act}\"");
+        var config = new BertConfig(
+            Json.RequiredPositiveInt(path, root, "dim"),
+            Json.RequiredPositiveInt(path, root, "n_layers"),
+            Json.RequiredPositiveInt(path, root, "n_heads"),
+            Json.RequiredPositiveInt(path, root, "hidden_dim"),
+            activation,
+            Json.RequiredPositiveInt(path, root, "max_position_embeddings"),
+            1e-12,
+            Json.RequiredPositiveInt(path, root, "vocab_size"),
+            TypeVocabSize: 0)
+        {
+            Architectures = Json.OptionalStrings(path, root, "architectures"),
+            ModelType = "distilbert",
+        };
+
+        if (config.HiddenSize % config.Heads != 0)
+        {
+            throw new ModelFormatException(path, "n_heads", $"a divisor of dim {config.HiddenSize}", $"{config.Heads}");
+        }
+
+        if (config.IsSequenceClassifier)
+        {
+            config = config with { Labels = Labels(path, root) };
+        }
+
+        config.Validate(path);
+        return config;
+    }
+
+    // Token classification (NER) heads have per-token outputs that no target or command reads yet.
+    private static void RefuseTokenClassifier(string path, JsonElement root)
+    {
+        string? token = Json.OptionalStrings(path, root, "architectures").FirstOrDefault(a => a.EndsWith("ForTokenClassification", StringComparison.Ordinal));
+        if (token is not null)
+        {
+            throw new ModelFormatException(path, "architectures", "a base model or a *ForSequenceClassification head", $"{token} (token classification is not supported yet)");
+        }
+    }
+
+    // ---- end of RoBERTa and DistilBERT ----
 
     private static Gpt2Config ParseGpt2(string path, JsonElement root)
     {

@@ -8,6 +8,9 @@ namespace Headlight.Models.Loading;
 /// <param name="Dimension">The token vector width the pooling module declares (0 if it does not).</param>
 internal sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normalize, int Dimension)
 {
+    /// <summary><c>sentence_bert_config.json</c>'s <c>max_seq_length</c>: the tokenizer truncates to it; null when the file or key is absent.</summary>
+    public int? MaxSequenceLength { get; init; }
+
     private const string ModuleTypePrefix = "sentence_transformers.models.";
 
     /// <summary>
@@ -56,7 +59,29 @@ internal sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normali
         }
 
         var (pooling, dimension) = ReadPooling(Path.Combine(folder, poolingFolder, "config.json"));
-        return new SentenceEmbeddingConfig(pooling, normalize, dimension);
+        return new SentenceEmbeddingConfig(pooling, normalize, dimension) { MaxSequenceLength = ReadMaxSequenceLength(folder) };
+    }
+
+    /// <summary>max_seq_length from <c>sentence_bert_config.json</c> (null when absent or null; sentence-transformers then uses the tokenizer's limit).</summary>
+    /// <exception cref="ModelFormatException">The value is not a positive integer.</exception>
+    public static int? ReadMaxSequenceLength(string folder)
+    {
+        string path = Path.Combine(folder, "sentence_bert_config.json");
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        using var document = Json.Parse(path);
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new ModelFormatException(path, "(root)", "a JSON object", root.ValueKind.ToString());
+        }
+
+        return root.TryGetProperty("max_seq_length", out var value) && value.ValueKind != JsonValueKind.Null
+            ? Json.PositiveInt(path, value, "max_seq_length")
+            : null;
     }
 
     /// <summary>Reads a Pooling module's <c>config.json</c>.</summary>
@@ -105,7 +130,7 @@ internal sealed record SentenceEmbeddingConfig(PoolingMode Pooling, bool Normali
 
         if (modes[0].Mode is not { } found)
         {
-            throw new ModelFormatException(configPath, modes[0].Key, "cls, mean, max, mean_sqrt_len or lasttoken pooling", $"{modes[0].Key} (not supported)");
+            throw new ModelFormatException(configPath, modes[0].Key, "cls, mean, max, mean_sqrt_len or lasttoken pooling", $"{modes[0].Key} (not supported yet)");
         }
 
         int dimension = 0;

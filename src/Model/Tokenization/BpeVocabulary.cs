@@ -29,7 +29,7 @@ internal sealed class BpeVocabulary
     private readonly Dictionary<string, int> ids;
     private readonly int[] byteIds;
 
-    private BpeVocabulary(string[] tokens, Dictionary<string, int> ids, string source)
+    private BpeVocabulary(string[] tokens, Dictionary<string, int> ids, string source, string endOfText = EndOfText)
     {
         this.tokens = tokens;
         this.ids = ids;
@@ -52,9 +52,9 @@ internal sealed class BpeVocabulary
                 : throw new VocabularyFormatException(source, $"has no token '{single}' for byte 0x{b:X2} (a byte-level BPE vocabulary needs all 256)", null, single);
         }
 
-        EndOfTextId = ids.TryGetValue(EndOfText, out int eot)
+        EndOfTextId = ids.TryGetValue(endOfText, out int eot)
             ? eot
-            : throw new VocabularyFormatException(source, $"has no end-of-text token '{EndOfText}'", null, EndOfText);
+            : throw new VocabularyFormatException(source, $"has no end-of-text token '{endOfText}'", null, endOfText);
     }
 
     /// <summary>Number of tokens (ids run from 0 to this minus one).</summary>
@@ -113,7 +113,10 @@ internal sealed class BpeVocabulary
     /// a repeated token or id, a gap, a missing byte token or a missing &lt;|endoftext|&gt; throw
     /// <see cref="VocabularyFormatException"/> naming <paramref name="source"/>, the line and the token.
     /// </summary>
-    public static BpeVocabulary Load(Stream stream, string source)
+    public static BpeVocabulary Load(Stream stream, string source) => Load(stream, source, EndOfText);
+
+    /// <summary>As <see cref="Load(Stream, string)"/>, with another family's end-of-text token (RoBERTa's &lt;/s&gt;).</summary>
+    public static BpeVocabulary Load(Stream stream, string source, string endOfText)
     {
         byte[] json = ReadAll(stream);
         int bom = json.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0;
@@ -186,7 +189,7 @@ internal sealed class BpeVocabulary
                 : throw new VocabularyFormatException(source, $"has no token with id {id} (ids must run from 0 to {tokens.Length - 1} without gaps)", null, null);
         }
 
-        return new BpeVocabulary(tokens, ids, source);
+        return new BpeVocabulary(tokens, ids, source, endOfText);
 
         VocabularyFormatException Error(byte[] json, int bom, ref Utf8JsonReader reader, string problem, string? token)
         {

@@ -77,7 +77,11 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     /// </summary>
     /// <exception cref="FileNotFoundException">A file does not exist.</exception>
     /// <exception cref="VocabularyFormatException">A file is malformed (bad JSON, an id that is not a non-negative integer, a repeated token or id, a gap in the ids, a malformed or unknown merge), or the vocabulary lacks &lt;|endoftext|&gt; or a byte token; the message names the file, line and token.</exception>
-    public static Gpt2Tokenizer FromFiles(string vocabJsonPath, string mergesPath, Gpt2TokenizerOptions? options = null)
+    public static Gpt2Tokenizer FromFiles(string vocabJsonPath, string mergesPath, Gpt2TokenizerOptions? options = null) =>
+        FromFiles(vocabJsonPath, mergesPath, options, BpeVocabulary.EndOfText);
+
+    /// <summary>As the public overload, with another family's end-of-text token (RoBERTa's &lt;/s&gt;; then never GPT-2's own encoding).</summary>
+    internal static Gpt2Tokenizer FromFiles(string vocabJsonPath, string mergesPath, Gpt2TokenizerOptions? options, string endOfText)
     {
         ArgumentException.ThrowIfNullOrEmpty(vocabJsonPath);
         ArgumentException.ThrowIfNullOrEmpty(mergesPath);
@@ -91,24 +95,25 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
 
         using var vocab = File.OpenRead(vocabJsonPath);
         using var merges = File.OpenRead(mergesPath);
-        return FromStreams(vocab, merges, options, vocabJsonPath, mergesPath);
+        return FromStreams(vocab, merges, options, vocabJsonPath, mergesPath, allowTiktoken: endOfText == BpeVocabulary.EndOfText, endOfText);
     }
 
-    /// <summary>As <see cref="FromFiles"/>, from vocab.json and merges.txt content; the names identify them in errors.</summary>
-    /// <exception cref="VocabularyFormatException">See <see cref="FromFiles"/>.</exception>
+    /// <summary>As <see cref="FromFiles(string, string, Gpt2TokenizerOptions?)"/>, from vocab.json and merges.txt content; the names identify them in errors.</summary>
+    /// <exception cref="VocabularyFormatException">See <see cref="FromFiles(string, string, Gpt2TokenizerOptions?)"/>.</exception>
     public static Gpt2Tokenizer FromStreams(
         Stream vocabJson, Stream merges, Gpt2TokenizerOptions? options = null, string vocabName = "vocab.json", string mergesName = "merges.txt") =>
         FromStreams(vocabJson, merges, options, vocabName, mergesName, allowTiktoken: true);
 
     /// <summary>As the public overload; <paramref name="allowTiktoken"/> false forces the merges here even for GPT-2's files.</summary>
     internal static Gpt2Tokenizer FromStreams(
-        Stream vocabJson, Stream merges, Gpt2TokenizerOptions? options, string vocabName, string mergesName, bool allowTiktoken)
+        Stream vocabJson, Stream merges, Gpt2TokenizerOptions? options, string vocabName, string mergesName, bool allowTiktoken,
+        string endOfText = BpeVocabulary.EndOfText)
     {
         ArgumentNullException.ThrowIfNull(vocabJson);
         ArgumentNullException.ThrowIfNull(merges);
         ArgumentNullException.ThrowIfNull(vocabName);
         ArgumentNullException.ThrowIfNull(mergesName);
-        BpeVocabulary vocabulary = BpeVocabulary.Load(vocabJson, vocabName);
+        BpeVocabulary vocabulary = BpeVocabulary.Load(vocabJson, vocabName, endOfText);
         BpeMerges bpe = BpeMerges.Load(merges, mergesName, vocabulary);
         IBpeEncoder encoder = allowTiktoken && vocabulary.Count == Gpt2Tiktoken.VocabularySize && Gpt2Tiktoken.Instance.IsSameAs(vocabulary, bpe)
             ? Gpt2Tiktoken.Instance
