@@ -60,6 +60,13 @@ public sealed class Model : IDisposable
     /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
     public Tensor<float> WordEmbeddings => Live(weights.TokenEmbeddings);
 
+    /// <summary>
+    /// A decoder's output projection <c>[vocab, d]</c> (logits = final · thisᵀ): <see cref="WordEmbeddings"/> when the
+    /// LM head is tied, else the checkpoint's own <c>lm_head.weight</c>. Read it; writing changes the model.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float> OutputEmbeddings => Live(weights.OutputEmbeddings);
+
     /// <summary>BERT's pooler dense weight <c>[d, d]</c>, stored [in, out], or null when the model has no pooler.</summary>
     /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
     public Tensor<float>? PoolerWeight => Live(weights.PoolerWeight);
@@ -548,7 +555,7 @@ public sealed class Model : IDisposable
         if (Config.Family == ModelFamily.Gpt2Decoder)
         {
             using var output = Device.Allocate<float>(b, t, Config.VocabSize);
-            Gemm.Forward(state.Final!, weights.TokenEmbeddings, output, transposeB: true);
+            Gemm.Forward(state.Final!, weights.OutputEmbeddings, output, transposeB: true);
             logits = output.ToArray();
         }
 
@@ -690,6 +697,7 @@ public sealed class Model : IDisposable
             Labels = c.Labels,
             Pooling = pooling,
             NormalizeEmbedding = normalize,
+            IgnoredConfigKeys = c.IgnoredKeys,
         };
     }
 
@@ -704,6 +712,7 @@ public sealed class Model : IDisposable
         MaxPositions = c.MaxPositions,
         LayerNormEpsilon = (float)c.LayerNormEps,
         Activation = Gelu(c.Activation, source),
+        IgnoredConfigKeys = c.IgnoredKeys,
     };
 
     private static GeluForm Gelu(ActivationFunction activation, string source) => activation switch

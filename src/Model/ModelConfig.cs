@@ -61,6 +61,12 @@ public sealed record ModelConfig
     /// <summary>True when the sentence embedding is L2-normalised.</summary>
     public bool NormalizeEmbedding { get; init; }
 
+    /// <summary>
+    /// config.json keys the loader does not know (neither read nor known to leave the computation unchanged), in
+    /// file order: warnings, not errors. Keys known to change the computation are refused at load instead.
+    /// </summary>
+    public IReadOnlyList<string> IgnoredConfigKeys { get; init; } = [];
+
     /// <summary>Width of one head, <see cref="Hidden"/> / <see cref="Heads"/>.</summary>
     public int HeadDim => Hidden / Heads;
 

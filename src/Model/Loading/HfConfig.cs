@@ -106,6 +106,7 @@ internal static class HfConfig
             Json.RequiredPositiveInt(path, root, "type_vocab_size"))
         {
             Architectures = Json.OptionalStrings(path, root, "architectures"),
+            IgnoredKeys = HfConfigKeys.Check(path, "bert", root),
         };
 
         if (config.HiddenSize % config.Heads != 0)
@@ -144,6 +145,8 @@ internal static class HfConfig
             Json.RequiredPositiveInt(path, root, "vocab_size"))
         {
             Architectures = Json.OptionalStrings(path, root, "architectures"),
+            IgnoredKeys = HfConfigKeys.Check(path, "gpt2", root),
+            TieWordEmbeddings = HfConfigKeys.OptionalBool(path, root, "tie_word_embeddings", true),
         };
 
         if (config.HiddenSize % config.Heads != 0)
