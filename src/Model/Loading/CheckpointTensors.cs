@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
 
 namespace Headlight.Models.Loading;
 
@@ -47,9 +48,9 @@ internal static class CheckpointTensors
 
             return candidate switch
             {
-                "model.safetensors" => new SafeTensorsTensors(SafeTensorsFile.Open(path)),
+                "model.safetensors" => SafeTensorsTensors.Open(path),
                 "pytorch_model.bin" => TorchArchive.Open(path),
-                _ => ShardedTensors.Open(path, candidate.StartsWith("model.", StringComparison.Ordinal) ? p => new SafeTensorsTensors(SafeTensorsFile.Open(p)) : TorchArchive.Open),
+                _ => ShardedTensors.Open(path, candidate.StartsWith("model.", StringComparison.Ordinal) ? SafeTensorsTensors.Open : TorchArchive.Open),
             };
         }
 
@@ -111,18 +112,157 @@ internal static class CheckpointTensors
         name.Length > 0 && name != "." && name != ".." && name.IndexOfAny(['/', '\\', ':', '\0']) < 0 && !Path.IsPathRooted(name);
 }
 
-/// <summary>One safetensors file as <see cref="ICheckpointTensors"/>.</summary>
-internal sealed class SafeTensorsTensors(SafeTensorsFile file) : ICheckpointTensors
+/// <summary>
+/// One safetensors file as <see cref="ICheckpointTensors"/>. The header is validated through the memory-mapped
+/// <see cref="SafeTensorsFile"/>, which is unmapped at once; tensors are then read with positional reads straight
+/// into their float32 arrays, so no mapped page of the file adds to the memory the arrays take.
+/// </summary>
+internal sealed class SafeTensorsTensors : ICheckpointTensors
 {
-    public string SourcePath => file.FilePath;
+    private readonly SafeFileHandle handle;
+    private readonly IReadOnlyDictionary<string, SafeTensorInfo> tensors;
+    private readonly long dataStart;
 
-    public IReadOnlyList<string> Names => file.Names;
+    private SafeTensorsTensors(string path, SafeFileHandle handle, IReadOnlyDictionary<string, SafeTensorInfo> tensors, IReadOnlyList<string> names, long dataStart)
+    {
+        SourcePath = path;
+        this.handle = handle;
+        this.tensors = tensors;
+        Names = names;
+        this.dataStart = dataStart;
+    }
 
-    public SafeTensorInfo Info(string name) => file.Get(name);
+    public string SourcePath { get; }
 
-    public float[] ReadFloat32(string name) => file.ReadFloat32(name);
+    public IReadOnlyList<string> Names { get; }
 
-    public void Dispose() => file.Dispose();
+    /// <summary>Opens and validates a safetensors file.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ModelFormatException">The header is malformed or does not describe the data exactly.</exception>
+    public static SafeTensorsTensors Open(string path)
+    {
+        IReadOnlyDictionary<string, SafeTensorInfo> tensors;
+        IReadOnlyList<string> names;
+        using (var file = SafeTensorsFile.Open(path))
+        {
+            tensors = file.Tensors;
+            names = file.Names;
+        }
+
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        try
+        {
+            Span<byte> length = stackalloc byte[8];
+            TensorBytes.ReadExactly(handle, path, "header length", length, 0);
+            return new SafeTensorsTensors(path, handle, tensors, names, 8 + (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(length));
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    public SafeTensorInfo Info(string name) =>
+        tensors.TryGetValue(name, out var info) ? info : throw new ArgumentException($"{SourcePath}: no tensor named '{name}'.", nameof(name));
+
+    public float[] ReadFloat32(string name) => TensorBytes.ReadFloat32(handle, SourcePath, Info(name), dataStart + Info(name).DataOffset);
+
+    public void Dispose() => handle.Dispose();
+}
+
+/// <summary>Positional reads of tensor bytes into float32 arrays, converting F16, BF16 and F64 in chunks.</summary>
+internal static class TensorBytes
+{
+    private const int Chunk = 1 << 20;
+
+    /// <summary>Reads <paramref name="info"/>'s elements, stored from <paramref name="offset"/> in the file, as float32.</summary>
+    /// <exception cref="ModelFormatException">The tensor is not floating point, too large for one array, or the file ends early.</exception>
+    public static float[] ReadFloat32(SafeFileHandle handle, string path, SafeTensorInfo info, long offset)
+    {
+        int size = info.DType switch
+        {
+            SafeTensorsDType.F32 => 4,
+            SafeTensorsDType.F16 or SafeTensorsDType.BF16 => 2,
+            SafeTensorsDType.F64 => 8,
+            _ => throw new ModelFormatException(path, $"{info.Name}.dtype", "F32, F16, BF16 or F64 to read as float32", info.DType.ToString()),
+        };
+
+        if (info.ElementCount > Array.MaxLength)
+        {
+            throw new ModelFormatException(path, info.Name, $"at most {Array.MaxLength} elements to read into one array", $"{info.ElementCount}");
+        }
+
+        var result = new float[info.ElementCount];
+        byte[]? buffer = size == 4 ? null : System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk * size);
+        try
+        {
+            for (int done = 0; done < result.Length; done += Chunk)
+            {
+                int count = Math.Min(Chunk, result.Length - done);
+                var target = result.AsSpan(done, count);
+                long at = offset + ((long)done * size);
+                if (buffer is null)
+                {
+                    // float32 on a little-endian host: the bytes are the array's.
+                    ReadExactly(handle, path, info.Name, System.Runtime.InteropServices.MemoryMarshal.AsBytes(target), at);
+                    continue;
+                }
+
+                var bytes = buffer.AsSpan(0, count * size);
+                ReadExactly(handle, path, info.Name, bytes, at);
+                switch (info.DType)
+                {
+                    case SafeTensorsDType.F16:
+                        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes), target);
+                        break;
+                    case SafeTensorsDType.BF16:
+                        // bfloat16 is the high half of a float32's bits.
+                        var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes);
+                        for (int i = 0; i < halves.Length; i++)
+                        {
+                            target[i] = BitConverter.Int32BitsToSingle(halves[i] << 16);
+                        }
+
+                        break;
+                    default:
+                        var doubles = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(bytes);
+                        for (int i = 0; i < doubles.Length; i++)
+                        {
+                            target[i] = (float)doubles[i];
+                        }
+
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            if (buffer is not null)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>.</summary>
+    /// <exception cref="ModelFormatException">The file ends first (it changed after it was validated).</exception>
+    public static void ReadExactly(SafeFileHandle handle, string path, string field, Span<byte> destination, long offset)
+    {
+        while (!destination.IsEmpty)
+        {
+            int read = RandomAccess.Read(handle, destination, offset);
+            if (read <= 0)
+            {
+                throw new ModelFormatException(path, field, $"bytes up to {offset + destination.Length}", $"the file ending at {offset}");
+            }
+
+            destination = destination[read..];
+            offset += read;
+        }
+    }
 }
 
 /// <summary>
@@ -132,8 +272,7 @@ internal sealed class SafeTensorsTensors(SafeTensorsFile file) : ICheckpointTens
 /// tensor in two shards) and a shard name that is not a plain file name are errors naming the index and
 /// the tensor. Files in the folder the index does not name are not opened. <c>metadata.total_size</c> is
 /// not checked (writers compute it inconsistently). Every shard is validated when the set is opened;
-/// afterwards one shard at a time is memory-mapped (the one last read from), so reading the tensors in
-/// <see cref="Names"/> order keeps at most one shard's pages mapped beside the arrays already read.
+/// afterwards one shard at a time is open (the one last read from).
 /// </summary>
 internal sealed class ShardedTensors : ICheckpointTensors
 {

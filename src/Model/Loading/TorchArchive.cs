@@ -1,32 +1,24 @@
-using System.IO.MemoryMappedFiles;
-using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
-
 namespace Headlight.Models.Loading;
 
 /// <summary>
 /// A <c>pytorch_model.bin</c> written by <c>torch.save</c> (PyTorch ≥ 1.6): a zip archive of stored
 /// entries under one folder (<c>archive/</c> usually, any name in practice) holding <c>data.pkl</c>, the
 /// pickled state dict, and <c>data/&lt;key&gt;</c>, each storage's raw little-endian bytes. The pickle is
-/// read by <see cref="TorchPickle"/>, which executes nothing; storages are memory-mapped and each must
-/// hold exactly the elements its persistent id declares.
+/// read by <see cref="TorchPickle"/>, which executes nothing; each storage must hold exactly the elements its
+/// persistent id declares, and tensors are read with positional reads straight into their float32 arrays.
 /// </summary>
-internal sealed unsafe class TorchArchive : ICheckpointTensors
+internal sealed class TorchArchive : ICheckpointTensors
 {
     /// <summary>The largest <c>data.pkl</c> read (a BERT-large state dict pickles to tens of kilobytes).</summary>
     private const long MaxPickleLength = 64 << 20;
 
-    private readonly MemoryMappedFile map;
-    private readonly MemoryMappedViewAccessor view;
+    private readonly FileStream stream;
     private readonly Dictionary<string, (SafeTensorInfo Info, long Begin)> tensors;
-    private byte* pointer;
 
-    private TorchArchive(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* pointer, Dictionary<string, (SafeTensorInfo, long)> tensors, List<string> names)
+    private TorchArchive(string path, FileStream stream, Dictionary<string, (SafeTensorInfo, long)> tensors, List<string> names)
     {
         SourcePath = path;
-        this.map = map;
-        this.view = view;
-        this.pointer = pointer;
+        this.stream = stream;
         this.tensors = tensors;
         Names = names;
     }
@@ -115,21 +107,7 @@ internal sealed unsafe class TorchArchive : ICheckpointTensors
                 names.Add(name);
             }
 
-            var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            MemoryMappedViewAccessor? view = null;
-            try
-            {
-                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-                byte* p = null;
-                view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-                return new TorchArchive(path, map, view, p + view.PointerOffset, tensors, names);
-            }
-            catch
-            {
-                view?.Dispose();
-                map.Dispose();
-                throw;
-            }
+            return new TorchArchive(path, stream, tensors, names);
         }
         catch
         {
@@ -143,62 +121,10 @@ internal sealed unsafe class TorchArchive : ICheckpointTensors
     public float[] ReadFloat32(string name)
     {
         var (info, begin) = Entry(name);
-        ObjectDisposedException.ThrowIf(pointer == null, this);
-        if (info.ElementCount > Array.MaxLength)
-        {
-            throw new ModelFormatException(SourcePath, name, $"at most {Array.MaxLength} elements to read into one array", $"{info.ElementCount}");
-        }
-
-        var result = new float[info.ElementCount];
-        int size = SafeTensorsFile.ElementSize(info.DType);
-        const int Chunk = 1 << 24;
-        for (long done = 0; done < result.Length; done += Chunk)
-        {
-            int count = (int)Math.Min(Chunk, result.Length - done);
-            var bytes = new ReadOnlySpan<byte>(pointer + begin + (done * size), count * size);
-            var target = result.AsSpan((int)done, count);
-            switch (info.DType)
-            {
-                case SafeTensorsDType.F32:
-                    MemoryMarshal.Cast<byte, float>(bytes).CopyTo(target);
-                    break;
-                case SafeTensorsDType.F16:
-                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(bytes), target);
-                    break;
-                case SafeTensorsDType.BF16:
-                    var halves = MemoryMarshal.Cast<byte, ushort>(bytes);
-                    for (int i = 0; i < halves.Length; i++)
-                    {
-                        target[i] = BitConverter.Int32BitsToSingle(halves[i] << 16);
-                    }
-
-                    break;
-                case SafeTensorsDType.F64:
-                    var doubles = MemoryMarshal.Cast<byte, double>(bytes);
-                    for (int i = 0; i < doubles.Length; i++)
-                    {
-                        target[i] = (float)doubles[i];
-                    }
-
-                    break;
-                default:
-                    throw new ModelFormatException(SourcePath, $"{name}.dtype", "a floating-point storage to read as float32", info.DType.ToString());
-            }
-        }
-
-        return result;
+        return TensorBytes.ReadFloat32(stream.SafeFileHandle, SourcePath, info, begin);
     }
 
-    public void Dispose()
-    {
-        if (pointer != null)
-        {
-            pointer = null;
-            view.SafeMemoryMappedViewHandle.ReleasePointer();
-            view.Dispose();
-            map.Dispose();
-        }
-    }
+    public void Dispose() => stream.Dispose();
 
     private (SafeTensorInfo Info, long Begin) Entry(string name) =>
         tensors.TryGetValue(name, out var e) ? e : throw new ArgumentException($"{SourcePath}: no tensor named '{name}'.", nameof(name));
