@@ -85,8 +85,10 @@ public sealed class Model : IDisposable
 
     /// <summary>
     /// Loads a model: a catalogue name (<c>minilm</c>, <c>arcticxs</c>), a Hugging Face folder
-    /// (<c>config.json</c> + <c>model.safetensors</c>, BERT or GPT-2) or a BERT <c>.onnx</c> file
-    /// (with <c>vocab.txt</c> beside it for text input).
+    /// (<c>config.json</c> + <c>model.safetensors</c>, sharded safetensors with <c>model.safetensors.index.json</c>,
+    /// or <c>pytorch_model.bin</c>; BERT or GPT-2) or a BERT <c>.onnx</c> file (with <c>vocab.txt</c> beside it
+    /// for text input). A config.json key whose value changes the computation in a way Headlight does not
+    /// implement is refused; unknown keys are listed in <see cref="ModelConfig.IgnoredConfigKeys"/>.
     /// </summary>
     /// <param name="nameOrPath">What to load.</param>
     /// <param name="device">Where to put it; null opens <see cref="Device.Open(string?)"/>'s default, owned by the model.</param>

@@ -31,6 +31,16 @@ internal sealed record ConfigKeyRule(string Key, ConfigKeyUse Use, Func<JsonElem
 /// </summary>
 internal static class HfConfigKeys
 {
+    // BERT's rows (shared by RoBERTa); declared before Families, which reads them.
+    private static readonly ConfigKeyRule[] BertKeys =
+    [
+        .. Honoured("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "vocab_size"),
+        .. Inert(
+            "hidden_dropout_prob", "attention_probs_dropout_prob", "directionality", "output_past", "tie_word_embeddings",
+            "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"),
+        new("position_embedding_type", ConfigKeyUse.Checked, e => e.ValueKind == JsonValueKind.String && e.GetString() == "absolute", "\"absolute\" (relative_key and relative_key_query attention are not implemented)"),
+    ];
+
     /// <summary>Rows every family shares: bookkeeping, generation and training settings that a forward pass does not read.</summary>
     public static readonly ConfigKeyRule[] Common =
     [
@@ -57,13 +67,14 @@ internal static class HfConfigKeys
     /// <summary>Each family's own rows, by <c>model_type</c>.</summary>
     public static readonly Dictionary<string, ConfigKeyRule[]> Families = new(StringComparer.Ordinal)
     {
-        ["bert"] =
+        ["bert"] = BertKeys,
+        // RoBERTa has BERT's keys (pad_token_id also places its positions).
+        ["roberta"] = BertKeys,
+        ["distilbert"] =
         [
-            .. Honoured("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "vocab_size"),
-            .. Inert(
-                "hidden_dropout_prob", "attention_probs_dropout_prob", "directionality", "output_past", "tie_word_embeddings",
-                "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"),
-            new("position_embedding_type", ConfigKeyUse.Checked, e => e.ValueKind == JsonValueKind.String && e.GetString() == "absolute", "\"absolute\" (relative_key and relative_key_query attention are not implemented)"),
+            .. Honoured("dim", "n_layers", "n_heads", "hidden_dim", "activation", "max_position_embeddings", "vocab_size"),
+            .. Inert("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout", "tie_weights_", "output_past"),
+            new("sinusoidal_pos_embds", ConfigKeyUse.Checked, IsFalse, "false (learned position embeddings)"),
         ],
         ["gpt2"] =
         [
