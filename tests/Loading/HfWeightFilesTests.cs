@@ -187,6 +187,46 @@ public sealed class HfWeightFilesTests : IDisposable
     }
 
     [Fact]
+    public void Bert_pytorch_bin_with_prefix_gamma_beta_buffers_and_mlm_head_loads()
+    {
+        string reference = TinyBertFolder("bert-st");
+        using var source = SafeTensorsFile.Open(Path.Combine(reference, "model.safetensors"));
+        var storages = new Dictionary<string, Storage>();
+        var tensors = new List<Tensor>();
+        void Add(string name, string type, long[] shape, byte[] bytes)
+        {
+            string key = $"{storages.Count}";
+            long numel = shape.Aggregate(1L, (a, b) => a * b);
+            storages[key] = new(key, type, numel, bytes);
+            tensors.Add(new(name, key, 0, shape));
+        }
+
+        foreach (string name in source.Names)
+        {
+            // As bert-base-uncased's .bin: a bert. prefix and TensorFlow's gamma / beta LayerNorm names.
+            string stored = "bert." + name.Replace("LayerNorm.weight", "LayerNorm.gamma", StringComparison.Ordinal).Replace("LayerNorm.bias", "LayerNorm.beta", StringComparison.Ordinal);
+            Add(stored, "FloatStorage", source.Tensors[name].Shape.ToArray(), source.RawBytes(name).ToArray());
+        }
+
+        Add("bert.embeddings.position_ids", "LongStorage", [1, 16], Enumerable.Range(0, 16).SelectMany(i => BitConverter.GetBytes((long)i)).ToArray());
+        Add("cls.predictions.bias", "FloatStorage", [20], LoadingFiles.F32(new float[20]));
+
+        string folder = temp.File("bert-bin");
+        Directory.CreateDirectory(folder);
+        File.Copy(Path.Combine(reference, "config.json"), Path.Combine(folder, "config.json"));
+        File.WriteAllBytes(Path.Combine(folder, "pytorch_model.bin"), Archive("archive", Pickle(tensors, storages), storages.Values));
+
+        var loaded = HfCheckpoint.LoadBert(folder).Weights;
+        Assert.Equal(source.ReadFloat32("embeddings.LayerNorm.weight"), loaded["embeddings.LayerNorm.weight"].Data.ToArray());
+        Assert.False(loaded.Contains("embeddings.position_ids"));
+
+        using var a = Headlight.Models.Model.Load(reference, Backends.Require("cpu"));
+        using var b = Headlight.Models.Model.Load(folder, Backends.Require("cpu"));
+        int[] ids = [1, 7, 3, 19, 2];
+        Assert.Equal(a.Forward(a.FromIds([ids])).LastHiddenState, b.Forward(b.FromIds([ids])).LastHiddenState);
+    }
+
+    [Fact]
     public void Hostile_pytorch_bin_files_are_refused_without_executing_anything()
     {
         var storages = new Dictionary<string, Storage> { ["0"] = new("0", "FloatStorage", 4, LoadingFiles.F32(1, 2, 3, 4)) };
