@@ -264,6 +264,12 @@ public sealed class HfWeightFilesTests : IDisposable
             Assert.Equal([1f, 2, 3, 4], ok.ReadFloat32("w"));
         }
 
+        // Zip64 records, as torch writes past 4 GiB, read the same.
+        using (var ok64 = TorchArchive.Open(Write("zip64", Archive("archive", good, storages.Values, zip64: true))))
+        {
+            Assert.Equal([1f, 2, 3, 4], ok64.ReadFloat32("w"));
+        }
+
         // The classic payload: GLOBAL os system, REDUCE with a command.
         var evil = new PickleBuilder().Op(0x80).Op(2).Global("os", "system").Op('(').Unicode("touch /tmp/pwned").Op('t').Op('R').Op('.').ToArray();
         Refused("os-system", Archive("archive", evil, storages.Values), "GLOBAL os.system");

@@ -64,17 +64,21 @@ internal static class TorchBinWriter
     }
 
     /// <summary>A complete archive: entries under <paramref name="folder"/>; <paramref name="method"/> is written as the compression method of every entry (0 = stored).</summary>
-    public static byte[] Archive(string folder, byte[] pickle, IEnumerable<Storage> storages, ushort method = 0)
+    public static byte[] Archive(string folder, byte[] pickle, IEnumerable<Storage> storages, ushort method = 0, bool zip64 = false)
     {
         var entries = new List<(string, byte[])> { ($"{folder}/data.pkl", pickle) };
         entries.AddRange(storages.Select(s => ($"{folder}/data/{s.Key}", s.Bytes)));
         entries.Add(($"{folder}/version", Encoding.ASCII.GetBytes("3\n")));
         entries.Add(($"{folder}/byteorder", Encoding.ASCII.GetBytes("little")));
-        return Zip(entries, method);
+        return Zip(entries, method, zip64);
     }
 
-    /// <summary>A zip archive of stored entries, data aligned to 64 bytes.</summary>
-    public static byte[] Zip(IEnumerable<(string Name, byte[] Data)> entries, ushort method = 0)
+    /// <summary>
+    /// A zip archive of stored entries, data aligned to 64 bytes. With <paramref name="zip64"/> the central directory
+    /// gives sizes and offsets as 0xFFFFFFFF with the values in a zip64 extra field, and the end record points to a
+    /// zip64 end record through its locator, as writers do past 4 GiB.
+    /// </summary>
+    public static byte[] Zip(IEnumerable<(string Name, byte[] Data)> entries, ushort method = 0, bool zip64 = false)
     {
         var file = new MemoryStream();
         var central = new MemoryStream();
@@ -113,14 +117,56 @@ internal static class TorchBinWriter
             BinaryPrimitives.WriteUInt32LittleEndian(c.AsSpan(24), (uint)data.Length);
             BinaryPrimitives.WriteUInt16LittleEndian(c.AsSpan(28), (ushort)nameBytes.Length);
             BinaryPrimitives.WriteUInt32LittleEndian(c.AsSpan(42), (uint)local);
+            byte[] extra64 = [];
+            if (zip64)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(c.AsSpan(20), 0xFFFFFFFF);
+                BinaryPrimitives.WriteUInt32LittleEndian(c.AsSpan(24), 0xFFFFFFFF);
+                BinaryPrimitives.WriteUInt32LittleEndian(c.AsSpan(42), 0xFFFFFFFF);
+                extra64 = new byte[4 + 24];
+                BinaryPrimitives.WriteUInt16LittleEndian(extra64, 1);
+                BinaryPrimitives.WriteUInt16LittleEndian(extra64.AsSpan(2), 24);
+                BinaryPrimitives.WriteInt64LittleEndian(extra64.AsSpan(4), data.Length);
+                BinaryPrimitives.WriteInt64LittleEndian(extra64.AsSpan(12), data.Length);
+                BinaryPrimitives.WriteInt64LittleEndian(extra64.AsSpan(20), local);
+                BinaryPrimitives.WriteUInt16LittleEndian(c.AsSpan(30), (ushort)extra64.Length);
+            }
+
             central.Write(c);
             central.Write(nameBytes);
+            central.Write(extra64);
             count++;
         }
 
         long directory = file.Length;
         central.Position = 0;
         central.CopyTo(file);
+        if (zip64)
+        {
+            long record = file.Length;
+            var r = new byte[56];
+            BinaryPrimitives.WriteUInt32LittleEndian(r, 0x06064b50);
+            BinaryPrimitives.WriteInt64LittleEndian(r.AsSpan(4), 44);
+            BinaryPrimitives.WriteInt64LittleEndian(r.AsSpan(24), count);
+            BinaryPrimitives.WriteInt64LittleEndian(r.AsSpan(32), count);
+            BinaryPrimitives.WriteInt64LittleEndian(r.AsSpan(40), central.Length);
+            BinaryPrimitives.WriteInt64LittleEndian(r.AsSpan(48), directory);
+            file.Write(r);
+            var locator = new byte[20];
+            BinaryPrimitives.WriteUInt32LittleEndian(locator, 0x07064b50);
+            BinaryPrimitives.WriteInt64LittleEndian(locator.AsSpan(8), record);
+            BinaryPrimitives.WriteUInt32LittleEndian(locator.AsSpan(16), 1);
+            file.Write(locator);
+            var end64 = new byte[22];
+            BinaryPrimitives.WriteUInt32LittleEndian(end64, 0x06054b50);
+            BinaryPrimitives.WriteUInt16LittleEndian(end64.AsSpan(8), 0xFFFF);
+            BinaryPrimitives.WriteUInt16LittleEndian(end64.AsSpan(10), 0xFFFF);
+            BinaryPrimitives.WriteUInt32LittleEndian(end64.AsSpan(12), 0xFFFFFFFF);
+            BinaryPrimitives.WriteUInt32LittleEndian(end64.AsSpan(16), 0xFFFFFFFF);
+            file.Write(end64);
+            return file.ToArray();
+        }
+
         var end = new byte[22];
         BinaryPrimitives.WriteUInt32LittleEndian(end, 0x06054b50);
         BinaryPrimitives.WriteUInt16LittleEndian(end.AsSpan(8), (ushort)count);
