@@ -369,6 +369,11 @@ public sealed class HfWeightFilesTests : IDisposable
 
         Assert.NotEqual(tiedLogits, untiedLogits);
         Assert.Equal(head, withHead.OutputEmbeddings.ToArray());
+
+        // Explanations read the same head: the explained next-token logit is the untied model's.
+        var explained = Headlight.Explain.Explainer.Explain(withHead, withHead.FromIds([ids]), new Headlight.Explain.NextTokenLogitTarget(9, 2), new Headlight.Explain.SaliencyOptions());
+        Assert.Equal(untiedLogits[(2 * v) + 9], explained.Rows[0].TargetValue, 4);
+        Assert.NotEqual(tiedLogits[(2 * v) + 9], explained.Rows[0].TargetValue, 4);
         Assert.Equal(wte, withHead.WordEmbeddings.ToArray());
 
         // tie_word_embeddings true: a stored lm_head.weight is what transformers overwrites with wte.
