@@ -714,6 +714,7 @@ public sealed class Model : IDisposable
         MaxPositions = c.MaxPositions,
         LayerNormEpsilon = (float)c.LayerNormEps,
         Activation = Gelu(c.Activation, source),
+        HasUntiedHead = !c.TieWordEmbeddings,
         IgnoredConfigKeys = c.IgnoredKeys,
     };
 

@@ -369,6 +369,8 @@ public sealed class HfWeightFilesTests : IDisposable
 
         Assert.NotEqual(tiedLogits, untiedLogits);
         Assert.Equal(head, withHead.OutputEmbeddings.ToArray());
+        Assert.True(withHead.Config.HasUntiedHead);
+        Assert.Equal(plain.Config.ParameterCount + (v * d), withHead.Config.ParameterCount);
 
         // Explanations read the same head: the explained next-token logit is the untied model's.
         var explained = Headlight.Explain.Explainer.Explain(withHead, withHead.FromIds([ids]), new Headlight.Explain.NextTokenLogitTarget(9, 2), new Headlight.Explain.SaliencyOptions());
