@@ -308,6 +308,11 @@ public sealed class HfWeightFilesTests : IDisposable
         var escaping = new Dictionary<string, Storage> { ["../x"] = new("../x", "FloatStorage", 4, LoadingFiles.F32(1, 2, 3, 4)) };
         Refused("escaping-key", Archive("archive", Pickle([new Tensor("w", "../x", 0, [2, 2])], escaping), storages.Values), "archive/data/../x", "no such entry");
 
+        // Many views of one storage: each fits, together they declare far more than the file holds.
+        var large = new Dictionary<string, Storage> { ["0"] = new("0", "FloatStorage", 1024, new byte[4096]) };
+        byte[] views = Pickle(Enumerable.Range(0, 64).Select(i => new Tensor($"w{i}", "0", 0, [32, 32])), large);
+        Refused("many-views", Archive("archive", views, large.Values), "(state dict)", "at most twice");
+
         // Non-contiguous strides (a transposed view) are refused rather than read wrongly.
         Refused("strided", Archive("archive", Pickle([new Tensor("w", "0", 0, [2, 2], Stride: [1, 2])], storages), storages.Values), "_rebuild_tensor_v2", "contiguous");
 

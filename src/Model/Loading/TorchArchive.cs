@@ -94,6 +94,7 @@ internal sealed class TorchArchive : ICheckpointTensors
             var stateDict = TorchPickle.ReadStateDict(pickleName, StoredZip.Read(stream, pickle.DataOffset, (int)pickle.Length), Storage);
             var tensors = new Dictionary<string, (SafeTensorInfo, long)>(StringComparer.Ordinal);
             var names = new List<string>();
+            long total = 0;
             foreach (var (name, t) in stateDict)
             {
                 int size = SafeTensorsFile.ElementSize(t.Storage.DType);
@@ -105,6 +106,14 @@ internal sealed class TorchArchive : ICheckpointTensors
                 }
 
                 names.Add(name);
+                total += count * size;
+            }
+
+            // Views may share a storage (a tied head and wte), but a pickle could point many views at one
+            // large storage: what the tensors declare is held to twice what the archive holds.
+            if (total > 2 * stream.Length)
+            {
+                throw new ModelFormatException(pickleName, "(state dict)", $"tensors totalling at most twice the archive's {stream.Length} bytes", $"{total} bytes of views");
             }
 
             return new TorchArchive(path, stream, tensors, names);
