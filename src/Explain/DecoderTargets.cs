@@ -46,7 +46,7 @@ public sealed record LogitDifferenceTarget(int TokenA, int TokenB, int? Position
     public void EvaluateRelevance(TargetContext context, double epsilon) => LrpHeads.LmHead(context, Position, TokenA, TokenB, epsilon);
 }
 
-/// <summary>The tied LM head for single logits: the gradient of <c>final·wte[a] (− final·wte[b])</c> is that row (difference).</summary>
+/// <summary>The LM head for single logits: the gradient of <c>final·head[a] (− final·head[b])</c> is that row (difference); head is wte when tied.</summary>
 internal static class DecoderHead
 {
     public static string Where(int? position) => position is { } p ? $"position {p}" : "the last token";
@@ -82,7 +82,7 @@ internal static class DecoderHead
 
     public static void Evaluate(TargetContext context, int? position, int tokenA, int? tokenB)
     {
-        var table = context.Model.WordEmbeddings;
+        var table = context.Model.OutputEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)

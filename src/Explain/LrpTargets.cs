@@ -105,10 +105,10 @@ internal static class LrpHeads
         }
     }
 
-    // Tied LM head: F = h[p]·w with w = wte[a] (− wte[b]), one linear unit without bias.
+    // LM head: F = h[p]·w with w = head[a] (− head[b]), head = wte when tied; one linear unit without bias.
     public static void LmHead(TargetContext context, int? position, int tokenA, int? tokenB, double epsilon)
     {
-        var table = context.Model.WordEmbeddings;
+        var table = context.Model.OutputEmbeddings;
         float[] a = HostWeights.Row(table, tokenA);
         float[]? b = tokenB is { } id ? HostWeights.Row(table, id) : null;
         for (int r = 0; r < context.Rows; r++)

@@ -40,6 +40,8 @@ internal sealed class DeviceWeights : IDisposable
     private DeviceWeights() { }
 
     public required Tensor<float> TokenEmbeddings { get; init; }          // [vocab, d]; also the tied LM head of decoders
+    public Tensor<float>? UntiedHead { get; init; }                       // [vocab, d] GPT-2 lm_head.weight when tie_word_embeddings is false
+    public Tensor<float> OutputEmbeddings => UntiedHead ?? TokenEmbeddings; // [vocab, d] logits = final · OutputEmbeddingsᵀ
     public required Tensor<float> PositionEmbeddings { get; init; }       // [positions, d]
     public Tensor<float>? TokenTypeEmbeddings { get; init; }              // [types, d]
     public Tensor<float>? EmbeddingNormGamma { get; init; }               // [d] BERT
@@ -156,6 +158,7 @@ internal sealed class DeviceWeights : IDisposable
             var weights = new DeviceWeights
             {
                 TokenEmbeddings = Table("wte.weight", config.VocabSize, d),
+                UntiedHead = source.Contains("lm_head.weight") ? Table("lm_head.weight", config.VocabSize, d) : null,
                 PositionEmbeddings = Table("wpe.weight", config.MaxPositions, d),
                 FinalNormGamma = Upload(Vector("ln_f.weight", d), d),
                 FinalNormBeta = Upload(Vector("ln_f.bias", d), d),

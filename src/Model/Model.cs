@@ -60,6 +60,13 @@ public sealed class Model : IDisposable
     /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
     public Tensor<float> WordEmbeddings => Live(weights.TokenEmbeddings);
 
+    /// <summary>
+    /// A decoder's output projection <c>[vocab, d]</c> (logits = final · thisᵀ): <see cref="WordEmbeddings"/> when the
+    /// LM head is tied, else the checkpoint's own <c>lm_head.weight</c>. Read it; writing changes the model.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    public Tensor<float> OutputEmbeddings => Live(weights.OutputEmbeddings);
+
     /// <summary>BERT's pooler dense weight <c>[d, d]</c>, stored [in, out], or null when the model has no pooler.</summary>
     /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
     public Tensor<float>? PoolerWeight => Live(weights.PoolerWeight);
@@ -78,8 +85,10 @@ public sealed class Model : IDisposable
 
     /// <summary>
     /// Loads a model: a catalogue name (<c>minilm</c>, <c>arcticxs</c>), a Hugging Face folder
-    /// (<c>config.json</c> + <c>model.safetensors</c>, BERT or GPT-2) or a BERT <c>.onnx</c> file
-    /// (with <c>vocab.txt</c> beside it for text input).
+    /// (<c>config.json</c> + <c>model.safetensors</c>, sharded safetensors with <c>model.safetensors.index.json</c>,
+    /// or <c>pytorch_model.bin</c>; BERT or GPT-2) or a BERT <c>.onnx</c> file (with <c>vocab.txt</c> beside it
+    /// for text input). A config.json key whose value changes the computation in a way Headlight does not
+    /// implement is refused; unknown keys are listed in <see cref="ModelConfig.IgnoredConfigKeys"/>.
     /// </summary>
     /// <param name="nameOrPath">What to load.</param>
     /// <param name="device">Where to put it; null opens <see cref="Device.Open(string?)"/>'s default, owned by the model.</param>
@@ -562,7 +571,7 @@ public sealed class Model : IDisposable
         if (Config.Family == ModelFamily.Gpt2Decoder)
         {
             using var output = Device.Allocate<float>(b, t, Config.VocabSize);
-            Gemm.Forward(state.Final!, weights.TokenEmbeddings, output, transposeB: true);
+            Gemm.Forward(state.Final!, weights.OutputEmbeddings, output, transposeB: true);
             logits = output.ToArray();
         }
 
@@ -726,6 +735,7 @@ public sealed class Model : IDisposable
             Labels = c.Labels,
             Pooling = pooling,
             NormalizeEmbedding = normalize,
+            IgnoredConfigKeys = c.IgnoredKeys,
         };
     }
 
@@ -753,6 +763,8 @@ public sealed class Model : IDisposable
         MaxPositions = c.MaxPositions,
         LayerNormEpsilon = (float)c.LayerNormEps,
         Activation = Gelu(c.Activation, source),
+        HasUntiedHead = !c.TieWordEmbeddings,
+        IgnoredConfigKeys = c.IgnoredKeys,
     };
 
     private static GeluForm Gelu(ActivationFunction activation, string source) => activation switch

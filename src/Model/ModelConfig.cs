@@ -89,6 +89,15 @@ public sealed record ModelConfig
     /// <summary>True when the sentence embedding is L2-normalised.</summary>
     public bool NormalizeEmbedding { get; init; }
 
+    /// <summary>True when a decoder's output projection is its own <c>lm_head.weight</c> rather than the word embeddings.</summary>
+    public bool HasUntiedHead { get; init; }
+
+    /// <summary>
+    /// config.json keys the loader does not know (neither read nor known to leave the computation unchanged), in
+    /// file order: warnings, not errors. Keys known to change the computation are refused at load instead.
+    /// </summary>
+    public IReadOnlyList<string> IgnoredConfigKeys { get; init; } = [];
+
     /// <summary>Width of one head, <see cref="Hidden"/> / <see cref="Heads"/>.</summary>
     public int HeadDim => Hidden / Heads;
 
@@ -105,7 +114,8 @@ public sealed record ModelConfig
             long embeddings = ((long)VocabSize + MaxPositions + TypeVocabSize) * d + (2 * d);
             long pooler = HasPooler ? (d * d) + d : 0;
             long classifier = NumLabels > 0 ? (d * NumLabels) + NumLabels : 0;
-            return (Layers * perLayer) + embeddings + pooler + classifier;
+            long head = HasUntiedHead ? VocabSize * d : 0;
+            return (Layers * perLayer) + embeddings + pooler + classifier + head;
         }
     }
 

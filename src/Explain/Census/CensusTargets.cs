@@ -353,7 +353,7 @@ internal sealed class TextLikelihoodTarget : ITarget
         int seq = context.SequenceLength;
         int d = context.Hidden;
         int v = model.Config.VocabSize;
-        var table = model.WordEmbeddings;
+        var table = model.OutputEmbeddings;
         var inputs = batch ?? throw new InvalidOperationException("Prepare was not called.");
         var ids = inputs.InputIds.Span;
         var device = model.Device;

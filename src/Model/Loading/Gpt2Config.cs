@@ -1,6 +1,6 @@
 namespace Headlight.Models.Loading;
 
-/// <summary>A GPT-2 decoder's configuration (pre-LayerNorm blocks, causal attention, LM head tied to the token embeddings).</summary>
+/// <summary>A GPT-2 decoder's configuration (pre-LayerNorm blocks, causal attention, LM head tied to the token embeddings unless <see cref="TieWordEmbeddings"/> is false).</summary>
 /// <param name="HiddenSize">n_embd.</param>
 /// <param name="Layers">n_layer.</param>
 /// <param name="Heads">n_head.</param>
@@ -14,4 +14,7 @@ internal sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int Int
 {
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
     public IReadOnlyList<string> Architectures { get; init; } = [];
+
+    /// <summary>tie_word_embeddings (default true): when false the checkpoint's own <c>lm_head.weight</c> [vocab, d] is the output projection.</summary>
+    public bool TieWordEmbeddings { get; init; } = true;
 }

@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 namespace Headlight.Models.Loading;
 
 /// <summary>
-/// Loads Hugging Face model folders (<c>config.json</c> + <c>model.safetensors</c> + tokenizer
+/// Loads Hugging Face model folders (<c>config.json</c> + weights (see <see cref="CheckpointTensors"/>) + tokenizer
 /// files): reads the configuration, maps tensor names to Headlight's canonical names, and checks
 /// every tensor the configuration needs exists with its shape.
 /// </summary>
@@ -12,16 +12,17 @@ internal static partial class HfCheckpoint
 {
     /// <summary>
     /// Loads a BERT-shaped encoder folder (<c>BertModel</c>, <c>RobertaModel</c>, <c>DistilBertModel</c>, their
-    /// <c>*ForSequenceClassification</c> heads, sentence-transformers models of them), under BERT's tensor names.
+    /// <c>*ForSequenceClassification</c> heads, sentence-transformers models of them), under BERT's tensor names,
+    /// from model.safetensors, a sharded set or pytorch_model.bin.
     /// </summary>
-    /// <exception cref="FileNotFoundException">config.json or model.safetensors is missing.</exception>
+    /// <exception cref="FileNotFoundException">config.json or every weight file (<see cref="CheckpointTensors.Candidates"/>) is missing.</exception>
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing, or a shape disagrees with the configuration.</exception>
     public static BertCheckpoint LoadBert(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
         var config = HfConfig.ReadBert(Path.Combine(folder, "config.json"));
-        string weightsPath = Path.Combine(folder, "model.safetensors");
-        using var file = SafeTensorsFile.Open(weightsPath);
+        using var file = CheckpointTensors.Open(folder);
+        string weightsPath = file.SourcePath;
         var weights = new WeightSet(weightsPath);
         foreach (string stored in file.Names)
         {
@@ -37,7 +38,7 @@ internal static partial class HfCheckpoint
                 name = name[..^"beta".Length] + "bias";
             }
 
-            var info = file.Tensors[stored];
+            var info = file.Info(stored);
             if (!IsFloat(info.DType))
             {
                 // position_ids and similar integer buffers are not weights.
@@ -60,25 +61,31 @@ internal static partial class HfCheckpoint
         return new BertCheckpoint(folder, config, weights, vocabPath, sentence);
     }
 
-    /// <summary>Loads a GPT-2 folder; skips the causal-mask buffers (<c>attn.bias</c>, <c>attn.masked_bias</c>) and the tied <c>lm_head.weight</c>.</summary>
-    /// <exception cref="FileNotFoundException">config.json or model.safetensors is missing.</exception>
+    /// <summary>
+    /// Loads a GPT-2 folder; skips the causal-mask buffers (<c>attn.bias</c>, <c>attn.masked_bias</c>). With
+    /// <c>tie_word_embeddings</c> true (the default) a stored <c>lm_head.weight</c> is skipped, as transformers
+    /// ties it to <c>wte</c>; with false it is required and becomes the output projection.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">config.json or every weight file (<see cref="CheckpointTensors.Candidates"/>) is missing.</exception>
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing, or a shape disagrees with the configuration.</exception>
     public static Gpt2Checkpoint LoadGpt2(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
         var config = HfConfig.ReadGpt2(Path.Combine(folder, "config.json"));
-        string weightsPath = Path.Combine(folder, "model.safetensors");
-        using var file = SafeTensorsFile.Open(weightsPath);
+        using var file = CheckpointTensors.Open(folder);
+        string weightsPath = file.SourcePath;
         var weights = new WeightSet(weightsPath);
         foreach (string stored in file.Names)
         {
             string name = stored.StartsWith("transformer.", StringComparison.Ordinal) ? stored["transformer.".Length..] : stored;
-            if (MaskBuffer().IsMatch(name) || name == "lm_head.weight")
+
+            // A tied head is wte itself (transformers overwrites lm_head.weight with it), so a stored copy is not read.
+            if (MaskBuffer().IsMatch(name) || (name == "lm_head.weight" && config.TieWordEmbeddings))
             {
                 continue;
             }
 
-            var info = file.Tensors[stored];
+            var info = file.Info(stored);
             if (!IsFloat(info.DType))
             {
                 throw new ModelFormatException(weightsPath, $"{stored}.dtype", "a floating-point weight", info.DType.ToString());
@@ -89,6 +96,16 @@ internal static partial class HfCheckpoint
         }
 
         ValidateGpt2(weights, config);
+        if (!config.TieWordEmbeddings)
+        {
+            if (!weights.Contains("lm_head.weight"))
+            {
+                throw new ModelFormatException(weightsPath, "lm_head.weight", $"an untied LM head [{config.VocabSize}, {config.HiddenSize}], as config.json sets tie_word_embeddings: false", "no such tensor");
+            }
+
+            weights.Require("lm_head.weight", config.VocabSize, config.HiddenSize);
+        }
+
         string vocab = Path.Combine(folder, "vocab.json");
         string merges = Path.Combine(folder, "merges.txt");
         return new Gpt2Checkpoint(folder, config, weights, File.Exists(vocab) ? vocab : null, File.Exists(merges) ? merges : null);

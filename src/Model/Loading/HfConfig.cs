@@ -116,6 +116,7 @@ internal static class HfConfig
             Json.RequiredPositiveInt(path, root, "type_vocab_size"))
         {
             Architectures = Json.OptionalStrings(path, root, "architectures"),
+            IgnoredKeys = HfConfigKeys.Check(path, "bert", root),
         };
 
         if (config.HiddenSize % config.Heads != 0)
@@ -192,6 +193,7 @@ internal static class HfConfig
         {
             Architectures = Json.OptionalStrings(path, root, "architectures"),
             ModelType = "distilbert",
+            IgnoredKeys = HfConfigKeys.Check(path, "distilbert", root),
         };
 
         if (config.HiddenSize % config.Heads != 0)
@@ -242,6 +244,8 @@ internal static class HfConfig
             Json.RequiredPositiveInt(path, root, "vocab_size"))
         {
             Architectures = Json.OptionalStrings(path, root, "architectures"),
+            IgnoredKeys = HfConfigKeys.Check(path, "gpt2", root),
+            TieWordEmbeddings = HfConfigKeys.OptionalBool(path, root, "tie_word_embeddings", true),
         };
 
         if (config.HiddenSize % config.Heads != 0)

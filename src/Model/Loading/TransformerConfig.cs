@@ -14,6 +14,9 @@ internal abstract record TransformerConfig(int HiddenSize, int Layers, int Heads
     /// <summary>The width of one head: <see cref="HiddenSize"/> / <see cref="Heads"/>.</summary>
     public int HeadDim => Heads > 0 ? HiddenSize / Heads : 0;
 
+    /// <summary>config.json keys the loader neither reads nor knows to be inert (see <see cref="HfConfigKeys"/>); empty when none.</summary>
+    public IReadOnlyList<string> IgnoredKeys { get; init; } = [];
+
     /// <summary>Checks sizes are positive, the width splits into heads and epsilon is positive.</summary>
     /// <param name="source">The file or description named in errors.</param>
     /// <exception cref="ModelFormatException">A value is out of range.</exception>
