@@ -13,7 +13,12 @@ internal static class Program
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
-    /// <summary>Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage error).</summary>
+    /// <summary>
+    /// Runs one command line; returns the exit code: 0 ok, 1 a runtime failure (bad model files,
+    /// device errors, out of memory), 2 a usage error (unknown command or option, a value out of
+    /// range, an output path that cannot be written). Every failure is one line on
+    /// <paramref name="error"/>, never a stack trace.
+    /// </summary>
     internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         try
@@ -36,20 +41,39 @@ internal static class Program
         }
         catch (UsageException e)
         {
-            error.WriteLine($"headlight: {e.Message}");
+            error.WriteLine($"headlight: {OneLine(e.Message)}");
             return 2;
         }
-        catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
-            or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
+        catch (OutOfMemoryException)
         {
-            error.WriteLine($"headlight: {Message(e)}");
+            error.WriteLine("headlight: out of memory: try a smaller input, batch or model, or another --device.");
+            return 1;
+        }
+        catch (Exception e)
+        {
+            // Every other failure: one line, no stack trace (a bug shows its exception type too).
+            bool expected = e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
+                or InvalidOperationException or UnauthorizedAccessException or NotSupportedException or OperationCanceledException
+                or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException;
+            string message = OneLine(Message(e));
+            error.WriteLine(expected ? $"headlight: {message}" : $"headlight: {message} ({e.GetType().Name})");
             return 1;
         }
     }
 
+    // Multi-line messages (inner exceptions, aggregated failures) become one line.
+    private static string OneLine(string message) =>
+        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
     // ArgumentException appends " (Parameter 'x')"; a command-line user needs only the sentence.
+    // An AggregateException (parallel work) is reported by its first inner failure.
     private static string Message(Exception e)
     {
+        while (e is AggregateException { InnerExceptions.Count: > 0 } aggregate)
+        {
+            e = aggregate.InnerExceptions[0];
+        }
+
         string message = e.Message;
         if (e is ArgumentException { ParamName: { } name })
         {
