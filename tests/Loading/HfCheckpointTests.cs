@@ -130,6 +130,26 @@ public sealed class HfCheckpointTests : IDisposable
         LoadingFiles.ThrowsFormat(() => HfCheckpoint.LoadBert(folder), Path.Combine(folder, "vocab.txt"), "lines");
     }
 
+    [Theory]
+    [InlineData(100_000_000)]
+    [InlineData(int.MaxValue)]
+    [InlineData(3)]
+    public void Num_labels_other_than_the_classifiers_rows_fail_before_reading_weights(int labels)
+    {
+        string folder = BertFolder("labels" + labels, classifier: true, f16: false);
+        string config = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["num_labels"] = labels;
+        File.WriteAllText(config, json.ToJsonString());
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = LoadingFiles.ThrowsFormat(() => HfCheckpoint.LoadBert(folder), config, "num_labels");
+        Assert.InRange(clock.ElapsedMilliseconds, 0, 5000);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 20_000_000);
+        Assert.Contains("classifier.weight", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"{labels}", e.Found, StringComparison.Ordinal);
+    }
+
     private static float[] Values(string name, int count) => TestData.Uniform(name.Aggregate(17, (h, c) => unchecked((h * 31) + c)) & 0xFFFF, count);
 
     private static JsonObject BertConfigJson(int layers, bool classifier)

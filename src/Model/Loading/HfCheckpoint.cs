@@ -35,6 +35,16 @@ public static partial class HfCheckpoint
         var config = HfConfig.ReadBert(Path.Combine(folder, "config.json"));
         string weightsPath = Path.Combine(folder, "model.safetensors");
         using var file = SafeTensorsFile.Open(weightsPath);
+
+        // The labels the config counts must be the classifier's rows, checked before any weight is read.
+        string? classifier = file.Names.FirstOrDefault(n => BertWeights.Canonical(n) == "classifier.weight");
+        if (config.IsSequenceClassifier && classifier is not null && file.Tensors[classifier] is { Shape.Count: 2 } head && head.Shape[0] != config.Labels.Count)
+        {
+            string key = config.Labels is PlaceholderLabels ? "num_labels" : "id2label";
+            throw new ModelFormatException(
+                Path.Combine(folder, "config.json"), key, $"{head.Shape[0]} labels, the rows of {classifier} {head.ShapeText} in {weightsPath}", $"{config.Labels.Count}");
+        }
+
         var weights = new WeightSet(weightsPath);
         foreach (string stored in file.Names)
         {

@@ -34,22 +34,67 @@ public abstract record TransformerConfig(int HiddenSize, int Layers, int Heads, 
     /// <exception cref="ModelFormatException">A value is out of range.</exception>
     public virtual void Validate(string source)
     {
-        Positive(source, nameof(HiddenSize), HiddenSize);
-        Positive(source, nameof(Layers), Layers);
-        Positive(source, nameof(Heads), Heads);
-        Positive(source, nameof(IntermediateSize), IntermediateSize);
-        Positive(source, nameof(MaxPositions), MaxPositions);
-        Positive(source, nameof(VocabSize), VocabSize);
+        Positive(source, Key(nameof(HiddenSize)), HiddenSize);
+        Positive(source, Key(nameof(Layers)), Layers);
+        Positive(source, Key(nameof(Heads)), Heads);
+        Positive(source, Key(nameof(IntermediateSize)), IntermediateSize);
+        Positive(source, Key(nameof(MaxPositions)), MaxPositions);
+        Positive(source, Key(nameof(VocabSize)), VocabSize);
         if (HiddenSize % Heads != 0)
         {
-            throw new ModelFormatException(source, nameof(Heads), $"a divisor of the hidden size {HiddenSize}", $"{Heads}");
+            throw new ModelFormatException(source, Key(nameof(Heads)), $"a divisor of {Key(nameof(HiddenSize))} {HiddenSize}", $"{Heads}");
         }
 
-        if (!double.IsFinite(LayerNormEps) || LayerNormEps <= 0)
+        // The float the kernels use must hold it: 1e300 is finite as a double, infinite as a float.
+        if (!double.IsFinite(LayerNormEps) || LayerNormEps <= 0 || !float.IsFinite((float)LayerNormEps) || (float)LayerNormEps <= 0)
         {
-            throw new ModelFormatException(source, nameof(LayerNormEps), "a positive number", $"{LayerNormEps}");
+            throw new ModelFormatException(source, Key(nameof(LayerNormEps)), "a positive number a 32-bit float holds (1.2e-38 to 3.4e38)", LayerNormEps.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        // Every weight matrix the sizes imply must fit one tensor (checked 64-bit products).
+        Fits(source, nameof(HiddenSize), 3L * HiddenSize, "3·{0} (the fused q, k, v width)", int.MaxValue);
+        Fits(source, nameof(HiddenSize), 3L * HiddenSize * HiddenSize, "3·{0}² (the q, k, v weights)", Array.MaxLength);
+        Fits(source, nameof(IntermediateSize), (long)HiddenSize * IntermediateSize, $"{Key(nameof(HiddenSize))}·{{0}} (a feed-forward weight)", Array.MaxLength);
+        Fits(source, nameof(VocabSize), (long)VocabSize * HiddenSize, $"{{0}}·{Key(nameof(HiddenSize))} (the token embeddings)", Array.MaxLength);
+        Fits(source, nameof(MaxPositions), (long)MaxPositions * HiddenSize, $"{{0}}·{Key(nameof(HiddenSize))} (the position embeddings)", Array.MaxLength);
+    }
+
+    /// <summary>The config.json key of a property: errors name what the user wrote.</summary>
+    private protected string Key(string property) => (this is Gpt2Config, property) switch
+    {
+        (false, nameof(HiddenSize)) => "hidden_size",
+        (false, nameof(Layers)) => "num_hidden_layers",
+        (false, nameof(Heads)) => "num_attention_heads",
+        (false, nameof(IntermediateSize)) => "intermediate_size",
+        (false, nameof(MaxPositions)) => "max_position_embeddings",
+        (false, nameof(LayerNormEps)) => "layer_norm_eps",
+        (false, "TypeVocabSize") => "type_vocab_size",
+        (true, nameof(HiddenSize)) => "n_embd",
+        (true, nameof(Layers)) => "n_layer",
+        (true, nameof(Heads)) => "n_head",
+        (true, nameof(IntermediateSize)) => "n_inner",
+        (true, nameof(MaxPositions)) => "n_positions",
+        (true, nameof(LayerNormEps)) => "layer_norm_epsilon",
+        (_, nameof(VocabSize)) => "vocab_size",
+        _ => property,
+    };
+
+    private void Fits(string source, string property, long value, string what, long limit)
+    {
+        if (value > limit)
+        {
+            string key = Key(property);
+            throw new ModelFormatException(source, key, string.Format(System.Globalization.CultureInfo.InvariantCulture, what, key) + $" of at most {limit} elements", $"{value} from {key} = {Size(property)}");
         }
     }
+
+    private int Size(string property) => property switch
+    {
+        nameof(HiddenSize) => HiddenSize,
+        nameof(IntermediateSize) => IntermediateSize,
+        nameof(VocabSize) => VocabSize,
+        _ => MaxPositions,
+    };
 
     /// <summary>Throws unless <paramref name="value"/> is positive.</summary>
     protected static void Positive(string source, string field, int value)
@@ -87,7 +132,7 @@ public sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Inter
     public override void Validate(string source)
     {
         base.Validate(source);
-        Positive(source, nameof(TypeVocabSize), TypeVocabSize);
+        Positive(source, Key(nameof(TypeVocabSize)), TypeVocabSize);
     }
 }
 
@@ -232,10 +277,18 @@ public static class HfConfig
         string act = Json.RequiredString(path, root, "activation_function");
         var activation = ParseActivation(act) ?? throw new ModelFormatException(path, "activation_function", "gelu_new, gelu, gelu_pytorch_tanh or relu", $"\"{act}\"");
         int embed = Json.RequiredPositiveInt(path, root, "n_embd");
-        int inner = 4 * embed;
+        int inner;
         if (root.TryGetProperty("n_inner", out var innerElement) && innerElement.ValueKind != JsonValueKind.Null)
         {
             inner = Json.PositiveInt(path, innerElement, "n_inner");
+        }
+        else if (4L * embed > int.MaxValue)
+        {
+            throw new ModelFormatException(path, "n_embd", $"at most {int.MaxValue / 4} when n_inner is null (the inner width is 4·n_embd)", $"{embed}");
+        }
+        else
+        {
+            inner = 4 * embed;
         }
 
         var config = new Gpt2Config(
@@ -261,7 +314,7 @@ public static class HfConfig
     }
 
     /// <summary>Class labels from id2label ({"0": "NEGATIVE", …}, ids 0..n-1), else num_labels (default 2) placeholders.</summary>
-    private static string[] Labels(string path, JsonElement root)
+    private static IReadOnlyList<string> Labels(string path, JsonElement root)
     {
         if (root.TryGetProperty("id2label", out var map) && map.ValueKind == JsonValueKind.Object)
         {
@@ -284,7 +337,28 @@ public static class HfConfig
             return labels.Values.ToArray();
         }
 
+        // Made on demand: num_labels alone must not cost memory (100,000,000 labels took 12.5 GB).
         int count = root.TryGetProperty("num_labels", out var n) ? Json.PositiveInt(path, n, "num_labels") : 2;
-        return Enumerable.Range(0, count).Select(i => $"LABEL_{i}").ToArray();
+        return new PlaceholderLabels(count);
     }
+}
+
+/// <summary>The labels LABEL_0 … LABEL_{n−1} that Hugging Face gives a classifier without id2label, each made when read.</summary>
+internal sealed class PlaceholderLabels(int count) : IReadOnlyList<string>
+{
+    public int Count => count;
+
+    public string this[int index] => (uint)index < (uint)count
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"LABEL_{index}")
+        : throw new ArgumentOutOfRangeException(nameof(index), index, $"labels are 0 to {count - 1}");
+
+    public IEnumerator<string> GetEnumerator()
+    {
+        for (int i = 0; i < count; i++)
+        {
+            yield return this[i];
+        }
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }
