@@ -112,6 +112,8 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
+
+            Exit codes: 0 ok, 1 runtime failure (model files, device, memory), 2 usage error (options, output paths).
             """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
             + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help);
         return 0;
