@@ -49,11 +49,18 @@ internal static class Program
             error.WriteLine("headlight: out of memory: try a smaller input, batch or model, or another --device.");
             return 1;
         }
-        catch (Exception e)
+        catch (Exception caught)
         {
             // Every other failure: one line, no stack trace (a bug shows its exception type too).
+            // An AggregateException (parallel work) is reported by its first inner failure.
+            var e = caught;
+            while (e is AggregateException { InnerExceptions.Count: > 0 } aggregate)
+            {
+                e = aggregate.InnerExceptions[0];
+            }
+
             bool expected = e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
-                or InvalidOperationException or UnauthorizedAccessException or NotSupportedException or OperationCanceledException
+                or InvalidOperationException or UnauthorizedAccessException or NotSupportedException or OperationCanceledException or OutOfMemoryException
                 or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException;
             string message = OneLine(Message(e));
             error.WriteLine(expected ? $"headlight: {message}" : $"headlight: {message} ({e.GetType().Name})");
@@ -66,14 +73,8 @@ internal static class Program
         string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     // ArgumentException appends " (Parameter 'x')"; a command-line user needs only the sentence.
-    // An AggregateException (parallel work) is reported by its first inner failure.
     private static string Message(Exception e)
     {
-        while (e is AggregateException { InnerExceptions.Count: > 0 } aggregate)
-        {
-            e = aggregate.InnerExceptions[0];
-        }
-
         string message = e.Message;
         if (e is ArgumentException { ParamName: { } name })
         {
