@@ -17,6 +17,10 @@ internal static class BenchCommand
     private const int DefaultRuns = 30;
     private const double DefaultWarmupSeconds = 1.5;
 
+    // The stated cap: a benchmark plans at most half of the device's memory (the rest is for
+    // the model's weights, the runtime's pools and everything else on the machine).
+    private const double MemoryShare = 0.5;
+
     public static int Run(CliArgs cli, TextWriter output)
     {
         string what = cli.Positional.Count == 1 ? cli.Positional[0] : throw new UsageException("Usage: headlight bench forward|gemm [--model M] [--device D] [--batch B] [--seq T] [--runs N] [--warmup S] [--shape MxKxN] [--json].");
@@ -68,6 +72,12 @@ internal static class BenchCommand
             throw new UsageException($"--seq {s.Seq} exceeds the model's {c.MaxTokens} positions.");
         }
 
+        // The forward state per token (residual stream, q/k/v, attention and FFN activations, norm
+        // statistics) and the host copy of the output; attention keeps no T×T matrix.
+        long tokens = (long)s.Batch * s.Seq;
+        long perToken = checked((15L * c.Hidden) + (2L * c.Intermediate) + c.Heads + 8);
+        CheckMemory(model.Device, $"bench forward --batch {s.Batch} --seq {s.Seq}", checked(4 * tokens * perToken),
+            checked(tokens * Math.Max(c.Intermediate, 3L * c.Hidden)));
         var batch = model.FromIds(RandomIds(c, s.Batch, s.Seq));
         var hidden = new float[(long)s.Batch * s.Seq * c.Hidden];
         var timing = Measure("forward", ForwardFlops(c, s.Batch, s.Seq), s, () => model.Forward(batch, hidden));
@@ -85,6 +95,7 @@ internal static class BenchCommand
         int m = s.Batch * s.Seq;
         int d = c.Hidden;
         int inner = c.Intermediate;
+        CheckMemory(device, $"bench gemm --batch {s.Batch} --seq {s.Seq}", checked(4L * m * ((6L * d) + (3L * inner))), checked((long)m * Math.Max(inner, 3L * d)));
         var epilogue = c.Activation == GeluForm.Erf ? Epilogue.GeluErf : Epilogue.GeluTanh;
         var timings = new List<Timing>();
         using (var x = Filled(device, 1, m, d))
@@ -119,7 +130,17 @@ internal static class BenchCommand
         int m = int.Parse(parts[0], CultureInfo.InvariantCulture);
         int k = int.Parse(parts[1], CultureInfo.InvariantCulture);
         int n = int.Parse(parts[2], CultureInfo.InvariantCulture);
+        long largest = Math.Max((long)m * k, Math.Max((long)k * n, (long)m * n));
+        if (largest > Array.MaxLength)
+        {
+            throw new UsageException(string.Create(CultureInfo.InvariantCulture, $"--shape {shape}: a matrix of {largest:N0} elements exceeds the {Array.MaxLength:N0} one tensor may hold."));
+        }
+
         using var device = Device.Open(deviceName);
+
+        // a, b and c on the device, a and b staged on the host, and (cpu) b packed once more.
+        long bytes = checked(4 * ((2L * m * k) + (3L * k * n) + ((long)m * n)));
+        CheckMemory(device, $"bench gemm --shape {shape}", bytes, largest);
         var timings = new List<Timing>();
         using (var a = Filled(device, 1, m, k))
         using (var b = Filled(device, 2, k, n))
@@ -135,6 +156,22 @@ internal static class BenchCommand
 
         Report(output, json, "gemm", null, device, s, timings);
         return 0;
+    }
+
+    // Fails before any allocation when the planned buffers exceed the cap or one tensor's limit.
+    private static void CheckMemory(Device device, string what, long bytes, long largestTensor)
+    {
+        if (largestTensor > Array.MaxLength)
+        {
+            throw new UsageException(string.Create(CultureInfo.InvariantCulture, $"{what}: one buffer would need {largestTensor:N0} elements, more than the {Array.MaxLength:N0} a tensor may hold; use smaller sizes."));
+        }
+
+        long memory = Device.List().FirstOrDefault(i => i.Name == device.Name)?.MemoryBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > memory * MemoryShare)
+        {
+            throw new UsageException(string.Create(CultureInfo.InvariantCulture,
+                $"{what} needs about {bytes / 1e9:F1} GB, more than half the {memory / 1e9:F1} GB of {device.Name}; use smaller sizes."));
+        }
     }
 
     private static Headlight.Models.Model Load(string modelName, string? deviceName)
@@ -234,7 +271,7 @@ internal static class BenchCommand
             return DefaultWarmupSeconds;
         }
 
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) || seconds < 0 || seconds > 600)
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) || !(seconds >= 0 && seconds <= 600))
         {
             throw new UsageException($"--warmup must be seconds from 0 to 600, got '{text}'.");
         }

@@ -86,10 +86,16 @@ internal sealed class CliArgs
         return flags.Contains(name);
     }
 
+    /// <summary>The value of <c>--name</c>, or null when not given; an empty value is a usage error.</summary>
     public string? Option(string name)
     {
         used.Add(name);
-        return options.TryGetValue(name, out var v) ? v : null;
+        if (!options.TryGetValue(name, out var v))
+        {
+            return null;
+        }
+
+        return v.Length > 0 ? v : throw new UsageException($"Option --{name} needs a value, got an empty string.");
     }
 
     public string Option(string name, string fallback) => Option(name) ?? fallback;

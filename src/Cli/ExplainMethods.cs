@@ -170,7 +170,7 @@ internal static class ExplainMethods
             string? text = values[name];
             return text is null
                 ? fallback
-                : double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : throw new UsageException($"--{name} must be a number, not '{text}'.");
+                : double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v) ? v : throw new UsageException($"--{name} must be a finite number, not '{text}'.");
         }
     }
 }

@@ -41,6 +41,8 @@ internal static class ExplainReportCommand
         var methods = ExplainMethods.Read(cli);
         var color = TerminalColors.Decide(cli, output);
         cli.RejectUnknown();
+        OutputPaths.CheckFile("html", html);
+        OutputPaths.CheckDirectory("png", png);
 
         if (census && html is null)
         {

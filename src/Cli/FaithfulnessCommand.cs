@@ -45,6 +45,7 @@ internal static class FaithfulnessCommand
         };
         var methods = ExplainMethods.Read(cli);
         cli.RejectUnknown();
+        OutputPaths.CheckFile("svg", svg);
         if (cli.Positional.Count > 0)
         {
             throw new UsageException("'faithfulness' takes no text arguments: give --corpus FILE, or use the built-in pairs.");

@@ -42,6 +42,7 @@ internal static class HeadsCommand
         int batchTokens = cli.IntOption("batch-tokens", 4096, 1, 1 << 24);
         string? outDir = cli.Option("out");
         cli.RejectUnknown();
+        OutputPaths.CheckDirectory("out", outDir);
 
         IReadOnlyList<string> models;
         if (compare)

@@ -78,8 +78,18 @@ internal sealed class ModelOptions
         foreach (string row in text.Split(';', StringSplitOptions.TrimEntries))
         {
             var ids = new List<int>();
-            foreach (string part in row.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            foreach (string part in row.Split(',', StringSplitOptions.TrimEntries))
             {
+                if (part.Length == 0 && row.Length > 0)
+                {
+                    throw new UsageException($"--ids: '{row}' has an empty id between commas.");
+                }
+
+                if (part.Length == 0)
+                {
+                    continue;
+                }
+
                 if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out int id))
                 {
                     throw new UsageException($"--ids: '{part}' is not an integer token id.");

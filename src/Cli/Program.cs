@@ -13,7 +13,12 @@ internal static class Program
 
     private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
-    /// <summary>Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage error).</summary>
+    /// <summary>
+    /// Runs one command line; returns the exit code: 0 ok, 1 a runtime failure (bad model files,
+    /// device errors, out of memory), 2 a usage error (unknown command or option, a value out of
+    /// range, an output path that cannot be written). Every failure is one line on
+    /// <paramref name="error"/>, never a stack trace.
+    /// </summary>
     internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         try
@@ -36,16 +41,36 @@ internal static class Program
         }
         catch (UsageException e)
         {
-            error.WriteLine($"headlight: {e.Message}");
+            error.WriteLine($"headlight: {OneLine(e.Message)}");
             return 2;
         }
-        catch (Exception e) when (e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
-            or InvalidOperationException or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException)
+        catch (OutOfMemoryException)
         {
-            error.WriteLine($"headlight: {Message(e)}");
+            error.WriteLine("headlight: out of memory: try a smaller input, batch or model, or another --device.");
+            return 1;
+        }
+        catch (Exception caught)
+        {
+            // Every other failure: one line, no stack trace (a bug shows its exception type too).
+            // An AggregateException (parallel work) is reported by its first inner failure.
+            var e = caught;
+            while (e is AggregateException { InnerExceptions.Count: > 0 } aggregate)
+            {
+                e = aggregate.InnerExceptions[0];
+            }
+
+            bool expected = e is ArgumentException or DeviceNotFoundException or IOException or InvalidDataException or FormatException
+                or InvalidOperationException or UnauthorizedAccessException or NotSupportedException or OperationCanceledException or OutOfMemoryException
+                or Headlight.Models.ModelFormatException or Headlight.Models.Tokenization.VocabularyFormatException;
+            string message = OneLine(Message(e));
+            error.WriteLine(expected ? $"headlight: {message}" : $"headlight: {message} ({e.GetType().Name})");
             return 1;
         }
     }
+
+    // Multi-line messages (inner exceptions, aggregated failures) become one line.
+    private static string OneLine(string message) =>
+        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     // ArgumentException appends " (Parameter 'x')"; a command-line user needs only the sentence.
     private static string Message(Exception e)
@@ -89,6 +114,8 @@ internal static class Program
               --truncate                                cut texts longer than the model's positions instead of failing
               --device auto|cpu|ilgpu-cpu|opencl|cuda   where to run (default: $HEADLIGHT_DEVICE or auto)
               --json                                    machine-readable output on stdout
+
+            Exit codes: 0 ok, 1 runtime failure (model files, device, memory), 2 usage error (options, output paths).
             """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
             + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help);
         return 0;

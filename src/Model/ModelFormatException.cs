@@ -13,7 +13,7 @@ public sealed class ModelFormatException : Exception
     /// <param name="found">What this file holds there.</param>
     /// <param name="innerException">The parser's own exception, if any.</param>
     public ModelFormatException(string filePath, string field, string expected, string found, Exception? innerException = null)
-        : base($"{filePath}: {field}: expected {expected}, found {found}.", innerException)
+        : base($"{filePath}: {field}: expected {expected}, found {found.TrimEnd('.')}.", innerException)
     {
         FilePath = filePath;
         Field = field;

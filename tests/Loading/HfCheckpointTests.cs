@@ -130,6 +130,98 @@ public sealed class HfCheckpointTests : IDisposable
         LoadingFiles.ThrowsFormat(() => HfCheckpoint.LoadBert(folder), Path.Combine(folder, "vocab.txt"), "lines");
     }
 
+    [Theory]
+    [InlineData(100_000_000)]
+    [InlineData(int.MaxValue)]
+    [InlineData(3)]
+    public void Num_labels_other_than_the_classifiers_rows_fail_before_reading_weights(int labels)
+    {
+        string folder = BertFolder("labels" + labels, classifier: true, f16: false);
+        string config = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["num_labels"] = labels;
+        File.WriteAllText(config, json.ToJsonString());
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = LoadingFiles.ThrowsFormat(() => HfCheckpoint.LoadBert(folder), config, "num_labels");
+        Assert.InRange(clock.ElapsedMilliseconds, 0, 5000);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 20_000_000);
+        Assert.Contains("classifier.weight", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"{labels}", e.Found, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false, float.NaN, 5)]
+    [InlineData(false, float.PositiveInfinity, 0)]
+    [InlineData(true, float.NegativeInfinity, 95)]
+    public void A_weight_holding_nan_or_infinity_is_rejected_naming_tensor_and_index(bool f16, float bad, int index)
+    {
+        string folder = BertFolder("nonfinite" + index, classifier: false, f16);
+        string path = Path.Combine(folder, "model.safetensors");
+        const string Tensor = "bert.encoder.layer.1.output.dense.weight";
+        var entries = new List<(string, string, long[], byte[])>();
+        using (var source = SafeTensorsFile.Open(path))
+        {
+            foreach (string name in source.Names)
+            {
+                var info = source.Tensors[name];
+                byte[] bytes = source.RawBytes(name).ToArray();
+                if (name == Tensor)
+                {
+                    if (f16)
+                    {
+                        BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(2 * index), (Half)bad);
+                    }
+                    else
+                    {
+                        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * index), bad);
+                    }
+                }
+
+                entries.Add((name, info.DType.ToString(), info.Shape.ToArray(), bytes));
+            }
+        }
+
+        File.WriteAllBytes(path, LoadingFiles.SafeTensors(entries));
+        var e = LoadingFiles.ThrowsFormat(() => HfCheckpoint.LoadBert(folder), path, Tensor);
+        Assert.Contains($"flat index {index}", e.Found, StringComparison.Ordinal);
+        Assert.Contains("HEADLIGHT_ALLOW_NONFINITE_WEIGHTS", e.Message, StringComparison.Ordinal);
+
+        // The opt-out loads it as it is.
+        Environment.SetEnvironmentVariable("HEADLIGHT_ALLOW_NONFINITE_WEIGHTS", "1");
+        try
+        {
+            var loaded = HfCheckpoint.LoadBert(folder);
+            Assert.False(float.IsFinite(loaded.Weights["encoder.layer.1.output.dense.weight"].Data.Span[index]));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("HEADLIGHT_ALLOW_NONFINITE_WEIGHTS", null);
+        }
+    }
+
+    [Fact]
+    public void First_non_finite_is_found_at_every_position_and_costs_little()
+    {
+        var values = new float[300];
+        Assert.Equal(-1, NonFiniteWeights.FirstNonFinite(values));
+        Assert.Equal(-1, NonFiniteWeights.FirstNonFinite([float.MaxValue, float.MinValue, float.Epsilon, -0f]));
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = i % 3 == 0 ? float.NaN : i % 3 == 1 ? float.PositiveInfinity : float.NegativeInfinity;
+            values[Math.Min(i + 7, values.Length - 1)] = float.NaN;
+            Assert.Equal(i, NonFiniteWeights.FirstNonFinite(values));
+            Array.Clear(values);
+        }
+
+        // MiniLM's 22.7 M parameters: the check must stay a small part of loading.
+        var large = new float[22_700_000];
+        NonFiniteWeights.FirstNonFinite(large);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(-1, NonFiniteWeights.FirstNonFinite(large));
+        Assert.InRange(clock.ElapsedMilliseconds, 0, 1000);
+    }
+
     private static float[] Values(string name, int count) => TestData.Uniform(name.Aggregate(17, (h, c) => unchecked((h * 31) + c)) & 0xFFFF, count);
 
     private static JsonObject BertConfigJson(int layers, bool classifier)

@@ -194,6 +194,82 @@ public sealed class HfConfigTests : IDisposable
         LoadingFiles.ThrowsFormat(() => SentenceEmbeddingConfig.Read(folder), modules, "type");
     }
 
+    [Theory]
+    [InlineData("bert", "layer_norm_eps", 3.5e38)]
+    [InlineData("bert", "layer_norm_eps", 1e308)]
+    [InlineData("bert", "layer_norm_eps", 1e-50)]
+    [InlineData("gpt2", "layer_norm_epsilon", 3.5e38)]
+    [InlineData("gpt2", "layer_norm_epsilon", 1e300)]
+    public void An_epsilon_a_float_cannot_hold_is_rejected_naming_its_key(string family, string key, double value)
+    {
+        var json = family == "bert" ? BertJson() : Gpt2Json();
+        json[key] = value;
+        var e = Rejects(json, family == "bert" ? HfConfig.ReadBert : HfConfig.ReadGpt2, key);
+        Assert.Equal(key, e.Field);
+        AssertNamesKeysNotProperties(e);
+    }
+
+    [Fact]
+    public void N_embd_whose_default_inner_width_overflows_is_rejected()
+    {
+        // 4·n_embd with n_inner null was computed in 32 bits: 2^29 gave a negative width.
+        var json = Gpt2Json();
+        json["n_embd"] = 1 << 29;
+        json["n_head"] = 1;
+        json["n_inner"] = null;
+        var e = Rejects(json, HfConfig.ReadGpt2, "n_embd");
+        Assert.Contains("n_inner", e.Message, StringComparison.Ordinal);
+        AssertNamesKeysNotProperties(e);
+    }
+
+    [Theory]
+    [InlineData("gpt2", "n_embd", 1 << 29, "n_inner", 8)]
+    [InlineData("gpt2", "n_embd", 1 << 20, "n_inner", 8)]
+    [InlineData("gpt2", "n_inner", 1 << 30, "n_embd", 64)]
+    [InlineData("gpt2", "vocab_size", 1 << 30, "n_embd", 64)]
+    [InlineData("gpt2", "n_positions", 1 << 30, "n_embd", 64)]
+    [InlineData("bert", "hidden_size", 1 << 30, "intermediate_size", 8)]
+    [InlineData("bert", "intermediate_size", int.MaxValue, "hidden_size", 64)]
+    [InlineData("bert", "vocab_size", int.MaxValue, "hidden_size", 64)]
+    public void Sizes_whose_weights_overflow_a_tensor_are_rejected_naming_the_key(string family, string key, int value, string other, int otherValue)
+    {
+        var json = family == "bert" ? BertJson() : Gpt2Json();
+        json[key] = value;
+        json[other] = otherValue;
+        json[family == "bert" ? "num_attention_heads" : "n_head"] = 1;
+
+        var e = Rejects(json, family == "bert" ? HfConfig.ReadBert : HfConfig.ReadGpt2, key);
+        Assert.Equal(key, e.Field);
+        AssertNamesKeysNotProperties(e);
+    }
+
+    [Fact]
+    public void Num_labels_alone_makes_no_list()
+    {
+        // 100,000,000 placeholder labels used to take 43 s and 12.5 GB; 2^31 − 1 ran out of memory.
+        var json = BertJson();
+        json["architectures"] = new JsonArray("BertForSequenceClassification");
+        json["num_labels"] = int.MaxValue;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var config = HfConfig.ReadBert(Write(json));
+        Assert.InRange(clock.ElapsedMilliseconds, 0, 5000);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 10_000_000);
+        Assert.Equal(int.MaxValue, config.Labels.Count);
+        Assert.Equal("LABEL_2147483646", config.Labels[int.MaxValue - 1]);
+        Assert.Equal(["LABEL_0", "LABEL_1"], config.Labels.Take(2));
+    }
+
+    private static void AssertNamesKeysNotProperties(ModelFormatException e)
+    {
+        foreach (string property in new[] { "LayerNormEps", "HiddenSize", "IntermediateSize", "VocabSize", "MaxPositions", "Heads\b" })
+        {
+            Assert.DoesNotMatch(property, e.Message);
+        }
+
+        Assert.False(e.Message.EndsWith("..", StringComparison.Ordinal), e.Message);
+    }
+
     private string Write(JsonObject json)
     {
         string path = temp.File($"config{Guid.NewGuid():N}.json");

@@ -22,6 +22,8 @@ internal sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Int
     /// <summary>config.json's <c>model_type</c>: <c>bert</c>, <c>roberta</c> or <c>distilbert</c> (which name mapping and head the checkpoint uses).</summary>
     public string ModelType { get; init; } = "bert";
 
+    private protected override string Family => ModelType;
+
     /// <summary>RoBERTa's padding_idx: positions are padding_idx + 1 + (index among non-pad tokens), pads take padding_idx; null = 0..T−1.</summary>
     public int? PositionPaddingId { get; init; }
 
@@ -36,7 +38,7 @@ internal sealed record BertConfig(int HiddenSize, int Layers, int Heads, int Int
         // DistilBERT has no token type embeddings.
         if (ModelType != "distilbert")
         {
-            Positive(source, nameof(TypeVocabSize), TypeVocabSize);
+            Positive(source, Key(nameof(TypeVocabSize)), TypeVocabSize);
         }
     }
 }

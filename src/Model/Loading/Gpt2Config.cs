@@ -12,6 +12,8 @@ namespace Headlight.Models.Loading;
 internal sealed record Gpt2Config(int HiddenSize, int Layers, int Heads, int IntermediateSize, ActivationFunction Activation, int MaxPositions, double LayerNormEps, int VocabSize)
     : TransformerConfig(HiddenSize, Layers, Heads, IntermediateSize, Activation, MaxPositions, LayerNormEps, VocabSize)
 {
+    private protected override string Family => "gpt2";
+
     /// <summary>The <c>architectures</c> list of config.json (empty when unknown).</summary>
     public IReadOnlyList<string> Architectures { get; init; } = [];
 

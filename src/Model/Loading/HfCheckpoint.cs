@@ -23,6 +23,16 @@ internal static partial class HfCheckpoint
         var config = HfConfig.ReadBert(Path.Combine(folder, "config.json"));
         using var file = CheckpointTensors.Open(folder);
         string weightsPath = file.SourcePath;
+
+        // The labels the config counts must be the classifier's rows, checked before any weight is read.
+        string? classifier = file.Names.FirstOrDefault(n => BertWeights.Canonical(n, config.ModelType) == "classifier.weight");
+        if (config.IsSequenceClassifier && classifier is not null && file.Info(classifier) is { Shape.Count: 2 } head && head.Shape[0] != config.Labels.Count)
+        {
+            string key = config.Labels is PlaceholderLabels ? "num_labels" : "id2label";
+            throw new ModelFormatException(
+                Path.Combine(folder, "config.json"), key, $"{head.Shape[0]} labels, the rows of {classifier} {head.ShapeText} in {weightsPath}", $"{config.Labels.Count}");
+        }
+
         var weights = new WeightSet(weightsPath);
         foreach (string stored in file.Names)
         {

@@ -227,10 +227,18 @@ internal static class HfConfig
         string act = Json.RequiredString(path, root, "activation_function");
         var activation = ParseActivation(act) ?? throw new ModelFormatException(path, "activation_function", "gelu_new, gelu, gelu_pytorch_tanh or relu", $"\"{act}\"");
         int embed = Json.RequiredPositiveInt(path, root, "n_embd");
-        int inner = 4 * embed;
+        int inner;
         if (root.TryGetProperty("n_inner", out var innerElement) && innerElement.ValueKind != JsonValueKind.Null)
         {
             inner = Json.PositiveInt(path, innerElement, "n_inner");
+        }
+        else if (4L * embed > int.MaxValue)
+        {
+            throw new ModelFormatException(path, "n_embd", $"at most {int.MaxValue / 4} when n_inner is null (the inner width is 4·n_embd)", $"{embed}");
+        }
+        else
+        {
+            inner = 4 * embed;
         }
 
         var config = new Gpt2Config(
@@ -258,7 +266,7 @@ internal static class HfConfig
     }
 
     /// <summary>Class labels from id2label ({"0": "NEGATIVE", …}, ids 0..n-1), else num_labels (default 2) placeholders.</summary>
-    private static string[] Labels(string path, JsonElement root)
+    private static IReadOnlyList<string> Labels(string path, JsonElement root)
     {
         if (root.TryGetProperty("id2label", out var map) && map.ValueKind == JsonValueKind.Object)
         {
@@ -281,7 +289,8 @@ internal static class HfConfig
             return labels.Values.ToArray();
         }
 
+        // Made on demand: num_labels alone must not cost memory (100,000,000 labels took 12.5 GB).
         int count = root.TryGetProperty("num_labels", out var n) ? Json.PositiveInt(path, n, "num_labels") : 2;
-        return Enumerable.Range(0, count).Select(i => $"LABEL_{i}").ToArray();
+        return new PlaceholderLabels(count);
     }
 }

@@ -207,15 +207,34 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
         return new ReadOnlySpan<byte>(Pointer() + dataStart + info.DataOffset, (int)info.ByteLength);
     }
 
+    /// <summary>
+    /// A file never disposed still gives its mapping back when collected: the acquired pointer keeps the
+    /// view's handle alive, so without this release the mapping would outlive the object (500 opens left
+    /// 500 mappings). The view's own handle, a critical finaliser, runs after this one and unmaps.
+    /// </summary>
+    ~SafeTensorsFile()
+    {
+        Dispose(disposing: false);
+    }
+
     /// <summary>Unmaps the file.</summary>
     public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    private void Dispose(bool disposing)
     {
         if (basePointer != null)
         {
             basePointer = null;
             view.SafeMemoryMappedViewHandle.ReleasePointer();
-            view.Dispose();
-            map.Dispose();
+            if (disposing)
+            {
+                view.Dispose();
+                map.Dispose();
+            }
         }
     }
 

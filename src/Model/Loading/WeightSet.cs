@@ -38,7 +38,7 @@ public sealed class WeightSet
     public Weight? TryGet(string name) => weights.TryGetValue(name, out var w) ? w : null;
 
     /// <summary>Adds a weight.</summary>
-    /// <exception cref="ModelFormatException">A weight of that name exists, or the data does not match the shape.</exception>
+    /// <exception cref="ModelFormatException">A weight of that name exists, the data does not match the shape, or it holds NaN or ±∞ (unless HEADLIGHT_ALLOW_NONFINITE_WEIGHTS=1).</exception>
     public void Add(Weight weight)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -55,6 +55,11 @@ public sealed class WeightSet
         if (count != weight.Data.Length)
         {
             throw new ModelFormatException(SourcePath, weight.Source, $"{count} elements for {weight.ShapeText}", $"{weight.Data.Length}");
+        }
+
+        if (NonFiniteWeights.Enabled)
+        {
+            NonFiniteWeights.Check(SourcePath, weight.Source, weight.Data.Span);
         }
 
         if (weight.Layout != TensorLayout.None && weight.Shape.Length != 2)

@@ -144,23 +144,70 @@ internal sealed class BertBasicTokenizer(bool lowerCase, bool stripAccents, bool
     // It runs before the marks are dropped, so the surviving spacing marks end up in NFD order.
     private static void CanonicalOrder(Span<Entry> entries)
     {
-        for (int i = 1; i < entries.Length; i++)
+        int i = 0;
+        while (i < entries.Length)
         {
-            Entry e = entries[i];
-            int ccc = e.CodePoint < 0 ? 0 : UnicodeTables.CombiningClass(e.CodePoint);
-            if (ccc == 0)
+            if (ClassOf(entries[i]) == 0)
             {
+                i++;
                 continue;
             }
 
-            int j = i - 1;
-            while (j >= 0 && entries[j].CodePoint >= 0 && UnicodeTables.CombiningClass(entries[j].CodePoint) > ccc)
+            int runStart = i;
+            while (i < entries.Length && ClassOf(entries[i]) != 0)
             {
-                entries[j + 1] = entries[j];
-                j--;
+                i++;
             }
 
-            entries[j + 1] = e;
+            SortRun(entries[runStart..i]);
         }
+    }
+
+    private static int ClassOf(Entry e) => e.CodePoint < 0 ? 0 : UnicodeTables.CombiningClass(e.CodePoint);
+
+    // A stable sort of one run of non-starters by combining class: insertion sort for the usual
+    // short runs, a counting sort (linear in the run) for long ones, which hostile text can make.
+    private static void SortRun(Span<Entry> run)
+    {
+        if (run.Length <= 16)
+        {
+            for (int i = 1; i < run.Length; i++)
+            {
+                Entry e = run[i];
+                int ccc = ClassOf(e);
+                int j = i - 1;
+                while (j >= 0 && ClassOf(run[j]) > ccc)
+                {
+                    run[j + 1] = run[j];
+                    j--;
+                }
+
+                run[j + 1] = e;
+            }
+
+            return;
+        }
+
+        Span<int> offsets = stackalloc int[257];
+        offsets.Clear();
+        var classes = new byte[run.Length];
+        for (int i = 0; i < run.Length; i++)
+        {
+            classes[i] = (byte)ClassOf(run[i]);
+            offsets[classes[i] + 1]++;
+        }
+
+        for (int c = 1; c < offsets.Length; c++)
+        {
+            offsets[c] += offsets[c - 1];
+        }
+
+        var sorted = new Entry[run.Length];
+        for (int i = 0; i < run.Length; i++)
+        {
+            sorted[offsets[classes[i]]++] = run[i];
+        }
+
+        sorted.CopyTo(run);
     }
 }

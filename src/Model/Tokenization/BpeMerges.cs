@@ -10,11 +10,8 @@ namespace Headlight.Models.Tokenization;
 /// leftmost of equals) is merged until no adjacent pair has a rank.
 /// </summary>
 /// <remarks>
-/// Pairs wait in a priority queue ordered by (rank, position) and are checked when taken out (a
-/// neighbour may have merged since), so a chunk of n bytes costs O(n log n) rather than the
-/// reference's O(n²) rescans; merging the leftmost lowest pair one at a time gives the same result
-/// as the reference's merging every occurrence of that pair in one pass, because a merge never
-/// creates another occurrence of the pair it merged. Results are cached per chunk.
+/// <see cref="BytePairMerge"/> makes a chunk of n bytes cost O(n log n) rather than the reference's
+/// O(n²) rescans, with the same result. Results are cached per chunk.
 /// </remarks>
 internal sealed class BpeMerges : IBpeEncoder
 {
@@ -144,69 +141,27 @@ internal sealed class BpeMerges : IBpeEncoder
         ids.AddRange(result);
     }
 
-    // utf8 [n] -> ids [m ≤ n]: symbols in a linked list over byte positions.
+    // utf8 [n] -> ids [m ≤ n]
     private int[] Merge(ReadOnlySpan<byte> utf8)
     {
-        int n = utf8.Length;
-        var id = new int[n];
-        var next = new int[n];
-        var previous = new int[n];
-        for (int i = 0; i < n; i++)
+        Span<int> byteIds = stackalloc int[256];
+        for (int b = 0; b < byteIds.Length; b++)
         {
-            id[i] = vocabulary.ByteId(utf8[i]);
-            next[i] = i + 1 < n ? i + 1 : -1;
-            previous[i] = i - 1;
+            byteIds[b] = vocabulary.ByteId((byte)b);
         }
 
-        var queue = new PriorityQueue<int, (int Rank, int Position)>();
-        for (int i = 0; i + 1 < n; i++)
-        {
-            Offer(i, i + 1);
-        }
-
-        int count = n;
-        while (queue.TryDequeue(out int left, out var priority))
-        {
-            // Stale entries: the left symbol was merged away, or either side changed since.
-            int right = next[left];
-            if (id[left] < 0 || right < 0 || !ranks.TryGetValue(Key(id[left], id[right]), out var merge) || merge.Rank != priority.Rank)
-            {
-                continue;
-            }
-
-            id[left] = merge.Id;
-            id[right] = -1;
-            next[left] = next[right];
-            if (next[left] >= 0)
-            {
-                previous[next[left]] = left;
-                Offer(left, next[left]);
-            }
-
-            if (previous[left] >= 0)
-            {
-                Offer(previous[left], left);
-            }
-
-            count--;
-        }
-
-        var result = new int[count];
-        for (int i = 0, k = 0; i >= 0 && k < count; i = next[i])
-        {
-            result[k++] = id[i];
-        }
-
-        return result;
-
-        void Offer(int left, int right)
-        {
-            if (ranks.TryGetValue(Key(id[left], id[right]), out var merge))
-            {
-                queue.Enqueue(left, (merge.Rank, left));
-            }
-        }
+        return BytePairMerge.Merge(utf8, byteIds, new Ranks(ranks));
     }
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
+
+    private readonly struct Ranks(Dictionary<long, (int Rank, int Id)> ranks) : IPairRanks
+    {
+        public bool TryGetMerge(int left, int right, out int rank, out int merged)
+        {
+            bool found = ranks.TryGetValue(Key(left, right), out var merge);
+            (rank, merged) = merge;
+            return found;
+        }
+    }
 }
