@@ -1,0 +1,129 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Headlight.Models.Tokenization;
+using Xunit.Abstractions;
+
+namespace Headlight.Tests.Tokenization;
+
+/// <summary>
+/// tokenizer.json of each layout the Hub ships (BERT uncased and cased, RoBERTa, GPT-2, Llama-3,
+/// Qwen2, GPT-NeoX) against Hugging Face's own tokenizers: every case of
+/// tests/fixtures/tokenizers/&lt;kind&gt;/expected.json must give the referee's ids, tokens and
+/// UTF-16 offsets exactly (regenerate with tools/tokenizer-referee/generate-hf.mjs).
+/// </summary>
+public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Kinds => new() { "bert-uncased", "bert-cased", "roberta", "gpt2", "llama3", "qwen2", "gpt-neox" };
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void Every_case_matches_the_referee(string kind)
+    {
+        HfTokenizer tokenizer = HfTokenizer.FromFile(TokenizerJson(kind));
+        using var expected = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Folder(kind), "expected.json")));
+        var failures = new List<string>();
+        int count = 0;
+        foreach (JsonElement c in expected.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            count++;
+            string text = c.GetProperty("text").GetString()!;
+            string? pair = c.TryGetProperty("pair", out JsonElement p) ? p.GetString() : null;
+            var got = tokenizer.Run(text, pair);
+            int[] ids = c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            string[] tokens = c.GetProperty("tokens").EnumerateArray().Select(e => e.GetString()!).ToArray();
+            int[] types = c.GetProperty("type_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            string offsets = string.Join(" ", c.GetProperty("offsets").EnumerateArray().Select(o => $"{o[0].GetInt32()}-{o[1].GetInt32()}"));
+            string gotOffsets = string.Join(" ", got.Select(t => $"{t.Span.Start}-{t.Span.End}"));
+            string name = c.GetProperty("name").GetString()!;
+            if (!ids.SequenceEqual(got.Select(t => t.Id)))
+            {
+                failures.Add($"{name}: ids [{string.Join(",", ids)}] vs [{string.Join(",", got.Select(t => t.Id))}]");
+            }
+            else if (!tokens.SequenceEqual(got.Select(t => t.Token)))
+            {
+                failures.Add($"{name}: tokens [{string.Join("|", tokens)}] vs [{string.Join("|", got.Select(t => t.Token))}]");
+            }
+            else if (!types.SequenceEqual(got.Select(t => t.TypeId)))
+            {
+                failures.Add($"{name}: type ids [{string.Join(",", types)}] vs [{string.Join(",", got.Select(t => t.TypeId))}]");
+            }
+            else if (offsets != gotOffsets)
+            {
+                failures.Add($"{name}: offsets {offsets} vs {gotOffsets}");
+            }
+        }
+
+        output.WriteLine($"{kind}: {count} cases, {failures.Count} differ");
+        foreach (string f in failures.Take(20))
+        {
+            output.WriteLine(f);
+        }
+
+        Assert.True(count >= 200, $"{kind}: only {count} cases");
+        Assert.True(failures.Count == 0, $"{kind}: {failures.Count} of {count} cases differ; first: {failures.FirstOrDefault()}");
+    }
+
+    [Fact]
+    public void Mask_typed_in_a_bert_text_is_the_mask_id()
+    {
+        HfTokenizer tokenizer = HfTokenizer.FromFile(TokenizerJson("bert-uncased"));
+        TokenizedText encoded = tokenizer.Encode("Paris is the [MASK] of France.");
+        Assert.Equal(103, encoded.Ids[4]);
+        Assert.Equal("[MASK]", encoded.Spans[4].Of(encoded.Text));
+        Assert.True(tokenizer.IsControlToken(101));
+        Assert.False(tokenizer.IsControlToken(103));
+    }
+
+    [Fact]
+    public void Byte_level_ids_decode_back_to_the_text()
+    {
+        HfTokenizer tokenizer = HfTokenizer.FromFile(TokenizerJson("gpt2"));
+        const string text = "Grüße 😀 from   東京\n";
+        var ids = tokenizer.Encode(text).Ids.ToArray();
+        Assert.Equal(text, tokenizer.Decode(ids));
+    }
+
+    /// <summary>The kind's tokenizer.json; GPT-2's is written from its template and the committed GPT-2 files.</summary>
+    internal static string TokenizerJson(string kind)
+    {
+        string folder = Folder(kind);
+        string path = Path.Combine(folder, "tokenizer.json");
+        if (File.Exists(path))
+        {
+            return path;
+        }
+
+        return Gpt2Json.Value;
+    }
+
+    private static readonly Lazy<string> Gpt2Json = new(() =>
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Folder("gpt2"), "tokenizer.template.json")))!;
+        json["model"]!["vocab"] = JsonNode.Parse(File.ReadAllText(Gpt2Fixture.EncoderJson));
+        var merges = new JsonArray();
+        foreach (string line in File.ReadLines(Gpt2Fixture.VocabBpe).Skip(1).Where(l => l.Length > 0))
+        {
+            merges.Add(line);
+        }
+
+        json["model"]!["merges"] = merges;
+        string path = Path.Combine(Path.GetTempPath(), $"headlight-gpt2-tokenizer-{Environment.ProcessId}.json");
+        File.WriteAllText(path, json.ToJsonString());
+        return path;
+    });
+
+    internal static string Folder(string kind)
+    {
+        string relative = $"tests/fixtures/tokenizers/{kind}";
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, relative);
+            if (File.Exists(Path.Combine(candidate, "expected.json")))
+            {
+                return candidate;
+            }
+        }
+
+        throw new FileNotFoundException($"{relative}/expected.json not found above {AppContext.BaseDirectory} (regenerate with tools/tokenizer-referee/generate-hf.mjs).", relative);
+    }
+}
