@@ -152,12 +152,14 @@ public sealed class Model : IDisposable
     /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models.</summary>
     public TokenBatch TokenizePair(string first, string second, TruncationMode truncation = TruncationMode.None)
     {
-        if (RequireTokenizer() is not BertWordPieceTokenizer bert)
+        var tokenizer = RequireTokenizer();
+        TokenizedText pair = tokenizer switch
         {
-            throw new InvalidOperationException($"Model '{Name}' does not take text pairs.");
-        }
-
-        return bert.Batch([bert.EncodePair(first, second)], Config.MaxPositions, truncation);
+            BertWordPieceTokenizer bert => bert.EncodePair(first, second),
+            HfTokenizer hf when Config.Family == ModelFamily.BertEncoder => hf.EncodePair(first, second),
+            _ => throw new InvalidOperationException($"Model '{Name}' does not take text pairs."),
+        };
+        return tokenizer.Batch([pair], Config.MaxPositions, truncation);
     }
 
     /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
@@ -621,7 +623,7 @@ public sealed class Model : IDisposable
     }
 
     private ITextTokenizer RequireTokenizer() => Tokenizer
-        ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
+        ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (tokenizer.json, vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
 
     private static (ModelConfig Config, WeightSet Weights, ITextTokenizer? Tokenizer, string Source) Read(string nameOrPath)
     {
@@ -649,14 +651,14 @@ public sealed class Model : IDisposable
             if (header is Gpt2Config)
             {
                 var gpt2 = HfCheckpoint.LoadGpt2(nameOrPath);
-                ITextTokenizer? tokenizer = gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
+                ITextTokenizer? tokenizer = (ITextTokenizer?)FolderTokenizer.FromJson(nameOrPath, gpt2.Config.VocabSize) ?? (gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
                     ? Gpt2Tokenizer.FromFiles(gpt2.VocabJsonPath, gpt2.MergesPath)
-                    : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null;
+                    : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null);
                 return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, tokenizer, nameOrPath);
             }
 
             var bert = HfCheckpoint.LoadBert(nameOrPath);
-            var bertTokenizer = bert.VocabPath is null ? null : BertWordPieceTokenizer.FromFile(bert.VocabPath);
+            var bertTokenizer = FolderTokenizer.ForBert(nameOrPath, bert.VocabPath, bert.Config.VocabSize);
             var se = bert.SentenceEmbedding;
             return (FromBert(bert.Config, configPath, bert.Weights, se?.Pooling, se?.Normalize ?? false), bert.Weights, bertTokenizer, nameOrPath);
         }
