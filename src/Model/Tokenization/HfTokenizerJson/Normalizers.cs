@@ -228,7 +228,7 @@ internal sealed class StripStep(bool left, bool right) : Normalizer
     }
 }
 
-/// <summary>Replace: every match of a literal or regex pattern becomes the content, aligned to what it replaced.</summary>
+/// <summary>Replace: every match of a literal or regex pattern becomes the content.</summary>
 internal sealed class ReplaceStep(Regex pattern, string content) : Normalizer
 {
     public override AlignedText Apply(AlignedText text)
@@ -242,11 +242,12 @@ internal sealed class ReplaceStep(Regex pattern, string content) : Normalizer
                 continue;
             }
 
+            // The library counts the matched units as removed first, so what replaces them
+            // aligns to the last of them.
             builder.Append(text, last, start);
-            TextSpan span = text.OriginalSpan(start, end);
             foreach (char c in content)
             {
-                builder.Add(c, span.Start, span.End);
+                builder.Add(c, text.Starts[end - 1], text.Ends[end - 1]);
             }
 
             last = end;

@@ -192,11 +192,13 @@ internal sealed class MetaspaceStep(char replacement, string prependScheme, bool
 {
     public override void Split(AlignedText piece, int index, List<AlignedText> output)
     {
+        // Spaces become the replacement first; a piece that then does not start with it gets one,
+        // aligned to its first character.
         var builder = new AlignedText.Builder(piece.Length + 1);
         bool prepend = prependScheme == "always" || (prependScheme == "first" && index == 0);
-        if (prepend && piece.Length > 0 && piece.Text[0] != replacement)
+        if (prepend && piece.Length > 0 && piece.Text[0] != replacement && piece.Text[0] != ' ')
         {
-            builder.Add(replacement, piece.Starts[0], piece.Starts[0]);
+            builder.Add(replacement, piece.Starts[0], piece.Ends[0]);
         }
 
         for (int i = 0; i < piece.Length; i++)

@@ -228,7 +228,8 @@ internal sealed class TokenizerJsonReader(string source)
             case "Split":
                 return new RegexSplitStep(Pattern(Property(p, "pattern", at + ".pattern"), at + ".pattern"), Behavior(p, at), Bool(p, "invert", at, false));
             case "Whitespace":
-                return new RegexSplitStep(RegexSplitter.Compile(@"\w+|[^\w\s]+", literal: false), SplitBehavior.Removed, invert: true);
+                // \w+|[^\w\s]+ with the Rust regex crate's \w (marks, letter numbers and joiners included).
+                return new RegexSplitStep(RegexSplitter.Compile(@"[\w\p{Mc}\p{Me}\p{Nl}\u200C\u200D]+|[^\w\p{Mc}\p{Me}\p{Nl}\u200C\u200D\s]+", literal: false), SplitBehavior.Removed, invert: true);
             case "WhitespaceSplit":
                 return new WhitespaceSplitStep();
             case "Metaspace":
