@@ -51,6 +51,10 @@ public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
             {
                 failures.Add($"{name}: offsets {offsets} vs {gotOffsets}");
             }
+            else if (c.GetProperty("decoded").GetString() is { } decoded && tokenizer.Decode(ids, skipSpecialTokens: true) is var ours && ours != decoded)
+            {
+                failures.Add($"{name}: decoded \"{decoded}\" vs \"{ours}\"");
+            }
         }
 
         output.WriteLine($"{kind}: {count} cases, {failures.Count} differ");

@@ -21,7 +21,7 @@ public sealed class HfTokenizer : ITextTokenizer
     private readonly TokenizerDefinition definition;
     private readonly string[] tokens;
     private readonly Dictionary<string, int> ids;
-    private readonly AddedToken[] rawAdded;
+    private readonly (AddedToken Token, string Pattern)[] rawAdded;
     private readonly (AddedToken Token, string Pattern)[] normalizedAdded;
     private readonly HashSet<int> specialIds = [];
     private readonly HashSet<int> controlIds = [];
@@ -59,7 +59,7 @@ public sealed class HfTokenizer : ITextTokenizer
             tokens[i] ??= string.Empty;
         }
 
-        rawAdded = definition.AddedTokens.Where(t => !t.Normalized).ToArray();
+        rawAdded = definition.AddedTokens.Where(t => !t.Normalized).Select(t => (t, t.Content)).ToArray();
         normalizedAdded = definition.AddedTokens.Where(t => t.Normalized)
             .Select(t => (t, definition.Normalizer is null ? t.Content : definition.Normalizer.Apply(AlignedText.FromOriginal(t.Content, 0, t.Content.Length)).Text))
             .Where(t => t.Item2.Length > 0).ToArray();
@@ -150,7 +150,11 @@ public sealed class HfTokenizer : ITextTokenizer
         return result;
     }
 
-    /// <summary>Text for <paramref name="ids"/> by the file's decoder (ByteLevel: bytes read as UTF-8; WordPiece: pieces joined, words spaced).</summary>
+    /// <summary>
+    /// Text for <paramref name="ids"/> by the file's decoder: ByteLevel (bytes read as UTF-8),
+    /// WordPiece (pieces joined, words spaced, cleaned as the library does) or Metaspace; for any
+    /// other decoder the tokens joined by spaces.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">An id is not in the vocabulary.</exception>
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
     {
@@ -164,7 +168,8 @@ public sealed class HfTokenizer : ITextTokenizer
             }
         }
 
-        if (definition.Decoder == "ByteLevel")
+        DecoderSpec decoder = definition.Decoder;
+        if (decoder.Type == "ByteLevel")
         {
             var bytes = new List<byte>();
             foreach (string piece in pieces)
@@ -186,25 +191,35 @@ public sealed class HfTokenizer : ITextTokenizer
             return Encoding.UTF8.GetString([.. bytes]);
         }
 
-        string prefix = definition.WordPiecePrefix;
         var text = new StringBuilder();
         for (int i = 0; i < pieces.Count; i++)
         {
             string piece = pieces[i];
-            if (i > 0 && piece.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                text.Append(piece, prefix.Length, piece.Length - prefix.Length);
-            }
-            else
+            if (decoder.Type == "Join")
             {
                 text.Append(i == 0 ? "" : " ").Append(piece);
+                continue;
             }
+
+            if (decoder.Type == "Metaspace")
+            {
+                piece = piece.Replace(decoder.Replacement, ' ');
+                text.Append(i == 0 && decoder.StripFirstSpace && piece.StartsWith(' ') ? piece[1..] : piece);
+                continue;
+            }
+
+            // WordPiece: continuation pieces join the previous one; each piece is cleaned on its own.
+            piece = i > 0 && piece.StartsWith(decoder.Prefix, StringComparison.Ordinal) ? piece[decoder.Prefix.Length..] : (i == 0 ? "" : " ") + piece;
+            text.Append(decoder.Cleanup ? Cleanup(piece) : piece);
         }
 
-        return text.Replace(" .", ".").Replace(" ?", "?").Replace(" !", "!").Replace(" ,", ",").Replace(" ' ", "'")
-            .Replace(" n't", "n't").Replace(" 'm", "'m").Replace(" do not", " don't").Replace(" 's", "'s").Replace(" 've", "'ve").Replace(" 're", "'re")
-            .ToString();
+        return text.ToString();
     }
+
+    // The WordPiece decoder's clean-up of spaces before punctuation and contractions.
+    private static string Cleanup(string piece) =>
+        piece.Replace(" .", ".").Replace(" ?", "?").Replace(" !", "!").Replace(" ,", ",").Replace(" ' ", "'")
+            .Replace(" n't", "n't").Replace(" 'm", "'m").Replace(" do not", " don't").Replace(" 's", "'s").Replace(" 've", "'ve").Replace(" 're", "'re");
 
     /// <summary>The encoding before it becomes a <see cref="TokenizedText"/>: what the referee compares.</summary>
     internal List<EncodedToken> Run(string text, string? pair)
@@ -223,7 +238,7 @@ public sealed class HfTokenizer : ITextTokenizer
         var result = new List<EncodedToken>();
         var pieces = new List<(int Id, int Start, int End)>();
         int word = 0;
-        foreach (var (addedId, start, end) in FindAdded(text, rawAdded.Select(t => (t, t.Content)).ToArray()))
+        foreach (var (addedId, start, end) in FindAdded(text, rawAdded))
         {
             if (addedId >= 0)
             {

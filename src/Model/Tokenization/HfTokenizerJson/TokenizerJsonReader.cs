@@ -10,7 +10,10 @@ internal sealed record AddedToken(int Id, string Content, bool Special, bool Sin
 /// <summary>Everything a tokenizer.json defines, read and checked.</summary>
 internal sealed record TokenizerDefinition(
     Normalizer? Normalizer, PreTokenizer? PreTokenizer, TokenModel Model, PostProcessor PostProcessor,
-    IReadOnlyList<AddedToken> AddedTokens, string Decoder, string WordPiecePrefix, int? PadId);
+    IReadOnlyList<AddedToken> AddedTokens, DecoderSpec Decoder, int? PadId);
+
+/// <summary>The decoder: ByteLevel, WordPiece (prefix, per-token cleanup), Metaspace (replacement, leading space dropped) or Join (any other: tokens joined by spaces).</summary>
+internal sealed record DecoderSpec(string Type, string Prefix, bool Cleanup, char Replacement, bool StripFirstSpace);
 
 /// <summary>Reads tokenizer.json; every error names the file and the JSON path of the field at fault.</summary>
 internal sealed class TokenizerJsonReader(string source)
@@ -41,11 +44,23 @@ internal sealed class TokenizerJsonReader(string source)
         var normalizer = Optional(root, "normalizer") is { } n ? ReadNormalizer(n, "normalizer") : null;
         var preTokenizer = Optional(root, "pre_tokenizer") is { } p ? ReadPreTokenizer(p, "pre_tokenizer") : null;
         var post = Optional(root, "post_processor") is { } q ? ReadPostProcessor(q, "post_processor") : new ConcatenateProcessor();
-        string decoder = Optional(root, "decoder") is { } d ? String(d, "type", "decoder") : "";
-        string prefix = model is WordPieceModel wp ? wp.Prefix : "##";
-        if (decoder == "WordPiece" && Optional(root, "decoder") is { } dw && dw.TryGetProperty("prefix", out JsonElement dp) && dp.ValueKind == JsonValueKind.String)
+        var decoder = new DecoderSpec("WordPiece", model is WordPieceModel wp ? wp.Prefix : "##", true, '▁', true);
+        if (Optional(root, "decoder") is { } d)
         {
-            prefix = dp.GetString()!;
+            string type = String(d, "type", "decoder");
+            decoder = type switch
+            {
+                "ByteLevel" => decoder with { Type = type },
+                "WordPiece" => decoder with { Prefix = StringOr(d, "prefix", "decoder", "##"), Cleanup = Bool(d, "cleanup", "decoder", true) },
+                "Metaspace" => decoder with
+                {
+                    Type = type,
+                    Replacement = StringOr(d, "replacement", "decoder", "▁") is { Length: 1 } r ? r[0] : throw Bad("decoder.replacement", "one character", Quote(StringOr(d, "replacement", "decoder", ""))),
+                    StripFirstSpace = StringOr(d, "prepend_scheme", "decoder", Bool(d, "add_prefix_space", "decoder", true) ? "always" : "never") != "never",
+                },
+                // Other decoders only affect Decode: the tokens are then joined with spaces.
+                _ => decoder with { Type = "Join" },
+            };
         }
 
         int? pad = null;
@@ -54,7 +69,7 @@ internal sealed class TokenizerJsonReader(string source)
             pad = padId.GetInt32();
         }
 
-        return new TokenizerDefinition(normalizer, preTokenizer, model, post, added, decoder, prefix, pad);
+        return new TokenizerDefinition(normalizer, preTokenizer, model, post, added, decoder, pad);
     }
 
     private TokenModel ReadModel(JsonElement m)
