@@ -88,6 +88,27 @@ public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
         Assert.Equal(text, tokenizer.Decode(ids));
     }
 
+    [Theory]
+    [InlineData("""{"continuing_subword_prefix": "##", "vocab": {"a": 0, "##b": 1, "ab": 2, "##c": 3}, "merges": ["a ##b"]}""", "abc", new[] { 2, 3 })]
+    [InlineData("""{"end_of_word_suffix": "</w>", "vocab": {"a": 0, "b": 1, "b</w>": 2, "ab</w>": 3, "a</w>": 4}, "merges": ["a b</w>"]}""", "ab a", new[] { 3, 4 })]
+    [InlineData("""{"unk_token": "?", "fuse_unk": true, "vocab": {"?": 0, "a": 1}, "merges": []}""", "axyz a", new[] { 1, 0, 1 })]
+    public void Bpe_prefix_suffix_and_unknown_are_honoured(string model, string text, int[] expected)
+    {
+        var json = JsonNode.Parse(model)!.AsObject();
+        json["type"] = "BPE";
+        json.TryAdd("merges", new JsonArray());
+        var root = new JsonObject { ["pre_tokenizer"] = new JsonObject { ["type"] = "WhitespaceSplit" }, ["model"] = json };
+        string path = Write(root, $"bpe-{Math.Abs(model.GetHashCode())}");
+        try
+        {
+            Assert.Equal(expected, HfTokenizer.FromFile(path).Encode(text).Ids.ToArray());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>The kind's tokenizer.json; GPT-2's and BERT uncased's are written from their templates and vocabulary files.</summary>
     internal static string TokenizerJson(string kind)
     {
