@@ -633,14 +633,17 @@ public sealed class Model : IDisposable
             var files = ModelCatalog.Extract(packaged);
             var import = BertOnnxImport.Load(files.ModelPath);
             var config = FromBert(import.Config, files.ModelPath, import.Weights, packaged.Pooling, packaged.Normalize);
-            return (config, import.Weights, BertWordPieceTokenizer.FromFile(files.VocabPath), files.ModelPath);
+            // As the Hub's tokenizer.json for these models: special tokens typed in the text are matched.
+            var packagedTokenizer = BertWordPieceTokenizer.FromFile(files.VocabPath, BertTokenizerOptions.Uncased with { MatchSpecialTokens = true });
+            return (config, import.Weights, packagedTokenizer, files.ModelPath);
         }
 
         if (File.Exists(nameOrPath) && nameOrPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
         {
             var import = BertOnnxImport.Load(nameOrPath);
-            string vocab = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!, "vocab.txt");
-            var tokenizer = File.Exists(vocab) ? BertWordPieceTokenizer.FromFile(vocab) : null;
+            string folder = Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!;
+            string vocab = Path.Combine(folder, "vocab.txt");
+            var tokenizer = FolderTokenizer.ForBert(folder, File.Exists(vocab) ? vocab : null, import.Config.VocabSize);
             return (FromBert(import.Config, nameOrPath, import.Weights, null, false), import.Weights, tokenizer, nameOrPath);
         }
 

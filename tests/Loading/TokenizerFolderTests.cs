@@ -84,6 +84,15 @@ public sealed class TokenizerFolderTests
     }
 
     [Fact]
+    public void Packaged_bert_gives_mask_typed_in_text_the_mask_id()
+    {
+        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        var ids = model.Tokenize(["Paris is the [MASK] of France."]).InputIds.ToArray();
+        Assert.Equal(103, ids[4]);
+        Assert.Equal(9, ids.Length);
+    }
+
+    [Fact]
     public void Gpt2_folder_with_only_tokenizer_json_uses_its_vocabulary()
     {
         using var tiny = TinyModel.Gpt2(4);

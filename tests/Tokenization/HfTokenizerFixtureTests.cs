@@ -80,6 +80,31 @@ public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Words_are_the_pre_tokenised_pieces_with_their_tokens_and_original_spans()
+    {
+        HfTokenizer gpt2 = HfTokenizer.FromFile(TokenizerJson("gpt2"));
+        TokenizedText text = gpt2.Encode("Hello wörld 😀!");
+        Assert.Equal(["Hello", "wörld", "😀!"], text.Words.Select(w => w.Text).ToArray());
+        for (int w = 0; w < text.Words.Count; w++)
+        {
+            TokenizedWord word = text.Words[w];
+            for (int t = word.FirstToken; t < word.EndToken; t++)
+            {
+                Assert.Equal(w, text.WordIndices[t]);
+                Assert.InRange(text.Spans[t].Start, word.Span.Start, word.Span.End);
+                Assert.InRange(text.Spans[t].End, word.Span.Start, word.Span.End);
+            }
+        }
+
+        HfTokenizer bert = HfTokenizer.FromFile(TokenizerJson("bert-uncased"));
+        TokenizedText pair = bert.EncodePair("Café [MASK]", "naïve");
+        Assert.Equal(["Café", "[MASK]", "naïve"], pair.Words.Select(w => w.Text).ToArray());
+        Assert.Equal([0, 0, 1], pair.Words.Select(w => w.Segment).ToArray());
+        Assert.Equal([-1, 0, 1, -1, 2, -1], pair.WordIndices.ToArray());
+        Assert.Equal([0, 0, 0, 0, 1, 1], pair.TypeIds.ToArray());
+    }
+
+    [Fact]
     public void Byte_level_ids_decode_back_to_the_text()
     {
         HfTokenizer tokenizer = HfTokenizer.FromFile(TokenizerJson("gpt2"));
