@@ -448,5 +448,6 @@ internal sealed class TokenizerJsonReader(string source)
 
     private ModelFormatException Bad(string at, string expected, string found) => new(source, at, expected, found);
 
-    private static string Quote(string s) => JsonSerializer.Serialize(s);
+    // A JSON string literal, without reflection-based serialisation (which applications may turn off).
+    private static string Quote(string s) => $"\"{JsonEncodedText.Encode(s, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)}\"";
 }
