@@ -75,6 +75,7 @@ public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
         TokenizedText encoded = tokenizer.Encode("Paris is the [MASK] of France.");
         Assert.Equal(103, encoded.Ids[4]);
         Assert.Equal("[MASK]", encoded.Spans[4].Of(encoded.Text));
+        Assert.Equal(103, tokenizer.MaskTokenId);
         Assert.True(tokenizer.IsControlToken(101));
         Assert.False(tokenizer.IsControlToken(103));
     }

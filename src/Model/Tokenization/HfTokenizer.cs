@@ -76,7 +76,11 @@ public sealed class HfTokenizer : ITextTokenizer
         PadTokenId = definition.PadId
             ?? new[] { "[PAD]", "<pad>", "<|padding|>", "<|endoftext|>", "</s>" }.Select(p => ids.TryGetValue(p, out int id) ? id : -1).FirstOrDefault(id => id >= 0, 0);
         controlIds.Add(PadTokenId);
+        MaskTokenId = definition.AddedTokens.FirstOrDefault(t => t.Special && t.Content is "[MASK]" or "<mask>")?.Id;
     }
+
+    /// <summary>The id of the special mask token ([MASK], &lt;mask&gt;), or null when the file defines none.</summary>
+    public int? MaskTokenId { get; }
 
     /// <summary>The file the tokenizer came from.</summary>
     public string Source { get; }
