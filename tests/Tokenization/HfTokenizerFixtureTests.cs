@@ -106,6 +106,20 @@ public sealed class HfTokenizerFixtureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Roberta_pair_truncates_by_segment_although_its_type_ids_are_all_zero()
+    {
+        HfTokenizer roberta = HfTokenizer.FromFile(TokenizerJson("roberta"));
+        TokenizedText pair = roberta.EncodePair("short", "a much longer second text that has to be cut");
+        Assert.All(pair.TypeIds, t => Assert.Equal(0, t));
+        TokenizedText cut = pair.Truncate(10, TruncationMode.LongestFirst);
+        Assert.Equal(10, cut.Count);
+        Assert.Equal("short", cut.Words[0].Text);
+        Assert.Equal(0, cut.Words[0].Segment);
+        Assert.All(cut.Words.Skip(1), w => Assert.Equal(1, w.Segment));
+        Assert.Equal(["<s>", "</s>", "</s>", "</s>"], cut.Tokens.Where((_, i) => cut.WordIndices[i] < 0).ToArray());
+    }
+
+    [Fact]
     public void Byte_level_ids_decode_back_to_the_text()
     {
         HfTokenizer tokenizer = HfTokenizer.FromFile(TokenizerJson("gpt2"));
