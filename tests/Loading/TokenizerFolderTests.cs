@@ -150,7 +150,7 @@ public sealed class TokenizerFolderTests
         { "id gap", """{"model": {"type": "WordPiece", "unk_token": "a", "vocab": {"a": 0, "b": 5}}}""", "model.vocab[\"b\"]" },
         { "template naming an unknown special", """{"post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[X]", "type_id": 0}}], "pair": [], "special_tokens": {}}}""", "post_processor.single[0].SpecialToken.id" },
         { "missing model", """{"version": "1.0"}""", "model" },
-        { "compatibility normalisation", """{"normalizer": {"type": "NFKC"}}""", "normalizer.type" },
+        { "precompiled normaliser", """{"normalizer": {"type": "Precompiled", "precompiled_charsmap": "AA=="}}""", "normalizer.type" },
         { "flag of the wrong type", """{"normalizer": {"type": "BertNormalizer", "lowercase": "yes"}}""", "normalizer.lowercase" },
     };
 

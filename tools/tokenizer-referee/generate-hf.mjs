@@ -293,6 +293,26 @@ function kinds() {
       model: bpeModel({ vocab: metaVocab, merges: metaMerges }, { unk_token: '<unk>', fuse_unk: true }),
     },
   });
+
+  // Compatibility normalisation: NFKC before a byte-level BPE, NFKD before WordPiece (pair of kinds in one).
+  const nfkcBpe = cutBpe(trainBpe(hf.byteLevelPreTokenizer(false, true), hf.nfkcNormalizer()), 1500);
+  result.push({
+    kind: 'nfkc-bpe', short: true, specials: ['<|endoftext|>'],
+    json: {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: withAdded(nfkcBpe.vocab, [['<|endoftext|>', {}]]),
+      normalizer: { type: 'NFKC' },
+      pre_tokenizer: byteLevel({}),
+      post_processor: byteLevel({}),
+      decoder: byteLevel({}),
+      model: bpeModel(nfkcBpe),
+    },
+  });
+  const nfkd = trainWordPiece(false, 1500);
+  result.push({
+    kind: 'nfkd-wordpiece', short: true, specials: ['[CLS]', '[SEP]'],
+    json: { ...bertJson(nfkd, { strip_accents: false, lowercase: false }), normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKD' }, { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: false, lowercase: false }] } },
+  });
   return result;
 }
 

@@ -14,7 +14,8 @@ namespace Headlight.Models.Tokenization;
 /// GPT-2's "Ġworld"; an added token as matched, spaces it strips included). Spans are UTF-16
 /// offsets into the original text, as the library reports them (its ByteLevel post-processor's
 /// trimming included). Each pre-tokenised piece (and each added token found in the text) is a
-/// word. Normalisers NFKC/NFKD and BPE byte fallback are refused when the file is read.
+/// word. Unsupported parts (Unigram and WordLevel models, the Precompiled normaliser, BPE byte
+/// fallback and dropout) are refused when the file is read.
 /// </remarks>
 public sealed class HfTokenizer : ITextTokenizer
 {

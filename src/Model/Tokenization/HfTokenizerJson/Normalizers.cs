@@ -51,18 +51,18 @@ internal abstract class Normalizer
     internal static bool IsMark(int cp) => cp >= 0x300 && CharUnicodeInfo.GetUnicodeCategory(cp)
         is UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark;
 
-    /// <summary>Canonical decomposition with canonical ordering (NFD), optionally recomposed (NFC).</summary>
-    internal static AlignedText Canonical(AlignedText text, bool compose)
+    /// <summary>Canonical (NFD) or compatibility (NFKD) decomposition with canonical ordering, optionally recomposed (NFC, NFKC).</summary>
+    internal static AlignedText Canonical(AlignedText text, bool compose, bool compatible = false)
     {
         // entries: (code point, original start, original end)
         var entries = new List<(int Cp, int Start, int End)>(text.Length + 4);
-        Span<int> decomposed = stackalloc int[UnicodeTables.MaxDecompositionLength];
+        Span<int> decomposed = stackalloc int[Math.Max(UnicodeTables.MaxDecompositionLength, UnicodeTables.MaxCompatibilityLength)];
         bool reorder = false;
         for (int i = 0; i < text.Length;)
         {
             int start = i;
             int cp = AlignedText.ReadCodePoint(text.Text, ref i);
-            int n = UnicodeTables.Decompose(cp, decomposed);
+            int n = compatible ? UnicodeTables.DecomposeCompatibility(cp, decomposed) : UnicodeTables.Decompose(cp, decomposed);
             for (int k = 0; k < n; k++)
             {
                 entries.Add((decomposed[k], text.Starts[start], text.Ends[i - 1]));
@@ -193,9 +193,9 @@ internal sealed class LowercaseStep : Normalizer
     public override AlignedText Apply(AlignedText text) => MapCodePoints(text, ToLower);
 }
 
-internal sealed class CanonicalStep(bool compose) : Normalizer
+internal sealed class CanonicalStep(bool compose, bool compatible) : Normalizer
 {
-    public override AlignedText Apply(AlignedText text) => Canonical(text, compose);
+    public override AlignedText Apply(AlignedText text) => Canonical(text, compose, compatible);
 }
 
 internal sealed class StripAccentsStep : Normalizer

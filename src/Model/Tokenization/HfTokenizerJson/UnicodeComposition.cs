@@ -3,7 +3,8 @@ using System.Collections.Frozen;
 namespace Headlight.Models.Tokenization;
 
 /// <summary>
-/// Canonical composition (the C of NFC), derived from the generated full decompositions: the
+/// Compatibility decomposition (the K of NFKD/NFKC, tables in UnicodeCompatibility.g.cs) and
+/// canonical composition (the C of NFC), derived from the generated full decompositions: the
 /// pair (composite of the decomposition's prefix, last code point) composes to the code point,
 /// except for the composition exclusions (singletons, non-starter decompositions and the
 /// script-specific and post-composition-version lists of Unicode's CompositionExclusions.txt).
@@ -22,6 +23,24 @@ internal static partial class UnicodeTables
         (0xFB2A, 0xFB36), (0xFB38, 0xFB3C), (0xFB3E, 0xFB3E), (0xFB40, 0xFB41), (0xFB43, 0xFB44), (0xFB46, 0xFB4E),
         (0x2ADC, 0x2ADC), (0x1D15E, 0x1D164), (0x1D1BB, 0x1D1C0),
     ];
+
+    /// <summary>
+    /// Writes the full compatibility decomposition (NFKD's, before ordering) of
+    /// <paramref name="codePoint"/> to <paramref name="destination"/> (at least
+    /// <see cref="MaxCompatibilityLength"/> long) and returns its length.
+    /// </summary>
+    internal static int DecomposeCompatibility(int codePoint, Span<int> destination)
+    {
+        int index = codePoint < 0xA0 ? -1 : CompatibilityCodePoints.BinarySearch(codePoint);
+        if (index < 0)
+        {
+            return Decompose(codePoint, destination);
+        }
+
+        ReadOnlySpan<int> full = CompatibilityData[CompatibilityStarts[index]..CompatibilityStarts[index + 1]];
+        full.CopyTo(destination);
+        return full.Length;
+    }
 
     /// <summary>The primary composite of <paramref name="first"/> and <paramref name="second"/>, or -1.</summary>
     internal static int Compose(int first, int second)
