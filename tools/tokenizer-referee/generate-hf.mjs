@@ -38,7 +38,7 @@ const training = brownFiles.filter((f) => f < 'ck');
 const trainPath = path.join(temp, 'brown.txt');
 writeFileSync(trainPath, brownLines(training).join('\n'));
 const heldOut = brownLines(brownFiles.filter((f) => f >= 'ck')).filter((l) => l.length > 20);
-const brownTexts = Array.from({ length: 120 }, (_, i) => [`brown ${i}`, heldOut[Math.floor((i * heldOut.length) / 120)]]);
+const brownTexts = Array.from({ length: 100 }, (_, i) => [`brown ${i}`, heldOut[Math.floor((i * heldOut.length) / 100)]]);
 
 // ---- training ------------------------------------------------------------------------------------
 function trainBpe(preTokenizer, normalizer) {
