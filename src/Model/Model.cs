@@ -161,14 +161,16 @@ public sealed class Model : IDisposable
     /// <summary>Tokenises a pair of texts ([CLS] a [SEP] b [SEP] with token types 0 and 1) for BERT models (RoBERTa: &lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;).</summary>
     public TokenBatch TokenizePair(string first, string second, TruncationMode truncation = TruncationMode.None)
     {
-        var pair = RequireTokenizer() switch
+        var tokenizer = RequireTokenizer();
+        TokenizedText pair = tokenizer switch
         {
             BertWordPieceTokenizer bert => bert.EncodePair(first, second),
             RobertaTokenizer roberta => roberta.EncodePair(first, second),
+            HfTokenizer hf when Config.Family == ModelFamily.BertEncoder => hf.EncodePair(first, second),
             _ => throw new InvalidOperationException($"Model '{Name}' does not take text pairs."),
         };
 
-        return Tokenizer!.Batch([pair], TextLimit, SentenceTruncation(truncation));
+        return tokenizer.Batch([pair], TextLimit, SentenceTruncation(truncation));
     }
 
     /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
@@ -663,7 +665,7 @@ public sealed class Model : IDisposable
         => truncation == TruncationMode.None && Config.MaxSequenceLength is { } limit && limit <= Config.MaxTokens ? TruncationMode.LongestFirst : truncation;
 
     private ITextTokenizer RequireTokenizer() => Tokenizer
-        ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
+        ?? throw new InvalidOperationException($"Model '{Name}' came without tokenizer files (tokenizer.json, vocab.txt, or vocab.json + merges.txt): pass token ids instead of text.");
 
     private static (ModelConfig Config, WeightSet Weights, ITextTokenizer? Tokenizer, string Source) Read(string nameOrPath)
     {
@@ -673,14 +675,17 @@ public sealed class Model : IDisposable
             var files = ModelCatalog.Extract(packaged);
             var import = BertOnnxImport.Load(files.ModelPath);
             var config = FromBert(import.Config, files.ModelPath, import.Weights, packaged.Pooling, packaged.Normalize);
-            return (config, import.Weights, BertWordPieceTokenizer.FromFile(files.VocabPath), files.ModelPath);
+            // As the Hub's tokenizer.json for these models: special tokens typed in the text are matched.
+            var packagedTokenizer = BertWordPieceTokenizer.FromFile(files.VocabPath, BertTokenizerOptions.Uncased with { MatchSpecialTokens = true });
+            return (config, import.Weights, packagedTokenizer, files.ModelPath);
         }
 
         if (File.Exists(nameOrPath) && nameOrPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
         {
             var import = BertOnnxImport.Load(nameOrPath);
-            string vocab = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!, "vocab.txt");
-            var tokenizer = File.Exists(vocab) ? BertWordPieceTokenizer.FromFile(vocab) : null;
+            string folder = Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!;
+            string vocab = Path.Combine(folder, "vocab.txt");
+            var tokenizer = FolderTokenizer.ForBert(folder, File.Exists(vocab) ? vocab : null, import.Config.VocabSize);
             return (FromBert(import.Config, nameOrPath, import.Weights, null, false), import.Weights, tokenizer, nameOrPath);
         }
 
@@ -691,9 +696,9 @@ public sealed class Model : IDisposable
             if (header is Gpt2Config)
             {
                 var gpt2 = HfCheckpoint.LoadGpt2(nameOrPath);
-                ITextTokenizer? tokenizer = gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
+                ITextTokenizer? tokenizer = (ITextTokenizer?)FolderTokenizer.FromJson(nameOrPath, gpt2.Config.VocabSize) ?? (gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
                     ? Gpt2Tokenizer.FromFiles(gpt2.VocabJsonPath, gpt2.MergesPath)
-                    : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null;
+                    : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null);
                 return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, tokenizer, nameOrPath);
             }
 
@@ -742,9 +747,10 @@ public sealed class Model : IDisposable
     // WordPiece from vocab.txt (BERT, DistilBERT); RoBERTa's byte-level BPE from vocab.json + merges.txt.
     private static ITextTokenizer? EncoderTokenizer(BertCheckpoint bert)
     {
-        if (bert.VocabPath is not null)
+        // tokenizer.json first, then vocab.txt with tokenizer_config.json's flags (as Hugging Face picks them).
+        if (FolderTokenizer.ForBert(bert.Folder, bert.VocabPath, bert.Config.VocabSize) is { } tokenizer)
         {
-            return BertWordPieceTokenizer.FromFile(bert.VocabPath);
+            return tokenizer;
         }
 
         string vocab = Path.Combine(bert.Folder, "vocab.json");

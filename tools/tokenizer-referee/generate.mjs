@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
+import { texts, pairs } from './texts.mjs';
 
 const require = createRequire(import.meta.url);
 const hf = require('tokenizers');
@@ -70,89 +71,6 @@ function tokenizerJson({ lowercase, strip_accents }, truncation = null) {
     decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
   };
 }
-
-// ---- the texts ---------------------------------------------------------------------------------
-const texts = [
-  ['plain', 'Hello, world!'],
-  ['plain sentence', 'The quick brown fox jumps over the lazy dog.'],
-  ['plain longer', 'Transformers explain nothing unless you look inside them, layer by layer.'],
-  ['punctuation', 'Wait... what?! (Really) [yes] {no} "quoted" \'single\' - dash; colon: end.'],
-  ['ascii symbols spaced', '$ ^ ` ~ + = < > | \\ @ # % & * _ /'],
-  ['ascii symbols glued', 'a$b^c`d~e+f=g<h>i|j\\k@l#m%n&o*p_q/r'],
-  ['euro digit', '€4'],
-  ['currency and signs', 'It costs €4, £5 or ¥100 — © 2024 Headlight™, 25°C ±0.5'],
-  ['signs glued', 'x°y ±z a©b c™d £e'],
-  ['accents', 'Café naïve Ångström résumé'],
-  ['accents upper', 'CAFÉ NAÏVE ÅNGSTRÖM RÉSUMÉ'],
-  ['accents decomposed input', 'Cafe\u0301 nai\u0308ve A\u030Angstro\u0308m'],
-  ['accents french', 'Crème brûlée à la façon de Noël, déjà vu.'],
-  ['upper case', 'HELLO World MiXeD CaSe ACRONYMS like NASA'],
-  ['tabs', 'tabs\tand\ttabs'],
-  ['newlines and returns', 'new\nlines\r\nand\rreturns\n\n'],
-  ['multiple spaces', 'multiple     spaces   here'],
-  ['leading and trailing space', '   leading and trailing   '],
-  ['unicode spaces', 'nb\u00A0sp em\u2003space ideo\u3000graphic line\u2028sep para\u2029sep narrow\u202Fnb'],
-  ['nul', 'nul\u0000char'],
-  ['control characters', 'bell\u0007 esc\u001B del\u007F unit\u001Fsep'],
-  ['format characters', 'zero\u200Bwidth\u200Djoiner\uFEFFbom soft\u00ADhyphen lrm\u200Emark'],
-  ['replacement character', 'replacement\uFFFDchar \uFFFD'],
-  ['vertical tab form feed next line', 'vertical\u000Btab form\u000Cfeed next\u0085line'],
-  ['private use', 'private\uE000use'],
-  ['chinese', '我爱自然语言处理。'],
-  ['japanese kana and kanji', '日本語のテキスト、カタカナとひらがな。'],
-  ['kana vs kanji words', 'ひらがな カタカナ 漢字'],
-  ['korean', '한국어 텍스트입니다'],
-  ['cjk mixed with latin', 'Tokyo東京2024年 and 北京Beijing'],
-  ['cjk compatibility ideograph', 'compat\uF900\uF901 ideographs'],
-  ['cjk outside the basic plane', 'a\u{20000}b \u{20001}\u{2A700}x \u{2F800}y'],
-  ['emoji single', 'I love it 😀'],
-  ['emoji glued', 'great😀job'],
-  ['emoji skin tone', 'thumbs 👍🏽 up 👋🏿'],
-  ['emoji zwj sequence', 'family 👨‍👩‍👧‍👦 and 🏳️‍🌈'],
-  ['emoji flags', 'flags 🇩🇪 🇯🇵🇺🇸'],
-  ['emoji variation selector', 'heart ❤️ and keycap 1️⃣'],
-  ['arabic', 'مرحبا بالعالم'],
-  ['arabic with harakat', 'مَرْحَبًا'],
-  ['hebrew with niqqud', 'שָׁלוֹם עולם'],
-  ['cyrillic', 'Привет, мир! ЁЖИК и ёжик'],
-  ['greek with final sigma', 'Καλημέρα κόσμε, ΟΔΟΣ Σ'],
-  ['devanagari', 'नमस्ते दुनिया'],
-  ['thai', 'สวัสดีชาวโลก'],
-  ['math symbols', '∑ x² ≤ √y → ∞, ∀x∈ℝ: f(x) ≠ 0'],
-  ['math letters and compatibility', '½ ⅓ ① ℃ K Ω Å 𝐀𝐁 ﬁ'],
-  ['superscripts subscripts', '10⁻¹⁰ m and H₂O'],
-  ['url', 'See https://example.com/path/to?q=1&lang=en#frag for more.'],
-  ['email', 'contact: jane.doe+tag@example.org'],
-  ['code', 'x += y; // ok'],
-  ['code braces', 'if (a != b) { return a->c[0]; } else { x = y << 2 | z; }'],
-  ['code python', 'def f(x): return x**2  # square'],
-  ['numbers with separators', '1,000,000.50 and 3.14159 and 12:30pm on 2024-01-15, 1e-9'],
-  ['apostrophes', "don't can't it's O'Neill Headlight’s"],
-  ['unicode punctuation', '«quotes» „German“ ‘single’ — em–en… ¡Hola! ¿Qué? 「括弧」'],
-  ['special tokens as text', '[CLS] [MASK] [SEP] [PAD] [UNK]'],
-  ['dotted capital i', 'İstanbul İ'],
-  ['titlecase digraph and sharp s', 'ǅemal ß straße STRASSE'],
-  ['deseret astral letters', '𐐷𐐀𐐨'],
-  ['word of 100 chars', 'ab'.repeat(50)],
-  ['word of 101 chars', 'ab'.repeat(50) + 'c'],
-  ['word of 101 chars with accents', 'é'.repeat(101)],
-  ['long word then short', 'x'.repeat(150) + ' ok'],
-  ['many pieces', 'supercalifragilisticexpialidocious antidisestablishmentarianism'],
-  ['many pieces 2', 'pneumonoultramicroscopicsilicovolcanoconiosis electroencephalographically'],
-  ['unknown word', 'qxzqxzqxzqxz'],
-  ['empty', ''],
-  ['whitespace only', ' \t\n '],
-  ['only dropped characters', '\u0000\u200B\uFFFD'],
-  ['lone accents', '\u0301 a \u0308'],
-];
-
-const pairs = [
-  ['pair question passage', 'What is the capital of France?', 'Paris is the capital and most populous city of France.'],
-  ['pair accents', 'query: café', 'passage: Ångström units measure 10⁻¹⁰ m.'],
-  ['pair cjk', '東京はどこ？', 'Tokyo is the capital of 日本.'],
-  ['pair empty second', 'only the first', ''],
-  ['pair empty first', '', 'only the second'],
-];
 
 // Truncation is checked against the referee too (max_length counts the special tokens).
 const truncations = [

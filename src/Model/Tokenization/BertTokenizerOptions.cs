@@ -45,5 +45,12 @@ public sealed record BertTokenizerOptions
     public string MaskToken { get; init; } = "[MASK]";
 
     /// <summary>Whether accents are stripped once <see cref="StripAccents"/>'s default is resolved.</summary>
+    /// <summary>
+    /// Find the special tokens ([CLS], [SEP], [PAD], [MASK], [UNK]) written in the text and give
+    /// them their ids, as Hugging Face's tokenizers do for a model folder (so "[MASK]" is the mask id,
+    /// not "[", "mask", "]"). Default false: BERT's reference basic tokenizer treats them as text.
+    /// </summary>
+    public bool MatchSpecialTokens { get; init; }
+
     internal bool StripsAccents => StripAccents ?? LowerCase;
 }

@@ -185,6 +185,20 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
         return text.ToString();
     }
 
+    private (int Id, string Token)? MatchSpecial(string text, int at)
+    {
+        foreach (var (token, id) in (ReadOnlySpan<(string, int)>)[(Options.ClsToken, ClsTokenId), (Options.SepToken, SepTokenId), (Options.PadToken, PadTokenId),
+            (Options.MaskToken, MaskTokenId), (Options.UnknownToken, UnknownTokenId)])
+        {
+            if (string.CompareOrdinal(text, at, token, 0, token.Length) == 0 && at + token.Length <= text.Length)
+            {
+                return (id, token);
+            }
+        }
+
+        return null;
+    }
+
     private void CheckId(int id, int position)
     {
         if ((uint)id >= (uint)vocabulary.Count)
@@ -215,6 +229,44 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
 
         public void AddText(string text, int segment)
         {
+            if (!owner.Options.MatchSpecialTokens)
+            {
+                AddText(text, 0, text.Length, segment);
+                return;
+            }
+
+            // Special tokens written in the text, leftmost first.
+            int last = 0;
+            for (int i = 0; i < text.Length; i++)
+            {
+                if (owner.MatchSpecial(text, i) is not { } special)
+                {
+                    continue;
+                }
+
+                AddText(text, last, i, segment);
+                var span = new TextSpan(i, i + special.Token.Length);
+                ids.Add(special.Id);
+                types.Add(segment);
+                wordIndices.Add(words.Count);
+                spans.Add(span);
+                words.Add(new TokenizedWord(special.Token, special.Token, segment, span, ids.Count - 1, 1));
+                last = span.End;
+                i = last - 1;
+            }
+
+            AddText(text, last, text.Length, segment);
+        }
+
+        // Text [from, to) of text: basic tokenisation and WordPiece, spans shifted back into text.
+        private void AddText(string whole, int from, int to, int segment)
+        {
+            if (to <= from)
+            {
+                return;
+            }
+
+            string text = from == 0 && to == whole.Length ? whole : whole[from..to];
             NormalizedWords normalized = owner.basic.Split(text);
             ReadOnlySpan<char> chars = normalized.Chars;
             foreach (var (start, end) in normalized.Words)
@@ -228,13 +280,15 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
                     ids.Add(id);
                     types.Add(segment);
                     wordIndices.Add(words.Count);
-                    spans.Add(normalized.SourceSpan(start + pieceStart, start + pieceEnd));
+                    spans.Add(Shift(normalized.SourceSpan(start + pieceStart, start + pieceEnd), from));
                 }
 
-                TextSpan span = normalized.SourceSpan(start, end);
-                words.Add(new TokenizedWord(span.Of(text), new string(chars[start..end]), segment, span, firstToken, pieces.Count));
+                TextSpan span = Shift(normalized.SourceSpan(start, end), from);
+                words.Add(new TokenizedWord(span.Of(whole), new string(chars[start..end]), segment, span, firstToken, pieces.Count));
             }
         }
+
+        private static TextSpan Shift(TextSpan span, int by) => by == 0 ? span : new TextSpan(span.Start + by, span.End + by);
 
         public TokenizedText Build(string text, string? pairText)
         {

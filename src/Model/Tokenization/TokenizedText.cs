@@ -8,7 +8,8 @@ namespace Headlight.Models.Tokenization;
 /// Per token i: <c>Ids[i]</c>, <c>Tokens[i]</c>, <c>TypeIds[i]</c> (0 for the first text and its
 /// [CLS]/[SEP], 1 for the second text and its closing [SEP]), <c>WordIndices[i]</c> (index into
 /// <see cref="Words"/>, −1 for special tokens) and <c>Spans[i]</c> (UTF-16 offsets into the text of
-/// segment <c>TypeIds[i]</c>; the empty span [0, 0) for special tokens). Several tokens can share a
+/// its word's <see cref="TokenizedWord.Segment"/>, which is <c>TypeIds[i]</c> for BERT — RoBERTa's
+/// pairs are all type 0; the empty span [0, 0) for special tokens). Several tokens can share a
 /// span when one character became several pieces (a Hangul syllable becomes its jamo).
 /// </remarks>
 public sealed class TokenizedText
@@ -162,7 +163,7 @@ public sealed class TokenizedText
         int content0 = 0, content1 = 0;
         for (int i = 0; i < Count; i++)
         {
-            if (wordIndices[i] >= 0 && typeIds[i] == 0)
+            if (wordIndices[i] >= 0 && words[wordIndices[i]].Segment == 0)
             {
                 content0++;
             }
@@ -221,7 +222,7 @@ public sealed class TokenizedText
         int kept = 0, seen0 = 0, seen1 = 0;
         for (int i = 0; i < Count; i++)
         {
-            bool keep = wordIndices[i] < 0 || (typeIds[i] == 0 ? seen0++ < keep0 : seen1++ < keep1);
+            bool keep = wordIndices[i] < 0 || (words[wordIndices[i]].Segment == 0 ? seen0++ < keep0 : seen1++ < keep1);
             newIndex[i] = keep ? kept++ : -1;
         }
 

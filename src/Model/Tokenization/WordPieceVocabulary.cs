@@ -43,6 +43,10 @@ internal sealed class WordPieceVocabulary
         longestContinuation = continuing.Count == 0 ? 0 : continuing.Keys.Max(t => t.Length);
     }
 
+    /// <summary>A vocabulary from tokens indexed by id (tokenizer.json's WordPiece vocab, already checked dense and unique).</summary>
+    internal static WordPieceVocabulary FromTokens(string[] tokens, Dictionary<string, int> ids, string continuingSubwordPrefix) =>
+        new(tokens, ids, continuingSubwordPrefix);
+
     /// <summary>Number of tokens.</summary>
     public int Count => tokens.Length;
 
