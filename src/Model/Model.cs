@@ -95,13 +95,21 @@ public sealed class Model : IDisposable
     /// <exception cref="ModelFormatException">A file is malformed or describes a model Headlight cannot run.</exception>
     /// <exception cref="FileNotFoundException">The path does not exist, or a required file is missing.</exception>
     /// <exception cref="ArgumentException">The name is neither a catalogue name nor a path.</exception>
-    public static Model Load(string nameOrPath, Device? device = null)
+    public static Model Load(string nameOrPath, Device? device = null) => Load(nameOrPath, device, null);
+
+    /// <summary>As <see cref="Load(string, Device?)"/>, with <paramref name="options"/> for what the loader accepts.</summary>
+    /// <exception cref="ModelFormatException">A file is malformed or describes a model Headlight cannot run.</exception>
+    /// <exception cref="FileNotFoundException">The path does not exist, or a required file is missing.</exception>
+    /// <exception cref="ArgumentException">The name is neither a catalogue name nor a path.</exception>
+    public static Model Load(string nameOrPath, Device? device, ModelLoadOptions? options)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(nameOrPath);
+        options ??= ModelLoadOptions.Default;
         bool ownsDevice = device is null;
         device ??= Device.Open();
         try
         {
+            using var nonFinite = NonFiniteWeights.Allow(options.AllowNonFiniteWeights);
             var (config, weightSet, tokenizer, source) = Read(nameOrPath);
             config.Validate(source);
             var uploaded = DeviceWeights.Upload(device, config, weightSet);
@@ -674,7 +682,7 @@ public sealed class Model : IDisposable
         {
             var files = ModelCatalog.Extract(packaged);
             var import = BertOnnxImport.Load(files.ModelPath);
-            var config = FromBert(import.Config, files.ModelPath, import.Weights, packaged.Pooling, packaged.Normalize);
+            var config = FromBert(import.Config, files.ModelPath, import.Weights, packaged.Pooling, packaged.Normalize, packaged.MaxSequenceLength);
             // As the Hub's tokenizer.json for these models: special tokens typed in the text are matched.
             var packagedTokenizer = BertWordPieceTokenizer.FromFile(files.VocabPath, BertTokenizerOptions.Uncased with { MatchSpecialTokens = true });
             return (config, import.Weights, packagedTokenizer, files.ModelPath);

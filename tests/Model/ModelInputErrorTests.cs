@@ -71,7 +71,9 @@ public sealed class ModelInputErrorTests
     [Fact]
     public void Text_longer_than_the_positions_fails_unless_truncation_is_asked_for()
     {
-        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        // The bare ONNX file carries no sentence-transformers max_seq_length: only the 512 positions bound it.
+        string onnx = Headlight.Models.Loading.ModelCatalog.Extract(Headlight.Models.Loading.ModelCatalog.MiniLM).ModelPath;
+        using var model = Headlight.Models.Model.Load(onnx, Backends.Require("cpu"));
         string longText = string.Join(" ", Enumerable.Repeat("word", 600));
         var e = Assert.Throws<InputTooLongException>(() => model.Tokenize([longText]));
         Assert.Equal(512, e.Limit);
@@ -79,6 +81,21 @@ public sealed class ModelInputErrorTests
         var batch = model.Tokenize([longText], TruncationMode.LongestFirst);
         Assert.Equal(512, batch.SequenceLength);
         Assert.Equal(512, model.Forward(batch).SequenceLength);
+    }
+
+    [Fact]
+    public void Packaged_minilm_cuts_texts_at_its_max_seq_length_as_sentence_transformers_does()
+    {
+        // all-MiniLM-L6-v2's sentence_bert_config.json sets max_seq_length 256: sentence-transformers cuts every
+        // text to 256 tokens, [CLS] and [SEP] included, so a 300-word text embeds as its first 254 words.
+        using var model = Headlight.Models.Model.Load("minilm", Backends.Require("cpu"));
+        Assert.Equal(256, model.Config.MaxSequenceLength);
+        var words = Enumerable.Range(0, 300).Select(i => i % 3 == 0 ? "river" : i % 3 == 1 ? "stone" : "light").ToArray();
+        var batch = model.Tokenize([string.Join(" ", words)]);
+        Assert.Equal(256, batch.SequenceLength);
+        float[] cut = model.Embed([string.Join(" ", words)])[0];
+        float[] first = model.Embed([string.Join(" ", words.Take(254))])[0];
+        Assert.Equal(first, cut);
     }
 
     [Fact]

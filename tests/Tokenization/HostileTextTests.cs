@@ -1,13 +1,17 @@
 using System.Diagnostics;
 using System.Text;
 using Headlight.Models.Tokenization;
+using Headlight.Tests.Library;
 
 namespace Headlight.Tests.Tokenization;
 
 /// <summary>
 /// Text built to make tokenizers slow: long runs of combining marks (BERT's accent stripping) and
 /// long chunks of one letter (GPT-2's byte-pair merges). Time must grow about linearly.
+/// Timed against itself, so it runs alone: other tests running beside it would charge their time to
+/// one length and not the other.
 /// </summary>
+[Collection(nameof(RunsAlone))]
 public sealed class HostileTextTests
 {
     private static readonly int[] Lengths = [10_000, 40_000, 160_000];

@@ -22,7 +22,8 @@ internal static class ModelCatalog
         Normalize: true,
         HasPoolerOutput: true,
         "sentence-transformers/all-MiniLM-L6-v2",
-        "weights: Apache-2.0 (sentence-transformers); package: MIT (Curiosity GmbH)");
+        "weights: Apache-2.0 (sentence-transformers); package: MIT (Curiosity GmbH)",
+        MaxSequenceLength: 256);
 
     /// <summary>snowflake-arctic-embed-xs: 6-layer BERT, 384 wide; sentence embedding = [CLS] vector then L2 norm.</summary>
     public static readonly PackagedModel ArcticXs = new(
@@ -35,7 +36,8 @@ internal static class ModelCatalog
         Normalize: true,
         HasPoolerOutput: false,
         "Snowflake/snowflake-arctic-embed-xs",
-        "weights: Apache-2.0 (Snowflake); package: MIT (Curiosity GmbH)");
+        "weights: Apache-2.0 (Snowflake); package: MIT (Curiosity GmbH)",
+        MaxSequenceLength: 512);
 
     /// <summary>Every packaged model.</summary>
     public static IReadOnlyList<PackagedModel> All { get; } = [MiniLM, ArcticXs];

@@ -16,8 +16,25 @@ internal static class NonFiniteWeights
 
     private const int ExponentBits = 0x7F800000;
 
-    /// <summary>Whether the check is on (read per load, so a process can change it).</summary>
-    public static bool Enabled => Environment.GetEnvironmentVariable(EnvironmentVariable) != "1";
+    // Set for the duration of one load that asked to skip the check (flows into tasks that load started).
+    private static readonly AsyncLocal<bool> Allowed = new();
+
+    /// <summary>Whether the check is on: not inside <see cref="Allow"/>, and the environment variable not set (read per load).</summary>
+    public static bool Enabled => !Allowed.Value && Environment.GetEnvironmentVariable(EnvironmentVariable) != "1";
+
+    /// <summary>Turns the check off on this flow of execution until the result is disposed, when <paramref name="allow"/> is true.</summary>
+    public static Scope Allow(bool allow)
+    {
+        bool previous = Allowed.Value;
+        Allowed.Value = previous || allow;
+        return new Scope(previous);
+    }
+
+    /// <summary>Restores the previous setting.</summary>
+    public readonly struct Scope(bool previous) : IDisposable
+    {
+        public void Dispose() => Allowed.Value = previous;
+    }
 
     /// <summary>Throws naming the file, the tensor and the first bad flat index.</summary>
     public static void Check(string file, string tensor, ReadOnlySpan<float> values)

@@ -11,6 +11,7 @@ namespace Headlight.Models.Loading;
 /// <param name="HasPoolerOutput">Whether the graph also outputs BERT's pooler (tanh of a dense layer on [CLS]).</param>
 /// <param name="SourceModel">The original checkpoint the graph was exported from.</param>
 /// <param name="Licence">Licences of the weights and of the package.</param>
+/// <param name="MaxSequenceLength">The source model's sentence-transformers <c>max_seq_length</c>: texts are cut to this many tokens, special tokens included.</param>
 internal sealed record PackagedModel(
     string Name,
     string PackageId,
@@ -21,7 +22,8 @@ internal sealed record PackagedModel(
     bool Normalize,
     bool HasPoolerOutput,
     string SourceModel,
-    string Licence)
+    string Licence,
+    int MaxSequenceLength)
 {
     /// <summary>The assembly file inside the package, relative to the package's folder.</summary>
     public string AssemblyRelativePath => Path.Combine("lib", "netstandard2.1", PackageId + ".dll");
