@@ -103,12 +103,7 @@ public static partial class Explainer
     }
 
     /// <summary>The tokenizer's mask token ([MASK], RoBERTa's &lt;mask&gt;), or null when it has none.</summary>
-    internal static int? MaskToken(Model model) => model.Tokenizer switch
-    {
-        BertWordPieceTokenizer bert => bert.MaskTokenId,
-        RobertaTokenizer roberta => roberta.MaskTokenId,
-        _ => null,
-    };
+    internal static int? MaskToken(Model model) => model.Tokenizer?.MaskToken;
 
     private static void CheckInputs(Model model, TokenBatch inputs)
     {

@@ -50,6 +50,9 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
     /// <summary>Id of [MASK].</summary>
     public int MaskTokenId { get; }
 
+    /// <inheritdoc />
+    public int? MaskToken => MaskTokenId;
+
     /// <summary>Creates a tokenizer from a vocab.txt file.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="VocabularyFormatException">The file is empty, has empty lines or duplicate tokens, is not UTF-8, or lacks a special token.</exception>

@@ -83,6 +83,9 @@ public sealed class HfTokenizer : ITextTokenizer
     /// <summary>The id of the special mask token ([MASK], &lt;mask&gt;), or null when the file defines none.</summary>
     public int? MaskTokenId { get; }
 
+    /// <inheritdoc />
+    public int? MaskToken => MaskTokenId;
+
     /// <summary>The file the tokenizer came from.</summary>
     public string Source { get; }
 

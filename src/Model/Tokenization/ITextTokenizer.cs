@@ -12,6 +12,9 @@ public interface ITextTokenizer
     /// <summary>The id padding positions are filled with.</summary>
     int PadTokenId { get; }
 
+    /// <summary>The mask token ([MASK], RoBERTa's &lt;mask&gt;) masking baselines use, or null when the vocabulary has none.</summary>
+    int? MaskToken => null;
+
     /// <summary>True for the tokens the tokenizer adds itself and that stand for no text ([CLS], [SEP], [PAD], &lt;|endoftext|&gt;).</summary>
     bool IsControlToken(int id);
 

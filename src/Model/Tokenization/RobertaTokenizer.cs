@@ -35,6 +35,9 @@ public sealed class RobertaTokenizer : ITextTokenizer
     /// <summary>&lt;mask&gt;, or null when the vocabulary has none.</summary>
     public int? MaskTokenId { get; }
 
+    /// <inheritdoc />
+    public int? MaskToken => MaskTokenId;
+
     /// <summary>&lt;unk&gt;, or null when the vocabulary has none.</summary>
     public int? UnknownTokenId { get; }
 
