@@ -42,6 +42,29 @@ public sealed class OnnxReaderTests
         Assert.Equal(TensorLayout.None, import.Weights["embeddings.word_embeddings.weight"].Layout);
     }
 
+    [Theory]
+    [InlineData(3f)]
+    [InlineData(0f)]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(0.5f * 1.00001f)]
+    public void A_score_scale_other_than_one_over_sqrt_head_dim_is_refused_naming_the_file_and_node(float scale)
+    {
+        // headDim 4: the kernels scale by 1/2; a graph that asks for anything else would silently run with 1/2.
+        var graph = OnnxModel.Parse(new SyntheticBert(layers: 2, scoreScale: scale).Bytes, Source);
+        var e = LoadingFiles.ThrowsFormat(() => BertOnnxImport.Import(graph), Source, "Mul node");
+        Assert.Contains("l0_scaled", e.Field, StringComparison.Ordinal);
+        Assert.Contains("1/sqrt(4)", e.Expected, StringComparison.Ordinal);
+        Assert.Contains(((double)scale).ToString("R", System.Globalization.CultureInfo.InvariantCulture), e.Found, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_score_scale_one_over_sqrt_head_dim_is_accepted_within_a_millionth()
+    {
+        var graph = OnnxModel.Parse(new SyntheticBert(layers: 1, scoreScale: 0.5f * 1.0000002f).Bytes, Source);
+        Assert.Equal(SyntheticBert.Heads, BertOnnxImport.Import(graph).Config.Heads);
+    }
+
     [Fact]
     public void Heads_come_from_the_hint_only_when_the_graph_is_silent()
     {
