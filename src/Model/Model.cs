@@ -415,7 +415,8 @@ public sealed class Model : IDisposable
     /// (each step reruns the whole prefix; no key–value cache) and returns the new ids.
     /// </summary>
     /// <exception cref="InvalidOperationException">The model is not a decoder.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The prompt is empty, or the prompt plus <paramref name="count"/> exceeds the model's positions (<see cref="ModelConfig.MaxTokens"/>).</exception>
+    /// <exception cref="ArgumentException">The prompt is empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The prompt plus <paramref name="count"/> exceeds the model's positions (<see cref="ModelConfig.MaxTokens"/>).</exception>
     public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
@@ -425,10 +426,15 @@ public sealed class Model : IDisposable
             throw new InvalidOperationException($"Model '{Name}' is an encoder; only decoders generate text.");
         }
 
-        // long: prompt.Count + int.MaxValue would wrap below the limit in int arithmetic.
-        if (prompt.Count == 0 || (long)prompt.Count + count > Config.MaxTokens)
+        if (prompt.Count == 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs a non-empty prompt and at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
+            throw new ArgumentException("Generation needs a non-empty prompt.", nameof(prompt));
+        }
+
+        // long: prompt.Count + int.MaxValue would wrap below the limit in int arithmetic.
+        if ((long)prompt.Count + count > Config.MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
         }
 
         var ids = prompt.ToList();
