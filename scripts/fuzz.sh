@@ -3,7 +3,8 @@
 # afl++ and the sharpfuzz tool when missing, builds tools/Fuzz (Release), instruments Headlight.Model.dll
 # and runs afl-fuzz from the seed corpus tools/Fuzz/corpus/TARGET. Findings go to TestResults/fuzz/TARGET;
 # once one is fixed, copy it into the corpus folder so the replay tests (tests/Fuzz) keep it.
-# Prints one line per target and exits 1 when any target found a crash.
+# Prints one line per target (runs, crashes, hangs) and exits 1 when any target found a crash or a hang, or never
+# ran an input (afl-fuzz failed to start; its log is TestResults/fuzz/TARGET.log).
 # usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 
@@ -41,10 +42,14 @@ for target in "${targets[@]}"; do
     rm -rf "$findings"
     timeout $((seconds + 60)) afl-fuzz -V "$seconds" -t 10000 -m none -i "tools/Fuzz/corpus/$target" -o "$findings" \
         -- dotnet "$bin/Headlight.Fuzz.dll" "$target" >"$findings.log" 2>&1 || true
-    crashes=$(find "$findings" -path '*/crashes/id*' -type f 2>/dev/null | wc -l)
-    hangs=$(find "$findings" -path '*/hangs/id*' -type f 2>/dev/null | wc -l)
-    execs=$(grep -h '^execs_done' "$findings"/*/fuzzer_stats 2>/dev/null | awk '{s+=$3} END {print s+0}')
+    # A run that never started leaves no findings folder: count nothing rather than stop the script.
+    crashes=$( (find "$findings" -path '*/crashes/id*' -type f 2>/dev/null || true) | wc -l)
+    hangs=$( (find "$findings" -path '*/hangs/id*' -type f 2>/dev/null || true) | wc -l)
+    execs=$( (grep -h '^execs_done' "$findings"/*/fuzzer_stats 2>/dev/null || true) | awk '{s+=$3} END {print s+0}')
     echo "fuzz $target: ${seconds} s, $execs runs, $crashes crashes, $hangs hangs ($findings)"
-    [ "$crashes" = 0 ] || status=1
+    if [ "$crashes" != 0 ] || [ "$hangs" != 0 ] || [ "$execs" = 0 ]; then
+        status=1
+        [ "$execs" != 0 ] || tail -n 20 "$findings.log" >&2
+    fi
 done
 exit $status

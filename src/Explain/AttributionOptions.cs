@@ -16,7 +16,7 @@ public abstract record AttributionOptions
 
     /// <summary>
     /// Device memory one batch of rows may use for the saved forward state and the gradient buffers
-    /// (default 256 MiB); rows that need more are split into batches.
+    /// (default 256 MiB); rows that need more are split into batches. Range [1, 2^40] (1 TiB).
     /// </summary>
     public long MemoryBudgetBytes { get; init; } = 256L << 20;
 
@@ -28,10 +28,7 @@ public abstract record AttributionOptions
 
     internal virtual void Validate()
     {
-        if (MemoryBudgetBytes <= 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(MemoryBudgetBytes), MemoryBudgetBytes, $"{Method}: the memory budget must be positive.");
-        }
+        OptionRange.Check(Method, nameof(MemoryBudgetBytes), MemoryBudgetBytes, 1, OptionRange.MaxMemoryBudgetBytes);
     }
 }
 
@@ -60,13 +57,19 @@ public sealed record SmoothGradOptions : AttributionOptions
     /// <inheritdoc />
     public override string Method => "smoothgrad";
 
-    /// <summary>Noisy copies per row (default 16).</summary>
+    /// <summary>The most noisy copies per row <see cref="Samples"/> may ask for.</summary>
+    public const int MaxSamples = 100_000;
+
+    /// <summary>The largest <see cref="NoiseLevel"/>.</summary>
+    public const double MaxNoiseLevel = 1_000;
+
+    /// <summary>Noisy copies per row (default 16); range [1, <see cref="MaxSamples"/>].</summary>
     public int Samples { get; init; } = 16;
 
-    /// <summary>Noise standard deviation relative to the embedding's scale (default 0.1; 0 gives saliency).</summary>
+    /// <summary>Noise standard deviation relative to the embedding's scale (default 0.1; 0 gives saliency); range [0, <see cref="MaxNoiseLevel"/>].</summary>
     public double NoiseLevel { get; init; } = 0.1;
 
-    /// <summary>Seed of the noise.</summary>
+    /// <summary>Seed of the noise; any value.</summary>
     public int Seed { get; init; }
 
     /// <inheritdoc />
@@ -80,15 +83,8 @@ public sealed record SmoothGradOptions : AttributionOptions
     internal override void Validate()
     {
         base.Validate();
-        if (Samples < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(Samples), Samples, "smoothgrad: at least one sample is needed.");
-        }
-
-        if (!double.IsFinite(NoiseLevel) || NoiseLevel < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(NoiseLevel), NoiseLevel, "smoothgrad: the noise level must be finite and not negative.");
-        }
+        OptionRange.Check(Method, nameof(Samples), Samples, 1, MaxSamples);
+        OptionRange.Check(Method, nameof(NoiseLevel), NoiseLevel, 0, MaxNoiseLevel);
     }
 }
 
@@ -135,13 +131,19 @@ public sealed record IntegratedGradientsOptions : AttributionOptions
     /// <inheritdoc />
     public override string Method => "integrated-gradients";
 
-    /// <summary>Quadrature nodes (default 64).</summary>
+    /// <summary>The most quadrature nodes <see cref="Steps"/> may ask for.</summary>
+    public const int MaxSteps = 100_000;
+
+    /// <summary>Quadrature nodes (default 64); range [1, <see cref="MaxSteps"/>], [2, <see cref="MaxSteps"/>] for the trapezoid rule.</summary>
     public int Steps { get; init; } = 64;
 
     /// <summary>The baseline x' (default all-zero embeddings).</summary>
     public BaselineKind Baseline { get; init; } = BaselineKind.Zero;
 
-    /// <summary>A token whose embedding is the baseline at every position; overrides <see cref="Baseline"/> when set.</summary>
+    /// <summary>
+    /// A token whose embedding is the baseline at every position; overrides <see cref="Baseline"/> when set. Range
+    /// [0, vocabulary size), the upper end checked against the model when the explanation runs.
+    /// </summary>
     public int? BaselineTokenId { get; init; }
 
     /// <summary>The quadrature rule (default Gauss–Legendre).</summary>
@@ -165,9 +167,10 @@ public sealed record IntegratedGradientsOptions : AttributionOptions
     internal override void Validate()
     {
         base.Validate();
-        if (Steps < 1 || (Rule == QuadratureRule.RiemannTrapezoid && Steps < 2))
+        OptionRange.Check(Method, nameof(Steps), Steps, Rule == QuadratureRule.RiemannTrapezoid ? 2 : 1, MaxSteps);
+        if (BaselineTokenId is { } id)
         {
-            throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"integrated gradients: {(Rule == QuadratureRule.RiemannTrapezoid ? "the trapezoid rule needs at least 2 steps" : "at least one step is needed")}.");
+            OptionRange.Check(Method, nameof(BaselineTokenId), id, 0, int.MaxValue);
         }
 
         if (!Enum.IsDefined(Baseline) || !Enum.IsDefined(Rule))

@@ -78,12 +78,13 @@ public static partial class Explainer
     /// input row, layer and head. Its magnitude estimates how much the target depends on the head.
     /// </summary>
     /// <exception cref="TargetException">The target does not fit the model or the inputs.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="memoryBudgetBytes"/> is outside [1, 2^40].</exception>
     public static HeadGateGradients HeadGateGradients(Model model, TokenBatch inputs, ITarget target, long memoryBudgetBytes = 256L << 20)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(target);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(memoryBudgetBytes);
+        OptionRange.Check("head gate gradients", nameof(memoryBudgetBytes), memoryBudgetBytes, 1, OptionRange.MaxMemoryBudgetBytes);
         var clock = Stopwatch.StartNew();
         CheckInputs(model, inputs);
         target.Prepare(model, inputs);

@@ -37,7 +37,13 @@ public sealed record LrpOptions : AttributionOptions
     /// <summary>The attention rules (default AttnLRP).</summary>
     public LrpRules Rules { get; init; } = LrpRules.AttnLrp;
 
-    /// <summary>The stabiliser ε of the ε-rule and the uniform rule (default 1e-6); must be positive.</summary>
+    /// <summary>The largest <see cref="Epsilon"/>: float32 sums with it stay finite.</summary>
+    public const double MaxEpsilon = 1e30;
+
+    /// <summary>
+    /// The stabiliser ε of the ε-rule and the uniform rule (default 1e-6); range [<see cref="float.Epsilon"/>,
+    /// <see cref="MaxEpsilon"/>] (positive as a float32).
+    /// </summary>
     public double Epsilon { get; init; } = 1e-6;
 
     /// <inheritdoc />
@@ -50,10 +56,7 @@ public sealed record LrpOptions : AttributionOptions
     internal override void Validate()
     {
         base.Validate();
-        if (!double.IsFinite(Epsilon) || Epsilon <= 0 || (float)Epsilon <= 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, $"{Method}: epsilon must be positive, finite and at least {float.Epsilon:R} (a float32 above 0).");
-        }
+        OptionRange.Check(Method, nameof(Epsilon), Epsilon, float.Epsilon, MaxEpsilon);
 
         if (!Enum.IsDefined(Rules))
         {

@@ -35,10 +35,7 @@ public sealed record AttentionRolloutOptions : RolloutOptions
     internal override void Validate()
     {
         base.Validate();
-        if (!(ResidualWeight >= 0 && ResidualWeight <= 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(ResidualWeight), ResidualWeight, "rollout: the residual weight must lie in [0, 1].");
-        }
+        OptionRange.Check(Method, nameof(ResidualWeight), ResidualWeight, 0, 1);
     }
 }
 

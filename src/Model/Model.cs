@@ -181,7 +181,10 @@ public sealed class Model : IDisposable
         return tokenizer.Batch([pair], TextLimit, SentenceTruncation(truncation));
     }
 
-    /// <summary>Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).</summary>
+    /// <summary>
+    /// Builds a batch from token ids given directly (one list per row; the ids are used as given, no special tokens added).
+    /// A model id beyond the tokenizer's vocabulary (an embedding padded past it) is shown as <c>&lt;id N&gt;</c>.
+    /// </summary>
     /// <exception cref="ArgumentException">A row is empty, too long, or holds an id outside the vocabulary.</exception>
     public TokenBatch FromIds(IReadOnlyList<IReadOnlyList<int>> rows)
     {
@@ -203,7 +206,7 @@ public sealed class Model : IDisposable
                 }
             }
 
-            var tokens = ids.Select(id => Tokenizer is null ? $"#{id}" : Tokenizer.GetToken(id)).ToArray();
+            var tokens = ids.Select(TokenText).ToArray();
             texts[r] = TokenizedText.FromIds(ids, tokens, Tokenizer is null ? null : Tokenizer.IsControlToken);
         }
 
@@ -385,7 +388,10 @@ public sealed class Model : IDisposable
         }
     }
 
-    /// <summary>The <paramref name="k"/> most likely next tokens after <paramref name="position"/> of <paramref name="row"/>, with their logits and probabilities (decoders).</summary>
+    /// <summary>
+    /// The <paramref name="k"/> most likely next tokens after <paramref name="position"/> of <paramref name="row"/>, with their
+    /// logits and probabilities (decoders). An id beyond the tokenizer's vocabulary has the text <c>&lt;id N&gt;</c>.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The result has no decoder logits.</exception>
     public IReadOnlyList<TokenPrediction> TopK(ForwardResult result, int row, int position, int k)
     {
@@ -406,15 +412,21 @@ public sealed class Model : IDisposable
         }
 
         var order = Enumerable.Range(0, v).OrderByDescending(i => span[i]).ThenBy(i => i).Take(Math.Min(k, v)).ToArray();
-        return order.Select(i => new TokenPrediction(i, Tokenizer?.GetToken(i) ?? $"#{i}", span[i], (float)(Math.Exp(span[i] - max) / sum))).ToArray();
+        return order.Select(i => new TokenPrediction(i, TokenText(i), span[i], (float)(Math.Exp(span[i] - max) / sum))).ToArray();
     }
+
+    // A model id's text: #id without a tokenizer, <id N> for a model id the tokenizer's smaller vocabulary lacks
+    // (checkpoints pad the embedding past the tokenizer, e.g. to a multiple of 64), else the tokenizer's token.
+    private string TokenText(int id) =>
+        Tokenizer is null ? $"#{id}" : (uint)id < (uint)Tokenizer.VocabularySize ? Tokenizer.GetToken(id) : $"<id {id}>";
 
     /// <summary>
     /// Greedy generation for decoders: appends the most likely token <paramref name="count"/> times
     /// (each step reruns the whole prefix; no key–value cache) and returns the new ids.
     /// </summary>
     /// <exception cref="InvalidOperationException">The model is not a decoder.</exception>
-    /// <exception cref="ArgumentException">The prompt plus <paramref name="count"/> exceeds the model's positions.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The prompt plus <paramref name="count"/> exceeds the model's positions (<see cref="ModelConfig.MaxTokens"/>).</exception>
     public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
@@ -424,9 +436,15 @@ public sealed class Model : IDisposable
             throw new InvalidOperationException($"Model '{Name}' is an encoder; only decoders generate text.");
         }
 
-        if (prompt.Count == 0 || prompt.Count + count > Config.MaxTokens)
+        if (prompt.Count == 0)
         {
-            throw new ArgumentException($"Generation needs a non-empty prompt and at most {Config.MaxTokens} positions in all; asked for {prompt.Count} + {count}.", nameof(count));
+            throw new ArgumentException("Generation needs a non-empty prompt.", nameof(prompt));
+        }
+
+        // long: prompt.Count + int.MaxValue would wrap below the limit in int arithmetic.
+        if ((long)prompt.Count + count > Config.MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
         }
 
         var ids = prompt.ToList();
@@ -694,6 +712,7 @@ public sealed class Model : IDisposable
             string folder = Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!;
             string vocab = Path.Combine(folder, "vocab.txt");
             var tokenizer = FolderTokenizer.ForBert(folder, File.Exists(vocab) ? vocab : null, import.Config.VocabSize);
+            CheckTokenizerFits(tokenizer, vocab, import.Config.VocabSize, nameOrPath);
             return (FromBert(import.Config, nameOrPath, import.Weights, null, false), import.Weights, tokenizer, nameOrPath);
         }
 
@@ -707,11 +726,13 @@ public sealed class Model : IDisposable
                 ITextTokenizer? tokenizer = (ITextTokenizer?)FolderTokenizer.FromJson(nameOrPath, gpt2.Config.VocabSize) ?? (gpt2.VocabJsonPath is not null && gpt2.MergesPath is not null
                     ? Gpt2Tokenizer.FromFiles(gpt2.VocabJsonPath, gpt2.MergesPath)
                     : gpt2.Config.VocabSize == Gpt2Tokenizer.Gpt2VocabularySize ? Gpt2Tokenizer.CreateDefault() : null);
+                CheckTokenizerFits(tokenizer, gpt2.VocabJsonPath ?? "built-in GPT-2 vocabulary", gpt2.Config.VocabSize, configPath);
                 return (FromGpt2(gpt2.Config, configPath), gpt2.Weights, tokenizer, nameOrPath);
             }
 
             var bert = HfCheckpoint.LoadBert(nameOrPath);
             var bertTokenizer = EncoderTokenizer(bert);
+            CheckTokenizerFits(bertTokenizer, bert.VocabPath ?? Path.Combine(bert.Folder, "vocab.json"), bert.Config.VocabSize, configPath);
             var se = bert.SentenceEmbedding;
             return (FromBert(bert.Config, configPath, bert.Weights, se?.Pooling, se?.Normalize ?? false, se?.MaxSequenceLength), bert.Weights, bertTokenizer, nameOrPath);
         }
@@ -750,6 +771,17 @@ public sealed class Model : IDisposable
             NormalizeEmbedding = normalize,
             IgnoredConfigKeys = c.IgnoredKeys,
         };
+    }
+
+    // A tokenizer may be smaller than the model's embedding (padded rows never come out of it), never larger: its ids
+    // past the embedding would fail on the first text that uses them.
+    private static void CheckTokenizerFits(ITextTokenizer? tokenizer, string tokenizerPath, int modelVocab, string modelPath)
+    {
+        if (tokenizer is not null && tokenizer.VocabularySize > modelVocab)
+        {
+            throw new ModelFormatException(
+                tokenizerPath, "vocabulary size", $"at most the {modelVocab} token embeddings of {modelPath}", $"{tokenizer.VocabularySize} tokens");
+        }
     }
 
     // WordPiece from vocab.txt (BERT, DistilBERT); RoBERTa's byte-level BPE from vocab.json + merges.txt.

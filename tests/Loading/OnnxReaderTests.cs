@@ -42,6 +42,72 @@ public sealed class OnnxReaderTests
         Assert.Equal(TensorLayout.None, import.Weights["embeddings.word_embeddings.weight"].Layout);
     }
 
+    [Theory]
+    [InlineData(3f)]
+    [InlineData(0f)]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(0.5f * 1.00001f)]
+    public void A_score_scale_other_than_one_over_sqrt_head_dim_is_refused_naming_the_file_and_node(float scale)
+    {
+        // headDim 4: the kernels scale by 1/2; a graph that asks for anything else would silently run with 1/2.
+        var graph = OnnxModel.Parse(new SyntheticBert(layers: 2, scoreScale: scale).Bytes, Source);
+        var e = LoadingFiles.ThrowsFormat(() => BertOnnxImport.Import(graph), Source, "Mul node");
+        Assert.Contains("l0_scaled", e.Field, StringComparison.Ordinal);
+        Assert.Contains("1/sqrt(4)", e.Expected, StringComparison.Ordinal);
+        Assert.Contains(((double)scale).ToString("R", System.Globalization.CultureInfo.InvariantCulture), e.Found, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(3f)]
+    [InlineData(0f)]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    public void Minilm_with_its_score_scale_constant_edited_is_refused_naming_the_file_and_the_node(float value)
+    {
+        // MiniLM's heads have 32 dimensions: its graph scales scores by Div 5.656854 (or Mul 0.1767767).
+        var files = TestModels.Files("minilm");
+        byte[] bytes = File.ReadAllBytes(files.ModelPath);
+        var graph = OnnxModel.Parse(bytes, files.ModelPath);
+        var scales = graph.Nodes
+            .Where(n => n.OpType is "Div" or "Mul" && n.Inputs.Count == 2)
+            .Select(n => (Node: n, Value: graph.ConstantValue(n.Inputs[1])?.ScalarValue()))
+            .Where(s => s.Value is double c && (Math.Abs(c - Math.Sqrt(32)) < 1e-5 || Math.Abs(c - (1 / Math.Sqrt(32))) < 1e-6))
+            .ToList();
+        Assert.NotEmpty(scales);
+        byte[] constant = BitConverter.GetBytes((float)scales[0].Value!.Value);
+        byte[] replacement = BitConverter.GetBytes(value);
+        int replaced = 0;
+        for (int i = bytes.AsSpan().IndexOf(constant); i >= 0; i = bytes.AsSpan(i + 4).IndexOf(constant) is int next and >= 0 ? i + 4 + next : -1)
+        {
+            replacement.CopyTo(bytes, i);
+            replaced++;
+        }
+
+        Assert.InRange(replaced, 1, 12);
+        string folder = Directory.CreateTempSubdirectory("headlight-score-scale-").FullName;
+        try
+        {
+            string path = Path.Combine(folder, "model.onnx");
+            File.WriteAllBytes(path, bytes);
+            var e = Assert.Throws<ModelFormatException>(() => Headlight.Models.Model.Load(path, Backends.Require("cpu")));
+            Assert.Equal(path, e.FilePath);
+            Assert.Contains($"{scales[0].Node.OpType} node '", e.Field, StringComparison.Ordinal);
+            Assert.Contains("1/sqrt(32)", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_score_scale_one_over_sqrt_head_dim_is_accepted_within_a_millionth()
+    {
+        var graph = OnnxModel.Parse(new SyntheticBert(layers: 1, scoreScale: 0.5f * 1.0000002f).Bytes, Source);
+        Assert.Equal(SyntheticBert.Heads, BertOnnxImport.Import(graph).Config.Heads);
+    }
+
     [Fact]
     public void Heads_come_from_the_hint_only_when_the_graph_is_silent()
     {

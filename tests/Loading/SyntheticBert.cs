@@ -24,7 +24,8 @@ public sealed class SyntheticBert
     /// <summary>Builds the graph.</summary>
     /// <param name="layers">The number of layers.</param>
     /// <param name="stateHeads">Whether the graph states the head count (Reshape constant and score scale).</param>
-    public SyntheticBert(int layers = 2, bool stateHeads = true)
+    /// <param name="scoreScale">The constant the scores are multiplied by (default 1/sqrt(headDim)).</param>
+    public SyntheticBert(int layers = 2, bool stateHeads = true, float? scoreScale = null)
     {
         Layers = layers;
         var g = new Proto().String(2, "synthetic-bert");
@@ -58,7 +59,7 @@ public sealed class SyntheticBert
         if (stateHeads)
         {
             g.Message(1, Onnx.Node("Constant", [], ["split_shape"], Onnx.TensorAttribute("value", Onnx.Int64Data(string.Empty, [4], [0, 0, Heads, HeadDim]))));
-            g.Message(1, Onnx.Node("Constant", [], ["scale"], Onnx.TensorAttribute("value", Onnx.RawFloat(string.Empty, [], [1f / MathF.Sqrt(HeadDim)]))));
+            g.Message(1, Onnx.Node("Constant", [], ["scale"], Onnx.TensorAttribute("value", Onnx.RawFloat(string.Empty, [], [scoreScale ?? (1f / MathF.Sqrt(HeadDim))]))));
         }
 
         int matrix = 500;

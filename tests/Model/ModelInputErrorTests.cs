@@ -118,4 +118,16 @@ public sealed class ModelInputErrorTests
         Assert.Throws<InvalidOperationException>(() => model.TopK(result, 0, 0, 3));
         Assert.Throws<InvalidOperationException>(() => model.Generate([101], 2));
     }
+
+    [Theory]
+    [InlineData(int.MaxValue)]
+    [InlineData(int.MaxValue - 1)]
+    public void Generate_count_that_overflows_the_position_check_names_count_and_limit(int count)
+    {
+        using var model = Headlight.Models.Model.Load(LoadingFiles.SharedFixture("gpt2-tiny"), Backends.Require("cpu"));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => model.Generate([1, 2], count));
+        Assert.Equal("count", e.ParamName);
+        Assert.Contains(model.Config.MaxTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);
+        Assert.Contains("position limit", e.Message, StringComparison.Ordinal);
+    }
 }

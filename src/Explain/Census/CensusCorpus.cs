@@ -18,6 +18,12 @@ public sealed class CensusCorpus
     /// <summary>Tokens per copy by default (a sequence is this long twice, plus special tokens).</summary>
     public const int DefaultRepeatLength = 20;
 
+    /// <summary>The most random sequences <see cref="WithRepeats"/> accepts.</summary>
+    public const int MaxRepeatSequences = 10_000;
+
+    /// <summary>The longest copy <see cref="WithRepeats"/> accepts.</summary>
+    public const int MaxRepeatLength = 100_000;
+
     private const string ResourceName = "Headlight.Explain.Corpus.sentences.txt";
 
     private CensusCorpus(string name, IReadOnlyList<string> texts, string sha256, int repeatSequences, int repeatLength, int seed)
@@ -98,12 +104,15 @@ public sealed class CensusCorpus
         return new CensusCorpus(name, list.AsReadOnly(), Hash(list), DefaultRepeatSequences, DefaultRepeatLength, 0);
     }
 
-    /// <summary>The same texts with other random-sequence settings.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A count is negative, or the length is below 2.</exception>
+    /// <summary>
+    /// The same texts with other random-sequence settings: <paramref name="sequences"/> in [0,
+    /// <see cref="MaxRepeatSequences"/>], <paramref name="length"/> in [2, <see cref="MaxRepeatLength"/>], any seed.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A count is out of its range.</exception>
     public CensusCorpus WithRepeats(int sequences, int length, int seed)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(sequences);
-        ArgumentOutOfRangeException.ThrowIfLessThan(length, 2);
+        OptionRange.Check("census corpus", nameof(sequences), sequences, 0, MaxRepeatSequences);
+        OptionRange.Check("census corpus", nameof(length), length, 2, MaxRepeatLength);
         return new CensusCorpus(Name, Texts, Sha256, sequences, length, seed);
     }
 

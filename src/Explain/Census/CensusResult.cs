@@ -6,7 +6,19 @@ public sealed record CensusOptions
     /// <summary>The texts (and repeated-sequence settings); default <see cref="CensusCorpus.BuiltIn"/>.</summary>
     public CensusCorpus? Corpus { get; init; }
 
-    /// <summary>Seeds of the random-weight controls (one control model per seed); default 1, 2, 3. Empty: no controls.</summary>
+    /// <summary>The most control seeds <see cref="ControlSeeds"/> may hold.</summary>
+    public const int MaxControlSeeds = 100;
+
+    /// <summary>The largest <see cref="AblationTexts"/>.</summary>
+    public const int MaxAblationTexts = 1_000_000;
+
+    /// <summary>The largest <see cref="BatchTokens"/> (2^24).</summary>
+    public const int MaxBatchTokens = 1 << 24;
+
+    /// <summary>
+    /// Seeds of the random-weight controls (one control model per seed, distinct, at most <see cref="MaxControlSeeds"/>);
+    /// default 1, 2, 3. Empty: no controls.
+    /// </summary>
     public IReadOnlyList<int> ControlSeeds { get; init; } = [1, 2, 3];
 
     /// <summary>Compute head importance (gate gradients) and ablation drops for the model itself; default true.</summary>
@@ -14,20 +26,22 @@ public sealed record CensusOptions
 
     /// <summary>
     /// Texts the ablation runs over (evenly spaced through the corpus; every head is ablated on each);
-    /// default 32. The gate gradients always use every text.
+    /// default 32; range [0, <see cref="MaxAblationTexts"/>]. The gate gradients always use every text.
     /// </summary>
     public int AblationTexts { get; init; } = 32;
 
-    /// <summary>Padded tokens per batch (rows of similar length are batched together); default 4096.</summary>
+    /// <summary>Padded tokens per batch (rows of similar length are batched together); default 4096; range [1, <see cref="MaxBatchTokens"/>].</summary>
     public int BatchTokens { get; init; } = 4096;
 
     /// <summary>Throws for values out of range.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A count is out of range.</exception>
     public void Validate()
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(AblationTexts, nameof(AblationTexts));
-        ArgumentOutOfRangeException.ThrowIfLessThan(BatchTokens, 1, nameof(BatchTokens));
+        const string method = "census";
+        OptionRange.Check(method, nameof(AblationTexts), AblationTexts, 0, MaxAblationTexts);
+        OptionRange.Check(method, nameof(BatchTokens), BatchTokens, 1, MaxBatchTokens);
         ArgumentNullException.ThrowIfNull(ControlSeeds, nameof(ControlSeeds));
+        OptionRange.Check(method, nameof(ControlSeeds), ControlSeeds.Count, 0, MaxControlSeeds);
         if (ControlSeeds.Distinct().Count() != ControlSeeds.Count)
         {
             throw new ArgumentOutOfRangeException(nameof(ControlSeeds), string.Join(", ", ControlSeeds), "Control seeds must be distinct.");

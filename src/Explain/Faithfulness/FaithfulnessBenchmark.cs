@@ -31,6 +31,12 @@ public static class FaithfulnessBenchmark
         ArgumentNullException.ThrowIfNull(methods);
         options ??= new FaithfulnessOptions();
         options.Validate();
+        foreach (var method in methods)
+        {
+            ArgumentNullException.ThrowIfNull(method, nameof(methods));
+            method.Validate();
+        }
+
         if (cases.Count == 0)
         {
             throw new ArgumentException("The faithfulness benchmark needs at least one case.", nameof(cases));

@@ -21,38 +21,53 @@ public sealed record FaithfulnessOptions
     /// <summary>How a word is taken out (default <see cref="WordRemoval.Mask"/>).</summary>
     public WordRemoval Removal { get; init; } = WordRemoval.Mask;
 
-    /// <summary>The token that replaces removed ones with <see cref="WordRemoval.Mask"/>; null = the model's mask (or pad) token.</summary>
+    /// <summary>The most random orders <see cref="RandomOrders"/> may ask for.</summary>
+    public const int MaxRandomOrders = 1_000;
+
+    /// <summary>The most curve points <see cref="MaxSteps"/> may ask for.</summary>
+    public const int MaxCurveSteps = 10_000;
+
+    /// <summary>
+    /// The token that replaces removed ones with <see cref="WordRemoval.Mask"/>; null = the model's mask (or pad) token.
+    /// Range [0, vocabulary size), the upper end checked against the model when the benchmark runs.
+    /// </summary>
     public int? ReplacementTokenId { get; init; }
 
-    /// <summary>Random word orders per case that make the baseline (their curves are averaged); at least 1.</summary>
+    /// <summary>Random word orders per case that make the baseline (their curves are averaged); range [1, <see cref="MaxRandomOrders"/>].</summary>
     public int RandomOrders { get; init; } = 5;
 
-    /// <summary>Seed of the random orders.</summary>
+    /// <summary>Seed of the random orders; any value.</summary>
     public int Seed { get; init; }
 
     /// <summary>
     /// Points on each curve besides the start: null = one per word (k = 0, 1, …, M words removed); otherwise at most
-    /// this many, k = round(i·M/steps).
+    /// this many, k = round(i·M/steps). Range [1, <see cref="MaxCurveSteps"/>].
     /// </summary>
     public int? MaxSteps { get; init; }
 
-    /// <summary>Host memory the batched forward passes may use.</summary>
+    /// <summary>Host memory the batched forward passes may use; range [1, 2^40] (1 TiB).</summary>
     public long MemoryBudgetBytes { get; init; } = 256L << 20;
 
     /// <summary>Throws for an option out of range.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     public void Validate()
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(RandomOrders, 1, nameof(RandomOrders));
+        const string method = "faithfulness";
+        OptionRange.Check(method, nameof(RandomOrders), RandomOrders, 1, MaxRandomOrders);
         if (MaxSteps is { } steps)
         {
-            ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1, nameof(MaxSteps));
+            OptionRange.Check(method, nameof(MaxSteps), steps, 1, MaxCurveSteps);
         }
 
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MemoryBudgetBytes, nameof(MemoryBudgetBytes));
+        OptionRange.Check(method, nameof(MemoryBudgetBytes), MemoryBudgetBytes, 1, OptionRange.MaxMemoryBudgetBytes);
         if (ReplacementTokenId is { } id)
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(id, nameof(ReplacementTokenId));
+            OptionRange.Check(method, nameof(ReplacementTokenId), id, 0, int.MaxValue);
+        }
+
+        if (!Enum.IsDefined(Removal))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Removal), Removal, $"{method}: unknown removal {Removal}.");
         }
     }
 

@@ -47,16 +47,19 @@ public sealed record KernelShapOptions : AttributionOptions
     /// <summary>The largest number of features <see cref="Exact"/> accepts (2^12 = 4,096 forward passes).</summary>
     public const int MaxExactFeatures = 12;
 
+    /// <summary>The largest <see cref="Budget"/>: each coalition is one forward pass.</summary>
+    public const int MaxBudget = 1_000_000;
+
     /// <inheritdoc />
     public override string Method => "kernel-shap";
 
     /// <summary>
     /// Coalitions to evaluate besides the empty and the full one; null gives 2M + 2048. Capped at 2^M − 2; at least
-    /// M + 1 (or every coalition, when there are fewer).
+    /// M + 1 (or every coalition, when there are fewer). Range [1, <see cref="MaxBudget"/>].
     /// </summary>
     public int? Budget { get; init; }
 
-    /// <summary>Seed of the coalition sampling: the same seed gives the same coalitions on every backend.</summary>
+    /// <summary>Seed of the coalition sampling: the same seed gives the same coalitions on every backend; any value.</summary>
     public int Seed { get; init; }
 
     /// <summary>Compute exact Shapley values by enumerating all 2^M coalitions (M ≤ <see cref="MaxExactFeatures"/>) instead of sampling.</summary>
@@ -68,7 +71,10 @@ public sealed record KernelShapOptions : AttributionOptions
     /// <summary>Replace masked tokens (default) or drop them from attention.</summary>
     public ShapMasking Masking { get; init; } = ShapMasking.Replace;
 
-    /// <summary>The token that replaces masked ones with <see cref="ShapMasking.Replace"/>; null = the model's mask token.</summary>
+    /// <summary>
+    /// The token that replaces masked ones with <see cref="ShapMasking.Replace"/>; null = the model's mask token. Range
+    /// [0, vocabulary size), the upper end checked against the model when the explanation runs.
+    /// </summary>
     public int? ReplacementTokenId { get; init; }
 
     /// <summary>Sample coalitions in complementary pairs (default true); false draws each coalition on its own, for comparison.</summary>
@@ -104,9 +110,9 @@ public sealed record KernelShapOptions : AttributionOptions
             throw new ArgumentException("kernel-shap: a budget has no meaning with exact enumeration; give one or the other.", nameof(Budget));
         }
 
-        if (Budget is < 1)
+        if (Budget is { } budget)
         {
-            throw new ArgumentOutOfRangeException(nameof(Budget), Budget, "kernel-shap: the budget must be positive (at least M + 1 coalitions).");
+            OptionRange.Check(Method, nameof(Budget), budget, 1, MaxBudget);
         }
 
         if (!Enum.IsDefined(Features) || !Enum.IsDefined(Masking))
@@ -116,7 +122,7 @@ public sealed record KernelShapOptions : AttributionOptions
 
         if (ReplacementTokenId is < 0 || (ReplacementTokenId is not null && Masking == ShapMasking.Drop))
         {
-            throw new ArgumentOutOfRangeException(nameof(ReplacementTokenId), ReplacementTokenId, "kernel-shap: the replacement token must be a vocabulary id, and is used only with ShapMasking.Replace.");
+            throw new ArgumentOutOfRangeException(nameof(ReplacementTokenId), ReplacementTokenId, "kernel-shap: ReplacementTokenId must lie in [0, vocabulary size), and is used only with ShapMasking.Replace.");
         }
     }
 }

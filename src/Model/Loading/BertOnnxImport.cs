@@ -97,6 +97,7 @@ internal sealed partial class BertOnnxImport
             words.Shape[0],
             FirstDim(weights, "embeddings.token_type_embeddings.weight", path));
         config.Validate(path);
+        CheckScoreScales(graph, hidden / heads);
 
         string? pooler = graph.Outputs.FirstOrDefault(o => graph.Producer(o)?.OpType == "Tanh");
         BertWeights.Validate(weights, config, requirePooler: pooler is not null);
@@ -320,8 +321,38 @@ internal sealed partial class BertOnnxImport
         return entries.ToArray();
     }
 
+    /// <summary>
+    /// Every Softmax whose scores are scaled by a constant (Div by c or Mul by c) must use 1/sqrt(headDim), the scale the
+    /// kernels apply, within 1e-6 relative: a graph with another scale (3, 0, NaN, ∞) would run as if it had 1/sqrt(headDim).
+    /// A graph that scales its scores in a way this does not trace (e.g. the query before the product) is not checked.
+    /// </summary>
+    private static void CheckScoreScales(OnnxModel graph, int headDim)
+    {
+        double expected = 1 / Math.Sqrt(headDim);
+        foreach (var softmax in graph.Nodes.Where(n => n.OpType == "Softmax" && n.Inputs.Count > 0))
+        {
+            if (ScoreScaleNode(graph, softmax.Inputs[0]) is not (double scale, OnnxNode node))
+            {
+                continue;
+            }
+
+            if (!(Math.Abs(scale - expected) <= 1e-6 * expected))
+            {
+                string constant = node.OpType == "Div" ? $"Div by {(1 / scale).ToString("R", CultureInfo.InvariantCulture)}" : $"Mul by {scale.ToString("R", CultureInfo.InvariantCulture)}";
+                throw new ModelFormatException(
+                    graph.FilePath,
+                    $"{node.OpType} node '{node.Name}' (output {node.Outputs.FirstOrDefault()}, scaling the scores of Softmax '{softmax.Name}')",
+                    $"the attention score scale 1/sqrt({headDim}) = {expected.ToString("R", CultureInfo.InvariantCulture)} (Div by {Math.Sqrt(headDim).ToString("R", CultureInfo.InvariantCulture)} or Mul by its inverse)",
+                    constant);
+            }
+        }
+    }
+
     /// <summary>The factor scores are multiplied by before the mask and Softmax, following Add (mask) back to Div or Mul by a constant.</summary>
-    private static double? ScoreScale(OnnxModel graph, string value)
+    private static double? ScoreScale(OnnxModel graph, string value) => ScoreScaleNode(graph, value)?.Scale;
+
+    /// <summary>As <see cref="ScoreScale"/>, with the Div or Mul node that applies it; Div by 0 gives an infinite scale.</summary>
+    private static (double Scale, OnnxNode Node)? ScoreScaleNode(OnnxModel graph, string value)
     {
         for (int step = 0; step < 4; step++)
         {
@@ -335,10 +366,10 @@ internal sealed partial class BertOnnxImport
             double? right = graph.ConstantValue(node.Inputs[1])?.ScalarValue();
             switch (node.OpType)
             {
-                case "Div" when right is double c && c != 0:
-                    return 1 / c;
+                case "Div" when right is double c:
+                    return (1 / c, node);
                 case "Mul" when (right ?? left) is double c:
-                    return c;
+                    return (c, node);
                 case "Add" or "Where":
                     // Masking: follow the branch that is not the mask (the one produced by the scores).
                     value = node.Inputs.FirstOrDefault(i => graph.Producer(i)?.OpType is "Div" or "MatMul")
