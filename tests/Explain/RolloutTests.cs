@@ -54,7 +54,7 @@ public sealed class RolloutTests(ITestOutputHelper output)
         foreach (double w in new[] { -0.1, 1.5, double.NaN })
         {
             var e = Assert.Throws<ArgumentOutOfRangeException>(() => Explainer.Rollout(model, batch, new NextTokenLogitTarget(3), new AttentionRolloutOptions { ResidualWeight = w }));
-            Assert.Contains("residual weight", e.Message, StringComparison.Ordinal);
+            Assert.Contains(nameof(AttentionRolloutOptions.ResidualWeight), e.Message, StringComparison.Ordinal);
         }
 
         Assert.Throws<ArgumentNullException>(() => Explainer.Rollout(model, batch, null!, new GradientAttentionOptions()));
