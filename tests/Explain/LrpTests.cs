@@ -309,7 +309,7 @@ public sealed class LrpTests(ITestOutputHelper output)
         foreach (double epsilon in new[] { 0, -1e-6, double.NaN, double.PositiveInfinity, 1e-60 })
         {
             var e = Assert.Throws<ArgumentOutOfRangeException>(() => Explainer.Relevance(model, batch, target, new LrpOptions { Epsilon = epsilon }));
-            Assert.Contains("epsilon", e.Message, StringComparison.Ordinal);
+            Assert.Contains(nameof(LrpOptions.Epsilon), e.Message, StringComparison.Ordinal);
         }
 
         Assert.Throws<ArgumentOutOfRangeException>(() => Explainer.Explain(model, batch, target, new LrpOptions { Rules = (LrpRules)7 }));
