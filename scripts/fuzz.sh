@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes each target of tools/Fuzz with AFL++ through SharpFuzz for SECONDS (default 60): installs Debian's
-# afl++ and the sharpfuzz tool when missing, builds tools/Fuzz (Release), instruments Headlight.Model.dll
+# afl++ and the sharpfuzz tool when missing, builds tools/Fuzz (Release), instruments Headlight.Models.dll
 # and runs afl-fuzz from the seed corpus tools/Fuzz/corpus/TARGET. Findings go to TestResults/fuzz/TARGET;
 # once one is fixed, copy it into the corpus folder so the replay tests (tests/Fuzz) keep it.
 # Prints one line per target (runs, crashes, hangs) and exits 1 when any target found a crash or a hang, or never
@@ -32,7 +32,7 @@ results=TestResults/fuzz
 bin=$results/bin
 mkdir -p "$results"
 dotnet build tools/Fuzz/Headlight.Fuzz.csproj -c Release -o "$bin" -v quiet -nologo >/dev/null
-"$tools/sharpfuzz" "$bin/Headlight.Model.dll" >/dev/null
+"$tools/sharpfuzz" "$bin/Headlight.Models.dll" >/dev/null
 
 # dotnet itself is not instrumented (SharpFuzz instruments the library); no UI, no CPU governor checks.
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1

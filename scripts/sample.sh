@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs Headlight.Kernels, Headlight.Model, Headlight.Explain and the Headlight.Cli tool into a fresh
+# Packs Headlight.Kernels, Headlight.Models, Headlight.Explain and the Headlight.Cli tool into a fresh
 # local folder feed, then uses them the way another project would: builds and runs samples/ExplainSentence
 # and samples/CustomAttribution (a method of its own on the public pass API) against that feed (restored into
 # an empty package folder, so nothing stale or in-tree is picked up), and installs the tool into a tool path
@@ -23,7 +23,7 @@ version=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' Directory.Build.props | 
 echo "--- pack $version into a local feed"
 dotnet pack Kernels.sln -c Release $build_flag -p:ContinuousIntegrationBuild=true -o "$feed" --nologo -v quiet
 ls "$feed"
-for id in Headlight.Kernels Headlight.Model Headlight.Explain Headlight.Cli; do
+for id in Headlight.Kernels Headlight.Models Headlight.Explain Headlight.Cli; do
     [[ -f "$feed/$id.$version.nupkg" && -f "$feed/$id.$version.snupkg" ]] || { echo "missing package or symbols: $id $version"; exit 1; }
 done
 

@@ -1,4 +1,4 @@
-// Generates src/Model/Tokenization/HfTokenizerJson/UnicodeCompatibility.g.cs: the full compatibility
+// Generates src/Models/Tokenization/HfTokenizerJson/UnicodeCompatibility.g.cs: the full compatibility
 // decompositions (the K of NFKD/NFKC) of the code points whose decomposition differs from the
 // canonical one, from the Unicode Character Database's UnicodeData.txt.
 // usage: node compat-tables.mjs [/usr/share/unicode/UnicodeData.txt] [output .cs]
@@ -8,7 +8,7 @@ import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const input = process.argv[2] ?? '/usr/share/unicode/UnicodeData.txt';
-const output = process.argv[3] ?? path.join(here, '../../src/Model/Tokenization/HfTokenizerJson/UnicodeCompatibility.g.cs');
+const output = process.argv[3] ?? path.join(here, '../../src/Models/Tokenization/HfTokenizerJson/UnicodeCompatibility.g.cs');
 const readme = (() => {
   try { return readFileSync(path.join(path.dirname(input), 'ReadMe.txt'), 'utf8'); } catch { return ''; }
 })();
