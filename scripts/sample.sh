@@ -41,7 +41,7 @@ run_sample() {
     echo "--- build samples/$name against the feed"
     dotnet restore "samples/$name" --packages "$packages" "${sources[@]}" -p:HeadlightVersion="$version" --nologo -v quiet
     dotnet build "samples/$name" -c Release --no-restore -p:HeadlightVersion="$version" --nologo -v quiet
-    for id in headlight.kernels headlight.model; do
+    for id in headlight.kernels headlight.models; do
         [[ -d "$packages/$id/$version" ]] || { echo "samples/$name did not restore $id from the feed"; exit 1; }
     done
 
