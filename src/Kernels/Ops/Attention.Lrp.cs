@@ -53,7 +53,8 @@ public static partial class Attention
     }
 
     /// <summary>
-    /// The gradient with respect to the attention probabilities, <c>dP[b, h, i, j] = dO[b, i, h]·v[b, j, h]</c> for every
+    /// The gradient with respect to the attention probabilities, <c>dP[b, h, i, j] = dO[b, i, h]·v[b, j, g]</c>
+    /// (<c>g = h / (heads / kvHeads)</c>) for every
     /// visible (query, key) pair and 0 for masked ones, as gradient-weighted attention (Chefer et al. 2021) needs.
     /// </summary>
     /// <param name="v">The forward values, <c>[batch, key, width]</c>.</param>
@@ -67,11 +68,11 @@ public static partial class Attention
     {
         var args = new OpArgs("Attention.ProbabilityGradient").Add("v", v.Tensor).Add("dOutput", dOutput.Tensor).AddOptional("keyMask", keyMask).Add("dProbabilities", dProbabilities);
         var layout = CheckShape(args, shape, 1f, causal, keyMask);
-        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
+        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength, layout.KvHeads);
         (layout.GStride, layout.GColumn) = CheckOperand(args, "dOutput", dOutput, shape, shape.QueryLength);
         CheckDims(args, "dProbabilities", dProbabilities, shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength);
         int hd = layout.Heads * layout.HeadDim;
-        CheckNoOverlap(args, [Region("dProbabilities", dProbabilities)], [Region("v", v, hd), Region("dOutput", dOutput, hd)]);
+        CheckNoOverlap(args, [Region("dProbabilities", dProbabilities)], [Region("v", v, layout.KvHeads * layout.HeadDim), Region("dOutput", dOutput, hd)]);
         int n = args.ToInt32(dProbabilities.Length, "batch·heads·query·key");
         if (n == 0)
         {

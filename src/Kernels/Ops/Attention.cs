@@ -7,9 +7,11 @@ namespace Headlight.Kernels;
 /// dimension <c>d</c> of token <c>t</c> of batch <c>b</c> is
 /// <c>Tensor[(b·seq + t)·width + FirstColumn + h·headDim + d]</c>. A packed QKV buffer
 /// <c>[batch, seq, 3·heads·headDim]</c> gives Q, K and V at first columns 0, heads·headDim and 2·heads·headDim.
+/// K, V, dK and dV hold <c>kvHeads·headDim</c> columns (<see cref="AttentionShape.KeyValueHeads"/>), so a grouped-query
+/// buffer <c>[batch, seq, (heads + 2·kvHeads)·headDim]</c> gives them at heads·headDim and (heads + kvHeads)·headDim.
 /// </summary>
 /// <param name="Tensor">The buffer, <c>[batch, seq, width]</c>.</param>
-/// <param name="FirstColumn">The column where head 0 starts; <c>FirstColumn + heads·headDim</c> must not exceed width.</param>
+/// <param name="FirstColumn">The column where head 0 starts; <c>FirstColumn + heads·headDim</c> (kvHeads for K, V, dK, dV) must not exceed width.</param>
 public readonly record struct AttentionOperand(Tensor<float> Tensor, int FirstColumn = 0);
 
 /// <summary>The sizes of one attention call.</summary>
@@ -18,13 +20,25 @@ public readonly record struct AttentionOperand(Tensor<float> Tensor, int FirstCo
 /// <param name="QueryLength">Query tokens per sequence.</param>
 /// <param name="KeyLength">Key (and value) tokens per sequence; may differ from <paramref name="QueryLength"/>, as with a decoder's cache.</param>
 /// <param name="HeadDim">Dimensions per head, 1 to <see cref="Attention.MaxHeadDim"/>.</param>
-public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim);
+/// <param name="KvHeads">
+/// Key/value heads for grouped-query attention (0 = <paramref name="Heads"/>, multi-head attention; 1 = multi-query);
+/// must divide <paramref name="Heads"/>. Query head <c>h</c> reads key/value head <c>h / (heads / kvHeads)</c>.
+/// </param>
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, int KvHeads = 0)
+{
+    /// <summary>Key/value heads: <see cref="KvHeads"/>, or <see cref="Heads"/> when 0 (multi-head attention). Must divide <see cref="Heads"/>.</summary>
+    public int KeyValueHeads => KvHeads == 0 ? Heads : KvHeads;
+}
 
 /// <summary>
 /// Fused multi-head attention, <c>O = softmax(scale·Q·Kᵀ + mask)·V</c>, forward and backward, without
 /// a <c>[query, key]</c> buffer: the forward pass is FlashAttention's online softmax and saves the row
 /// logsumexp <c>L</c>; probabilities (for capture) and the backward pass recompute <c>P = exp(scale·q·k − L)</c>.
 /// A query row whose keys are all masked gives output 0, probabilities 0, <c>L = +∞</c> and zero gradients.
+/// Grouped-query (and multi-query) attention as Llama and Qwen2 use it: with <see cref="AttentionShape.KvHeads"/> key/value
+/// heads, query head <c>h</c> reads key/value head <c>g = h / (heads / kvHeads)</c> (consecutive query heads share one,
+/// as Hugging Face's <c>repeat_kv</c>); K, V, dK and dV hold <c>kvHeads·headDim</c> columns, and dK, dV of head <c>g</c>
+/// are summed over its group's query heads. Q, the output, dQ, dOutput, logsumexp and probabilities stay per query head.
 /// </summary>
 public static partial class Attention
 {
@@ -33,7 +47,7 @@ public static partial class Attention
 
     /// <summary>
     /// Forward attention for every (batch, head):
-    /// <c>output[b, i, h] = Σⱼ softmaxⱼ(scale·q[b, i, h]·k[b, j, h] + mask)·v[b, j, h]</c>.
+    /// <c>output[b, i, h] = Σⱼ softmaxⱼ(scale·q[b, i, h]·k[b, j, g] + mask)·v[b, j, g]</c>, <c>g = h / (heads / kvHeads)</c>.
     /// </summary>
     /// <param name="q">Queries, <c>[batch, query, width]</c>.</param>
     /// <param name="k">Keys, <c>[batch, key, width]</c>.</param>
@@ -84,15 +98,15 @@ public static partial class Attention
             .Add("logSumExp", logSumExp).AddOptional("keyMask", keyMask).AddOptional("probabilities", probabilities);
         var layout = CheckShape(args, shape, scale, causal, keyMask);
         (layout.QStride, layout.QColumn) = CheckOperand(args, "q", q, shape, shape.QueryLength);
-        (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength);
-        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
+        (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength, layout.KvHeads);
+        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength, layout.KvHeads);
         (layout.OStride, layout.OColumn) = CheckOperand(args, "output", output, shape, shape.QueryLength);
         CheckDims(args, "logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
         CheckDims(args, "probabilities", probabilities, shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength);
         CheckNoOverlap(
             args,
             [Region("output", output, layout.Heads * layout.HeadDim), Region("logSumExp", logSumExp), Region("probabilities", probabilities)],
-            [Region("q", q, layout.Heads * layout.HeadDim), Region("k", k, layout.Heads * layout.HeadDim), Region("v", v, layout.Heads * layout.HeadDim)]);
+            [Region("q", q, layout.Heads * layout.HeadDim), Region("k", k, layout.KvHeads * layout.HeadDim), Region("v", v, layout.KvHeads * layout.HeadDim)]);
 
         if (shape.Batch == 0 || shape.QueryLength == 0)
         {
@@ -175,20 +189,21 @@ public static partial class Attention
         layout.Rule = rule;
         layout.Epsilon = epsilon;
         (layout.QStride, layout.QColumn) = CheckOperand(args, "q", q, shape, shape.QueryLength);
-        (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength);
-        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength);
+        (layout.KStride, layout.KColumn) = CheckOperand(args, "k", k, shape, shape.KeyLength, layout.KvHeads);
+        (layout.VStride, layout.VColumn) = CheckOperand(args, "v", v, shape, shape.KeyLength, layout.KvHeads);
         (layout.OStride, layout.OColumn) = CheckOperand(args, "output", output, shape, shape.QueryLength);
         (layout.GStride, layout.GColumn) = CheckOperand(args, "dOutput", dOutput, shape, shape.QueryLength);
         (layout.DqStride, layout.DqColumn) = CheckOperand(args, "dq", dq, shape, shape.QueryLength);
-        (layout.DkStride, layout.DkColumn) = CheckOperand(args, "dk", dk, shape, shape.KeyLength);
-        (layout.DvStride, layout.DvColumn) = CheckOperand(args, "dv", dv, shape, shape.KeyLength);
+        (layout.DkStride, layout.DkColumn) = CheckOperand(args, "dk", dk, shape, shape.KeyLength, layout.KvHeads);
+        (layout.DvStride, layout.DvColumn) = CheckOperand(args, "dv", dv, shape, shape.KeyLength, layout.KvHeads);
         CheckDims(args, "logSumExp", logSumExp, shape.Batch, shape.Heads, shape.QueryLength);
         CheckDims(args, "delta", delta, shape.Batch, shape.Heads, shape.QueryLength);
         int hd = layout.Heads * layout.HeadDim;
+        int kvd = layout.KvHeads * layout.HeadDim;
         CheckNoOverlap(
             args,
-            [Region("dq", dq, hd), Region("dk", dk, hd), Region("dv", dv, hd), Region("delta", delta)],
-            [Region("q", q, hd), Region("k", k, hd), Region("v", v, hd), Region("output", output, hd), Region("dOutput", dOutput, hd), Region("logSumExp", logSumExp)]);
+            [Region("dq", dq, hd), Region("dk", dk, kvd), Region("dv", dv, kvd), Region("delta", delta)],
+            [Region("q", q, hd), Region("k", k, kvd), Region("v", v, kvd), Region("output", output, hd), Region("dOutput", dOutput, hd), Region("logSumExp", logSumExp)]);
 
         if (shape.Batch == 0)
         {
@@ -208,6 +223,13 @@ public static partial class Attention
         public int QueryLength;
         public int KeyLength;
         public int HeadDim;
+
+        /// <summary>Key/value heads; query head h reads key/value head h / Group.</summary>
+        public int KvHeads;
+
+        /// <summary>Query heads per key/value head, Heads / KvHeads (1 for multi-head attention).</summary>
+        public int Group;
+
         public int QStride;
         public int QColumn;
         public int KStride;
@@ -245,6 +267,11 @@ public static partial class Attention
             args.Fail($"{shape} needs batch ≥ 0, heads ≥ 1 and lengths ≥ 0");
         }
 
+        if (shape.KvHeads < 0 || shape.Heads % shape.KeyValueHeads != 0)
+        {
+            args.Fail($"{shape}: KvHeads must be 0 (= heads) or a positive divisor of heads {shape.Heads}, got {shape.KvHeads}");
+        }
+
         if (shape.HeadDim < 1 || shape.HeadDim > MaxHeadDim)
         {
             args.Fail($"{shape}: head dimension must be 1 to {MaxHeadDim}");
@@ -269,6 +296,8 @@ public static partial class Attention
             QueryLength = shape.QueryLength,
             KeyLength = shape.KeyLength,
             HeadDim = shape.HeadDim,
+            KvHeads = shape.KeyValueHeads,
+            Group = shape.Heads / shape.KeyValueHeads,
             Scale = scale,
             Causal = causal ? 1 : 0,
             CausalOffset = shape.KeyLength - shape.QueryLength,
@@ -286,14 +315,17 @@ public static partial class Attention
         }
     }
 
-    // An operand must be [batch, length, width] with its heads inside width; returns (width, first column).
-    private static (int Stride, int Column) CheckOperand(OpArgs args, string name, AttentionOperand operand, AttentionShape shape, int length)
+    // An operand must be [batch, length, width] with its heads (query heads unless given) inside width; returns (width, first column).
+    private static (int Stride, int Column) CheckOperand(OpArgs args, string name, AttentionOperand operand, AttentionShape shape, int length, int heads = 0)
     {
         var dims = operand.Tensor.Shape;
-        long end = (long)operand.FirstColumn + ((long)shape.Heads * shape.HeadDim);
+        bool kv = heads != 0;
+        heads = kv ? heads : shape.Heads;
+        long end = (long)operand.FirstColumn + ((long)heads * shape.HeadDim);
         if (!(dims.Rank == 3 && dims[0] == shape.Batch && dims[1] == length && operand.FirstColumn >= 0 && end <= dims[2]))
         {
-            args.Fail($"'{name}' must be [{shape.Batch}, {length}, width] with FirstColumn {operand.FirstColumn} ≥ 0 and FirstColumn + heads·headDim = {end} ≤ width, for {shape}");
+            string what = kv ? "kvHeads·headDim" : "heads·headDim";
+            args.Fail($"'{name}' must be [{shape.Batch}, {length}, width] with FirstColumn {operand.FirstColumn} ≥ 0 and FirstColumn + {what} = {end} ≤ width, for {shape}");
         }
 
         return (dims[2], operand.FirstColumn);
