@@ -115,8 +115,10 @@ public static partial class Attention
         float* q = t.Q, k = t.K, v = t.V, o = t.O, lse = t.Lse, probs = t.Probabilities;
         int* mask = t.Mask;
         {
-            StageKeys(p, k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim), p.KStride, keyEnd, keyPad, kT);
-            StageRows(v + (b * p.KeyLength * p.VStride) + p.VColumn + (h * dim), p.VStride, keyEnd, dim, dimPad, vPad);
+            // Grouped-query: query head h reads key/value head h / group.
+            int kvHead = h / p.Group;
+            StageKeys(p, k + (b * p.KeyLength * p.KStride) + p.KColumn + (kvHead * dim), p.KStride, keyEnd, keyPad, kT);
+            StageRows(v + (b * p.KeyLength * p.VStride) + p.VColumn + (kvHead * dim), p.VStride, keyEnd, dim, dimPad, vPad);
             StageBias(p, mask, b, keyEnd, keyPad, bias);
 
             for (int qb = rowStart; qb < rowEnd; qb += QueryBlock)
@@ -201,8 +203,9 @@ public static partial class Attention
     internal static unsafe void BackwardManaged(CpuWorkers workers, Tensor<float> tq, Tensor<float> tk, Tensor<float> tv, Tensor<float> to,
         Tensor<float> tdO, Tensor<float> tlse, Tensor<int>? tmask, Tensor<float> tdq, Tensor<float> tdk, Tensor<float> tdv, Tensor<float> tdelta, Layout p)
     {
-        int pairs = p.Batch * p.Heads;
-        long work = (long)pairs * Math.Max(p.QueryLength, 1) * Math.Max(p.KeyLength, 1) * p.HeadDim;
+        // One item per (batch, key/value head): dK and dV sum over the group's query heads in a fixed order.
+        int pairs = p.Batch * p.KvHeads;
+        long work = (long)p.Batch * p.Heads * Math.Max(p.QueryLength, 1) * Math.Max(p.KeyLength, 1) * p.HeadDim;
         fixed (float* q = tq.HostSpan, k = tk.HostSpan, v = tv.HostSpan, o = to.HostSpan, lse = tlse.HostSpan)
         fixed (float* dO = tdO.HostSpan, dq = tdq.HostSpan, dk = tdk.HostSpan, dv = tdv.HostSpan, delta = tdelta.HostSpan)
         fixed (int* mask = tmask is null ? default : tmask.HostSpan)
@@ -225,7 +228,7 @@ public static partial class Attention
         }
     }
 
-    /// <summary>The backward pass's operands as pinned pointers; item = batch·heads + head.</summary>
+    /// <summary>The backward pass's operands as pinned pointers; item = batch·kvHeads + key/value head.</summary>
     private unsafe struct BackwardJob : ICpuJob
     {
         public float* Q;
@@ -244,13 +247,14 @@ public static partial class Attention
         public readonly void Execute(int item) => BackwardItem(this, item);
     }
 
-    // One (batch, head) pair: recompute P block by block, accumulate dK and dV over all query blocks.
+    // One (batch, key/value head) pair: for each query head of its group, recompute P block by block; dK and dV
+    // accumulate over the group's heads and all query blocks.
     [SkipLocalsInit]
-    private static unsafe void BackwardItem(in BackwardJob t, int bh)
+    private static unsafe void BackwardItem(in BackwardJob t, int bg)
     {
         var p = t.P;
-        int b = bh / p.Heads;
-        int h = bh % p.Heads;
+        int b = bg / p.KvHeads;
+        int kvHead = bg % p.KvHeads;
         int dim = p.HeadDim;
         int keyEnd = p.QueryLength == 0 ? 0 : KeyEnd(p, p.QueryLength - 1);
         int keyPad = RoundUp(keyEnd, Lane);
@@ -280,16 +284,19 @@ public static partial class Attention
         float* dO = t.DOutput, dq = t.Dq, dk = t.Dk, dv = t.Dv, delta = t.Delta;
         int* mask = t.Mask;
         {
-            float* kHead = k + (b * p.KeyLength * p.KStride) + p.KColumn + (h * dim);
+            float* kHead = k + (b * p.KeyLength * p.KStride) + p.KColumn + (kvHead * dim);
             StageKeys(p, kHead, p.KStride, keyEnd, keyPad, kT);
-            StageKeys(p, v + (b * p.KeyLength * p.VStride) + p.VColumn + (h * dim), p.VStride, keyEnd, keyPad, vT);
+            StageKeys(p, v + (b * p.KeyLength * p.VStride) + p.VColumn + (kvHead * dim), p.VStride, keyEnd, keyPad, vT);
             StageRows(kHead, p.KStride, keyEnd, dim, dimPad, kPad);
             StageBias(p, mask, b, keyEnd, keyPad, bias);
             new Span<float>(dkAcc, keyPad * dimPad).Clear();
             new Span<float>(dvAcc, keyPad * dimPad).Clear();
 
-            for (int qb = 0; qb < p.QueryLength; qb += QueryBlock)
+            for (int step = 0, blocks = DivUp(p.QueryLength, QueryBlock); step < p.Group * blocks; step++)
             {
+                int h = (kvHead * p.Group) + (step / blocks);
+                int bh = (b * p.Heads) + h;
+                int qb = (step % blocks) * QueryBlock;
                 int rows = Math.Min(QueryBlock, p.QueryLength - qb);
                 for (int r = 0; r < rows; r++)
                 {
@@ -364,8 +371,8 @@ public static partial class Attention
             for (int j = 0; j < p.KeyLength; j++)
             {
                 int token = (b * p.KeyLength) + j;
-                var dkRow = new Span<float>(dk + (token * p.DkStride) + p.DkColumn + (h * dim), dim);
-                var dvRow = new Span<float>(dv + (token * p.DvStride) + p.DvColumn + (h * dim), dim);
+                var dkRow = new Span<float>(dk + (token * p.DkStride) + p.DkColumn + (kvHead * dim), dim);
+                var dvRow = new Span<float>(dv + (token * p.DvStride) + p.DvColumn + (kvHead * dim), dim);
                 if (j < keyEnd)
                 {
                     new ReadOnlySpan<float>(dkAcc + (j * dimPad), dim).CopyTo(dkRow);

@@ -123,13 +123,14 @@ internal sealed partial class IlgpuBackend
 
             if (layout.KeyLength > 0)
             {
+                // One group per (batch, key/value head, block of keys), summing over the group's query heads.
                 // Without queries the key kernel reads no query-side view: it writes zeros.
                 var standIn = k.View;
                 var keyLayout = layout;
                 keyLayout.Blocks = Attention.DivUp(layout.KeyLength, rowsPerGroup);
                 dkvKernel(
                     stream,
-                    new KernelConfig(layout.Batch * layout.Heads * keyLayout.Blocks, group),
+                    new KernelConfig(layout.Batch * layout.KvHeads * keyLayout.Blocks, group),
                     Attention.ViewOr(q, standIn), k.View, v.View, Attention.ViewOr(o, standIn), Attention.ViewOr(dO, standIn), Attention.ViewOr(lse, standIn), Attention.ViewOr(delta, standIn),
                     Attention.ViewOr(mask, standIn.Cast<int>()), dk.View, dv.View, keyLayout);
             }
@@ -181,6 +182,7 @@ public static partial class Attention
         int bh = index / p.QueryLength;
         int h = bh % p.Heads;
         int b = bh / p.Heads;
+        int kvHead = h / p.Group;
         int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
         for (int d = 0; d < dim; d++)
         {
@@ -201,7 +203,7 @@ public static partial class Attention
                 float s = float.NegativeInfinity;
                 if (p.HasMask == 0 || mask[(b * p.KeyLength) + j] != 0)
                 {
-                    int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (h * dim);
+                    int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (kvHead * dim);
                     s = 0f;
                     for (int d = 0; d < dim; d++)
                     {
@@ -214,7 +216,7 @@ public static partial class Attention
                 scores[jj] = s;
             }
 
-            row = FoldTile(row, tileMax, scores, n, acc, dim, v, (((b * p.KeyLength) + tile) * p.VStride) + p.VColumn + (h * dim), p.VStride);
+            row = FoldTile(row, tileMax, scores, n, acc, dim, v, (((b * p.KeyLength) + tile) * p.VStride) + p.VColumn + (kvHead * dim), p.VStride);
         }
 
         StoreOutputRow(row, acc, o, lse, p, bh, i);
@@ -278,9 +280,9 @@ public static partial class Attention
         lse[(bh * p.QueryLength) + i] = l > 0f ? row.Max + XMath.Log(l) : float.PositiveInfinity;
     }
 
-    // Stages keys [tile, tile + n) of (b, h): K and V rows [n, dim] and whether each key is unmasked.
+    // Stages keys [tile, tile + n) of (b, key/value head g): K and V rows [n, dim] and whether each key is unmasked.
     private static void LoadKeyTiles(
-        ArrayView<float> k, ArrayView<float> v, ArrayView<int> mask, Layout p, int b, int h, int tile, int n, ArrayView<float> kTile, ArrayView<float> vTile, ArrayView<int> visible)
+        ArrayView<float> k, ArrayView<float> v, ArrayView<int> mask, Layout p, int b, int g, int tile, int n, ArrayView<float> kTile, ArrayView<float> vTile, ArrayView<int> visible)
     {
         int dim = p.HeadDim;
         for (int e = Group.IdxX; e < n * dim; e += Group.DimX)
@@ -288,8 +290,8 @@ public static partial class Attention
             int jj = e / dim;
             int d = e - (jj * dim);
             int row = (b * p.KeyLength) + tile + jj;
-            kTile[e] = k[(row * p.KStride) + p.KColumn + (h * dim) + d];
-            vTile[e] = v[(row * p.VStride) + p.VColumn + (h * dim) + d];
+            kTile[e] = k[(row * p.KStride) + p.KColumn + (g * dim) + d];
+            vTile[e] = v[(row * p.VStride) + p.VColumn + (g * dim) + d];
         }
 
         for (int jj = Group.IdxX; jj < n; jj += Group.DimX)
@@ -315,7 +317,7 @@ public static partial class Attention
         {
             int dim = p.HeadDim;
             int qBase = (((b * p.QueryLength) + i) * p.QStride) + p.QColumn + (h * dim);
-            int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (h * dim);
+            int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + ((h / p.Group) * dim);
             float s = 0f;
             for (int d = 0; d < dim; d++)
             {
@@ -417,7 +419,7 @@ public static partial class Attention
         for (int tile = 0; tile < keyEnd; tile += TileRows)
         {
             int n = keyEnd - tile < TileRows ? keyEnd - tile : TileRows;
-            LoadKeyTiles(k, v, mask, p, b, h, tile, n, kTile, vTile, visible);
+            LoadKeyTiles(k, v, mask, p, b, h / p.Group, tile, n, kTile, vTile, visible);
             Group.Barrier();
             if (active)
             {
@@ -455,7 +457,8 @@ public static partial class Attention
         }
     }
 
-    // dV = Σᵢ Pᵢⱼ·dOᵢ and dK = Σᵢ dSᵢⱼ·(scale·qᵢ), one thread per key row, Q and dO tiles in shared memory.
+    // dV = Σᵢ Pᵢⱼ·dOᵢ and dK = Σᵢ dSᵢⱼ·(scale·qᵢ) summed over the query heads of key/value head g, one thread per
+    // key row, Q and dO tiles in shared memory.
     // q, k, v, dO [batch, seq, width], lse, delta [batch, heads, query] -> dk, dv [batch, key, width]
     internal static void BackwardKeyValueKernel(
         ArrayView<float> q,
@@ -481,9 +484,9 @@ public static partial class Attention
 
         int dim = p.HeadDim;
         int block = Grid.IdxX % p.Blocks;
-        int bh = Grid.IdxX / p.Blocks;
-        int h = bh % p.Heads;
-        int b = bh / p.Heads;
+        int bg = Grid.IdxX / p.Blocks;
+        int g = bg % p.KvHeads;
+        int b = bg / p.KvHeads;
         int first = block * Group.DimX;
         int j = first + Group.IdxX;
         bool inRange = j < p.KeyLength;
@@ -496,8 +499,8 @@ public static partial class Attention
 
         if (active)
         {
-            int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (h * dim);
-            int vBase = (((b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim);
+            int kBase = (((b * p.KeyLength) + j) * p.KStride) + p.KColumn + (g * dim);
+            int vBase = (((b * p.KeyLength) + j) * p.VStride) + p.VColumn + (g * dim);
             for (int d = 0; d < dim; d++)
             {
                 kRow[d] = k[kBase + d];
@@ -513,57 +516,63 @@ public static partial class Attention
             queryBegin = begin < 0 ? 0 : begin;
         }
 
-        for (int tile = queryBegin; tile < p.QueryLength; tile += TileRows)
+        // The group's query heads one after another, so that the sums are in a fixed order.
+        for (int member = 0; member < p.Group; member++)
         {
-            int n = p.QueryLength - tile < TileRows ? p.QueryLength - tile : TileRows;
-            for (int e = Group.IdxX; e < n * dim; e += Group.DimX)
+            int h = (g * p.Group) + member;
+            int bh = (b * p.Heads) + h;
+            for (int tile = queryBegin; tile < p.QueryLength; tile += TileRows)
             {
-                int r = e / dim;
-                int d = e - (r * dim);
-                int row = (b * p.QueryLength) + tile + r;
-                qTile[e] = q[(row * p.QStride) + p.QColumn + (h * dim) + d] * p.Scale;
-                gTile[e] = OutputSignal(dO[(row * p.GStride) + p.GColumn + (h * dim) + d], o[(row * p.OStride) + p.OColumn + (h * dim) + d], p);
-            }
-
-            for (int r = Group.IdxX; r < n; r += Group.DimX)
-            {
-                lseTile[r] = lse[(bh * p.QueryLength) + tile + r];
-                deltaTile[r] = delta[(bh * p.QueryLength) + tile + r];
-            }
-
-            Group.Barrier();
-            if (active)
-            {
-                for (int r = 0; r < n; r++)
+                int n = p.QueryLength - tile < TileRows ? p.QueryLength - tile : TileRows;
+                for (int e = Group.IdxX; e < n * dim; e += Group.DimX)
                 {
-                    if (p.Causal == 0 || j <= tile + r + p.CausalOffset)
-                    {
-                        float s = 0f;
-                        float dp = 0f;
-                        for (int d = 0; d < dim; d++)
-                        {
-                            s += qTile[(r * dim) + d] * kRow[d];
-                            dp += gTile[(r * dim) + d] * vRow[d];
-                        }
+                    int r = e / dim;
+                    int d = e - (r * dim);
+                    int row = (b * p.QueryLength) + tile + r;
+                    qTile[e] = q[(row * p.QStride) + p.QColumn + (h * dim) + d] * p.Scale;
+                    gTile[e] = OutputSignal(dO[(row * p.GStride) + p.GColumn + (h * dim) + d], o[(row * p.OStride) + p.OColumn + (h * dim) + d], p);
+                }
 
-                        float pr = XMath.Exp(s - lseTile[r]);
-                        float ds = pr * (dp - deltaTile[r]) * ScoreShare(s, p);
-                        for (int d = 0; d < dim; d++)
+                for (int r = Group.IdxX; r < n; r += Group.DimX)
+                {
+                    lseTile[r] = lse[(bh * p.QueryLength) + tile + r];
+                    deltaTile[r] = delta[(bh * p.QueryLength) + tile + r];
+                }
+
+                Group.Barrier();
+                if (active)
+                {
+                    for (int r = 0; r < n; r++)
+                    {
+                        if (p.Causal == 0 || j <= tile + r + p.CausalOffset)
                         {
-                            dvAcc[d] += pr * gTile[(r * dim) + d];
-                            dkAcc[d] += ds * qTile[(r * dim) + d];
+                            float s = 0f;
+                            float dp = 0f;
+                            for (int d = 0; d < dim; d++)
+                            {
+                                s += qTile[(r * dim) + d] * kRow[d];
+                                dp += gTile[(r * dim) + d] * vRow[d];
+                            }
+
+                            float pr = XMath.Exp(s - lseTile[r]);
+                            float ds = pr * (dp - deltaTile[r]) * ScoreShare(s, p);
+                            for (int d = 0; d < dim; d++)
+                            {
+                                dvAcc[d] += pr * gTile[(r * dim) + d];
+                                dkAcc[d] += ds * qTile[(r * dim) + d];
+                            }
                         }
                     }
                 }
-            }
 
-            Group.Barrier();
+                Group.Barrier();
+            }
         }
 
         if (inRange)
         {
-            int dkBase = (((b * p.KeyLength) + j) * p.DkStride) + p.DkColumn + (h * dim);
-            int dvBase = (((b * p.KeyLength) + j) * p.DvStride) + p.DvColumn + (h * dim);
+            int dkBase = (((b * p.KeyLength) + j) * p.DkStride) + p.DkColumn + (g * dim);
+            int dvBase = (((b * p.KeyLength) + j) * p.DvStride) + p.DvColumn + (g * dim);
             for (int d = 0; d < dim; d++)
             {
                 dk[dkBase + d] = dkAcc[d];

@@ -85,12 +85,13 @@ public static partial class Attention
         }
     }
 
-    // One (batch, head) pair on the host: v, dO [batch, seq, width] -> dP [batch, heads, query, key]
+    // One (batch, head) pair on the host: v, dO [batch, seq, width] -> dP [batch, heads, query, key]; head h reads value head h / group
     private static unsafe void ProbabilityGradientItem(in ProbabilityGradientJob job, int bh)
     {
         var p = job.P;
         int b = bh / p.Heads;
         int h = bh % p.Heads;
+        int kvHead = h / p.Group;
         int dim = p.HeadDim;
         var ms = job.Mask is null ? default : new ReadOnlySpan<int>(job.Mask + ((long)b * p.KeyLength), p.KeyLength);
         float* output = job.DP + ((long)bh * p.QueryLength * p.KeyLength);
@@ -102,7 +103,7 @@ public static partial class Attention
             for (int j = 0; j < p.KeyLength; j++)
             {
                 bool keep = j < visible && (ms.IsEmpty || ms[j] != 0);
-                row[j] = keep ? TensorPrimitives.Dot(g, new ReadOnlySpan<float>(job.V + ((((long)b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim), dim)) : 0f;
+                row[j] = keep ? TensorPrimitives.Dot(g, new ReadOnlySpan<float>(job.V + ((((long)b * p.KeyLength) + j) * p.VStride) + p.VColumn + (kvHead * dim), dim)) : 0f;
             }
         }
     }

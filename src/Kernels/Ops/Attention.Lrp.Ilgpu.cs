@@ -33,7 +33,7 @@ public static partial class Attention
         {
             int dim = p.HeadDim;
             int gBase = (((b * p.QueryLength) + i) * p.GStride) + p.GColumn + (h * dim);
-            int vBase = (((b * p.KeyLength) + j) * p.VStride) + p.VColumn + (h * dim);
+            int vBase = (((b * p.KeyLength) + j) * p.VStride) + p.VColumn + ((h / p.Group) * dim);
             for (int d = 0; d < dim; d++)
             {
                 value += dO[gBase + d] * v[vBase + d];

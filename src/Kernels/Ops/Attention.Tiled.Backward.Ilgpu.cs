@@ -102,6 +102,7 @@ public static partial class Attention
         float delta0 = i0 < p.QueryLength ? delta[(bh * p.QueryLength) + i0] : 0f;
         float delta1 = i1 < p.QueryLength ? delta[(bh * p.QueryLength) + i1] : 0f;
         int keyEnd = KeyEnd(p, first + count - 1);
+        int kvOffset = (h / p.Group) * dim; // head h reads key/value head h / group
 
         Quad a00 = default, a01 = default, a10 = default, a11 = default;
         long row0 = ty * TileStride;
@@ -111,8 +112,8 @@ public static partial class Attention
         {
             int n = keyEnd - tile < TileSize ? keyEnd - tile : TileSize;
             int keys = (b * p.KeyLength) + tile;
-            StageTransposed(k, p.KStride, keys, p.KColumn + (h * dim), n, dim, padded, 1f, kT, TileSize, TileStride);
-            StageTransposed(v, p.VStride, keys, p.VColumn + (h * dim), n, dim, padded, 1f, vT, TileSize, TileStride);
+            StageTransposed(k, p.KStride, keys, p.KColumn + kvOffset, n, dim, padded, 1f, kT, TileSize, TileStride);
+            StageTransposed(v, p.VStride, keys, p.VColumn + kvOffset, n, dim, padded, 1f, vT, TileSize, TileStride);
             StageVisible(mask, p, b, tile, n, visible);
             Group.Barrier();
 
@@ -250,8 +251,9 @@ public static partial class Attention
             SharedMemory.Allocate<float>(ScoreTile), SharedMemory.Allocate<float>(TileSize), SharedMemory.Allocate<float>(TileSize));
     }
 
-    // dV = Σᵢ Pᵢⱼ·gᵢ and dK = Σᵢ dSᵢⱼ·(scale·qᵢ) for a block of 32 key rows, over tiles of 32 queries: Sᵀ and dPᵀ as
-    // 2 × 4 register micro-tiles, P and dS through shared memory, dK and dV in registers.
+    // dV = Σᵢ Pᵢⱼ·gᵢ and dK = Σᵢ dSᵢⱼ·(scale·qᵢ) for a block of 32 key rows of key/value head g, over tiles of 32 queries
+    // of each query head of g's group: Sᵀ and dPᵀ as 2 × 4 register micro-tiles, P and dS through shared memory, dK and
+    // dV in registers (summed over the group).
     // q, k, v, o, dO [batch, seq, width], lse, delta [batch, heads, query] -> dk, dv [batch, key, width]
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void BackwardKeyValueTiled(
@@ -279,9 +281,9 @@ public static partial class Attention
         int padded = chunks * 32;
         int dim = p.HeadDim;
         int block = Grid.IdxX % p.Blocks;
-        int bh = Grid.IdxX / p.Blocks;
-        int h = bh % p.Heads;
-        int b = bh / p.Heads;
+        int bg = Grid.IdxX / p.Blocks;
+        int g = bg % p.KvHeads;
+        int b = bg / p.KvHeads;
         int tx = Group.IdxX % 8;
         int ty = Group.IdxX / 8;
         int first = block * TileSize;
@@ -291,8 +293,8 @@ public static partial class Attention
         bool active0 = j0 < p.KeyLength && (p.HasMask == 0 || mask[(b * p.KeyLength) + j0] != 0);
         bool active1 = j1 < p.KeyLength && (p.HasMask == 0 || mask[(b * p.KeyLength) + j1] != 0);
         int keys = (b * p.KeyLength) + first;
-        StageTransposed(k, p.KStride, keys, p.KColumn + (h * dim), count, dim, padded, 1f, kT, TileSize, TileStride);
-        StageTransposed(v, p.VStride, keys, p.VColumn + (h * dim), count, dim, padded, 1f, vT, TileSize, TileStride);
+        StageTransposed(k, p.KStride, keys, p.KColumn + (g * dim), count, dim, padded, 1f, kT, TileSize, TileStride);
+        StageTransposed(v, p.VStride, keys, p.VColumn + (g * dim), count, dim, padded, 1f, vT, TileSize, TileStride);
 
         // Causal: query i sees key j only when i ≥ j − offset, so earlier queries are skipped.
         int queryBegin = 0;
@@ -307,110 +309,116 @@ public static partial class Attention
         long row0 = ty * TileStride;
         long slot = row0 + tx;
         long txColumn = tx * TileStride;
-        for (int tile = queryBegin; tile < p.QueryLength; tile += TileSize)
+        // The group's query heads one after another, so that the sums are in a fixed order.
+        for (int member = 0; member < p.Group; member++)
         {
-            int n = p.QueryLength - tile < TileSize ? p.QueryLength - tile : TileSize;
-            int rows = (b * p.QueryLength) + tile;
-            StageTransposed(q, p.QStride, rows, p.QColumn + (h * dim), n, dim, padded, p.Scale, qT, TileSize, TileStride);
-            StageSignal(dO, o, p, rows, n, h, padded, gT, TileSize, TileStride);
-            if (Group.IdxX < TileSize)
+            int h = (g * p.Group) + member;
+            int bh = (b * p.Heads) + h;
+            for (int tile = queryBegin; tile < p.QueryLength; tile += TileSize)
             {
-                int r = Group.IdxX;
-                lseTile[r] = r < n ? lse[(bh * p.QueryLength) + tile + r] : float.PositiveInfinity;
-                deltaTile[r] = r < n ? delta[(bh * p.QueryLength) + tile + r] : 0f;
-            }
-
-            Group.Barrier();
-
-            // Sᵀ = k·(scale·q) and dPᵀ = v·g of key rows (ty, ty + 16) × queries tx + 8c.
-            float s00 = 0f, s01 = 0f, s02 = 0f, s03 = 0f, s10 = 0f, s11 = 0f, s12 = 0f, s13 = 0f;
-            float g00 = 0f, g01 = 0f, g02 = 0f, g03 = 0f, g10 = 0f, g11 = 0f, g12 = 0f, g13 = 0f;
-            long ek = ty;
-            long eq = tx;
-            for (int d = 0; d < dim; d++, ek += TileStride, eq += TileStride)
-            {
-                float ka = kT[ek];
-                float kb = kT[ek + 16];
-                float q0 = qT[eq];
-                float q1 = qT[eq + 8];
-                float q2 = qT[eq + 16];
-                float q3 = qT[eq + 24];
-                s00 += ka * q0;
-                s01 += ka * q1;
-                s02 += ka * q2;
-                s03 += ka * q3;
-                s10 += kb * q0;
-                s11 += kb * q1;
-                s12 += kb * q2;
-                s13 += kb * q3;
-                float va = vT[ek];
-                float vb = vT[ek + 16];
-                float o0 = gT[eq];
-                float o1 = gT[eq + 8];
-                float o2 = gT[eq + 16];
-                float o3 = gT[eq + 24];
-                g00 += va * o0;
-                g01 += va * o1;
-                g02 += va * o2;
-                g03 += va * o3;
-                g10 += vb * o0;
-                g11 += vb * o1;
-                g12 += vb * o2;
-                g13 += vb * o3;
-            }
-
-            KeyGradients(s00, g00, active0, j0, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot);
-            KeyGradients(s01, g01, active0, j0, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot);
-            KeyGradients(s02, g02, active0, j0, tile, tx, 2, p, lseTile, deltaTile, pTile, dsTile, slot);
-            KeyGradients(s03, g03, active0, j0, tile, tx, 3, p, lseTile, deltaTile, pTile, dsTile, slot);
-            KeyGradients(s10, g10, active1, j1, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
-            KeyGradients(s11, g11, active1, j1, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
-            KeyGradients(s12, g12, active1, j1, tile, tx, 2, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
-            KeyGradients(s13, g13, active1, j1, tile, tx, 3, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
-            Group.Barrier();
-
-            // dV += Pᵀ·g and dK += dSᵀ·(scale·q) for this thread's dims.
-            for (int r = 0; r < n; r++)
-            {
-                long pr = row0 + r;
-                float p0 = pTile[pr];
-                float p1 = pTile[pr + Row16];
-                float ds0 = dsTile[pr];
-                float ds1 = dsTile[pr + Row16];
-                long qr = txColumn + r;
-                var g0 = Column(gT, qr);
-                var q0 = Column(qT, qr);
-                v00 = Fma(v00, p0, g0);
-                v10 = Fma(v10, p1, g0);
-                k00 = Fma(k00, ds0, q0);
-                k10 = Fma(k10, ds1, q0);
-                if (chunks > 1)
+                int n = p.QueryLength - tile < TileSize ? p.QueryLength - tile : TileSize;
+                int rows = (b * p.QueryLength) + tile;
+                StageTransposed(q, p.QStride, rows, p.QColumn + (h * dim), n, dim, padded, p.Scale, qT, TileSize, TileStride);
+                StageSignal(dO, o, p, rows, n, h, padded, gT, TileSize, TileStride);
+                if (Group.IdxX < TileSize)
                 {
-                    var g1 = Column(gT, qr + Chunk);
-                    var q1 = Column(qT, qr + Chunk);
-                    v01 = Fma(v01, p0, g1);
-                    v11 = Fma(v11, p1, g1);
-                    k01 = Fma(k01, ds0, q1);
-                    k11 = Fma(k11, ds1, q1);
+                    int r = Group.IdxX;
+                    lseTile[r] = r < n ? lse[(bh * p.QueryLength) + tile + r] : float.PositiveInfinity;
+                    deltaTile[r] = r < n ? delta[(bh * p.QueryLength) + tile + r] : 0f;
                 }
-            }
 
-            Group.Barrier();
+                Group.Barrier();
+
+                // Sᵀ = k·(scale·q) and dPᵀ = v·g of key rows (ty, ty + 16) × queries tx + 8c.
+                float s00 = 0f, s01 = 0f, s02 = 0f, s03 = 0f, s10 = 0f, s11 = 0f, s12 = 0f, s13 = 0f;
+                float g00 = 0f, g01 = 0f, g02 = 0f, g03 = 0f, g10 = 0f, g11 = 0f, g12 = 0f, g13 = 0f;
+                long ek = ty;
+                long eq = tx;
+                for (int d = 0; d < dim; d++, ek += TileStride, eq += TileStride)
+                {
+                    float ka = kT[ek];
+                    float kb = kT[ek + 16];
+                    float q0 = qT[eq];
+                    float q1 = qT[eq + 8];
+                    float q2 = qT[eq + 16];
+                    float q3 = qT[eq + 24];
+                    s00 += ka * q0;
+                    s01 += ka * q1;
+                    s02 += ka * q2;
+                    s03 += ka * q3;
+                    s10 += kb * q0;
+                    s11 += kb * q1;
+                    s12 += kb * q2;
+                    s13 += kb * q3;
+                    float va = vT[ek];
+                    float vb = vT[ek + 16];
+                    float o0 = gT[eq];
+                    float o1 = gT[eq + 8];
+                    float o2 = gT[eq + 16];
+                    float o3 = gT[eq + 24];
+                    g00 += va * o0;
+                    g01 += va * o1;
+                    g02 += va * o2;
+                    g03 += va * o3;
+                    g10 += vb * o0;
+                    g11 += vb * o1;
+                    g12 += vb * o2;
+                    g13 += vb * o3;
+                }
+
+                KeyGradients(s00, g00, active0, j0, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot);
+                KeyGradients(s01, g01, active0, j0, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot);
+                KeyGradients(s02, g02, active0, j0, tile, tx, 2, p, lseTile, deltaTile, pTile, dsTile, slot);
+                KeyGradients(s03, g03, active0, j0, tile, tx, 3, p, lseTile, deltaTile, pTile, dsTile, slot);
+                KeyGradients(s10, g10, active1, j1, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
+                KeyGradients(s11, g11, active1, j1, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
+                KeyGradients(s12, g12, active1, j1, tile, tx, 2, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
+                KeyGradients(s13, g13, active1, j1, tile, tx, 3, p, lseTile, deltaTile, pTile, dsTile, slot + Row16);
+                Group.Barrier();
+
+                // dV += Pᵀ·g and dK += dSᵀ·(scale·q) for this thread's dims.
+                for (int r = 0; r < n; r++)
+                {
+                    long pr = row0 + r;
+                    float p0 = pTile[pr];
+                    float p1 = pTile[pr + Row16];
+                    float ds0 = dsTile[pr];
+                    float ds1 = dsTile[pr + Row16];
+                    long qr = txColumn + r;
+                    var g0 = Column(gT, qr);
+                    var q0 = Column(qT, qr);
+                    v00 = Fma(v00, p0, g0);
+                    v10 = Fma(v10, p1, g0);
+                    k00 = Fma(k00, ds0, q0);
+                    k10 = Fma(k10, ds1, q0);
+                    if (chunks > 1)
+                    {
+                        var g1 = Column(gT, qr + Chunk);
+                        var q1 = Column(qT, qr + Chunk);
+                        v01 = Fma(v01, p0, g1);
+                        v11 = Fma(v11, p1, g1);
+                        k01 = Fma(k01, ds0, q1);
+                        k11 = Fma(k11, ds1, q1);
+                    }
+                }
+
+                Group.Barrier();
+            }
         }
 
         Quad none = default;
         if (j0 < p.KeyLength)
         {
             int key = (b * p.KeyLength) + j0;
-            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (h * dim), tx, dim, chunks, 1f, k00, k01, none, none);
-            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (h * dim), tx, dim, chunks, 1f, v00, v01, none, none);
+            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (g * dim), tx, dim, chunks, 1f, k00, k01, none, none);
+            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (g * dim), tx, dim, chunks, 1f, v00, v01, none, none);
         }
 
         if (j1 < p.KeyLength)
         {
             int key = (b * p.KeyLength) + j1;
-            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (h * dim), tx, dim, chunks, 1f, k10, k11, none, none);
-            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (h * dim), tx, dim, chunks, 1f, v10, v11, none, none);
+            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (g * dim), tx, dim, chunks, 1f, k10, k11, none, none);
+            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (g * dim), tx, dim, chunks, 1f, v10, v11, none, none);
         }
     }
 

@@ -98,6 +98,7 @@ public static partial class Attention
         float rowLse = i < p.QueryLength ? lse[(bh * p.QueryLength) + i] : float.PositiveInfinity;
         float rowDelta = i < p.QueryLength ? delta[(bh * p.QueryLength) + i] : 0f;
         int keyEnd = KeyEnd(p, first + count - 1);
+        int kvOffset = (h / p.Group) * dim; // head h reads key/value head h / group
 
         Quad a0 = default, a1 = default, a2 = default, a3 = default;
         long row = ty * WideTileStride;
@@ -107,8 +108,8 @@ public static partial class Attention
         {
             int n = keyEnd - tile < WideTileSize ? keyEnd - tile : WideTileSize;
             int keys = (b * p.KeyLength) + tile;
-            StageTransposed(k, p.KStride, keys, p.KColumn + (h * dim), n, dim, padded, 1f, kT, WideTileSize, WideTileStride);
-            StageTransposed(v, p.VStride, keys, p.VColumn + (h * dim), n, dim, padded, 1f, vT, WideTileSize, WideTileStride);
+            StageTransposed(k, p.KStride, keys, p.KColumn + kvOffset, n, dim, padded, 1f, kT, WideTileSize, WideTileStride);
+            StageTransposed(v, p.VStride, keys, p.VColumn + kvOffset, n, dim, padded, 1f, vT, WideTileSize, WideTileStride);
             StageVisible(mask, p, b, tile, n, visible);
             Group.Barrier();
 
@@ -193,8 +194,9 @@ public static partial class Attention
             SharedMemory.Allocate<float>(WideScoreTile), SharedMemory.Allocate<float>(WideTileSize), SharedMemory.Allocate<float>(WideTileSize));
     }
 
-    // BackwardKeyValueTiled for head dims above 64: blocks of 16 key rows, tiles of 16 queries (pitch 17), one key row
-    // per thread (ty) × queries tx, tx + 8, dK and dV dims tx + 8u in registers.
+    // BackwardKeyValueTiled for head dims above 64: blocks of 16 key rows of key/value head g, tiles of 16 queries
+    // (pitch 17) of each query head of its group, one key row per thread (ty) × queries tx, tx + 8, dK and dV dims
+    // tx + 8u in registers (summed over the group).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void BackwardKeyValueWide(
         ArrayView<float> q,
@@ -221,9 +223,9 @@ public static partial class Attention
         int padded = chunks * 32;
         int dim = p.HeadDim;
         int block = Grid.IdxX % p.Blocks;
-        int bh = Grid.IdxX / p.Blocks;
-        int h = bh % p.Heads;
-        int b = bh / p.Heads;
+        int bg = Grid.IdxX / p.Blocks;
+        int g = bg % p.KvHeads;
+        int b = bg / p.KvHeads;
         int tx = Group.IdxX % 8;
         int ty = Group.IdxX / 8;
         int first = block * WideTileSize;
@@ -231,8 +233,8 @@ public static partial class Attention
         int j = first + ty;
         bool active = j < p.KeyLength && (p.HasMask == 0 || mask[(b * p.KeyLength) + j] != 0);
         int keys = (b * p.KeyLength) + first;
-        StageTransposed(k, p.KStride, keys, p.KColumn + (h * dim), count, dim, padded, 1f, kT, WideTileSize, WideTileStride);
-        StageTransposed(v, p.VStride, keys, p.VColumn + (h * dim), count, dim, padded, 1f, vT, WideTileSize, WideTileStride);
+        StageTransposed(k, p.KStride, keys, p.KColumn + (g * dim), count, dim, padded, 1f, kT, WideTileSize, WideTileStride);
+        StageTransposed(v, p.VStride, keys, p.VColumn + (g * dim), count, dim, padded, 1f, vT, WideTileSize, WideTileStride);
 
         // Causal: query i sees key j only when i ≥ j − offset, so earlier queries are skipped.
         int queryBegin = 0;
@@ -247,66 +249,72 @@ public static partial class Attention
         long row = ty * WideTileStride;
         long slot = row + tx;
         long txColumn = tx * WideTileStride;
-        for (int tile = queryBegin; tile < p.QueryLength; tile += WideTileSize)
+        // The group's query heads one after another, so that the sums are in a fixed order.
+        for (int member = 0; member < p.Group; member++)
         {
-            int n = p.QueryLength - tile < WideTileSize ? p.QueryLength - tile : WideTileSize;
-            int rows = (b * p.QueryLength) + tile;
-            StageTransposed(q, p.QStride, rows, p.QColumn + (h * dim), n, dim, padded, p.Scale, qT, WideTileSize, WideTileStride);
-            StageSignal(dO, o, p, rows, n, h, padded, gT, WideTileSize, WideTileStride);
-            if (Group.IdxX < WideTileSize)
+            int h = (g * p.Group) + member;
+            int bh = (b * p.Heads) + h;
+            for (int tile = queryBegin; tile < p.QueryLength; tile += WideTileSize)
             {
-                int r = Group.IdxX;
-                lseTile[r] = r < n ? lse[(bh * p.QueryLength) + tile + r] : float.PositiveInfinity;
-                deltaTile[r] = r < n ? delta[(bh * p.QueryLength) + tile + r] : 0f;
-            }
-
-            Group.Barrier();
-
-            // Sᵀ and dPᵀ of key row ty × queries tx, tx + 8.
-            float s0 = 0f, s1 = 0f, g0 = 0f, g1 = 0f;
-            long ek = ty;
-            long eq = tx;
-            for (int d = 0; d < dim; d++, ek += WideTileStride, eq += WideTileStride)
-            {
-                float kd = kT[ek];
-                float vd = vT[ek];
-                s0 += kd * qT[eq];
-                s1 += kd * qT[eq + 8];
-                g0 += vd * gT[eq];
-                g1 += vd * gT[eq + 8];
-            }
-
-            KeyGradients(s0, g0, active, j, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot);
-            KeyGradients(s1, g1, active, j, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot);
-            Group.Barrier();
-
-            // dV += Pᵀ·g and dK += dSᵀ·(scale·q) for this thread's dims.
-            for (int r = 0; r < n; r++)
-            {
-                float pr = pTile[row + r];
-                float ds = dsTile[row + r];
-                long qr = txColumn + r;
-                v0 = Fma(v0, pr, Column(gT, qr, WideTileStride));
-                k0 = Fma(k0, ds, Column(qT, qr, WideTileStride));
-                v1 = Fma(v1, pr, Column(gT, qr + WideChunk, WideTileStride));
-                k1 = Fma(k1, ds, Column(qT, qr + WideChunk, WideTileStride));
-                v2 = Fma(v2, pr, Column(gT, qr + (2 * WideChunk), WideTileStride));
-                k2 = Fma(k2, ds, Column(qT, qr + (2 * WideChunk), WideTileStride));
-                if (chunks > 3)
+                int n = p.QueryLength - tile < WideTileSize ? p.QueryLength - tile : WideTileSize;
+                int rows = (b * p.QueryLength) + tile;
+                StageTransposed(q, p.QStride, rows, p.QColumn + (h * dim), n, dim, padded, p.Scale, qT, WideTileSize, WideTileStride);
+                StageSignal(dO, o, p, rows, n, h, padded, gT, WideTileSize, WideTileStride);
+                if (Group.IdxX < WideTileSize)
                 {
-                    v3 = Fma(v3, pr, Column(gT, qr + (3 * WideChunk), WideTileStride));
-                    k3 = Fma(k3, ds, Column(qT, qr + (3 * WideChunk), WideTileStride));
+                    int r = Group.IdxX;
+                    lseTile[r] = r < n ? lse[(bh * p.QueryLength) + tile + r] : float.PositiveInfinity;
+                    deltaTile[r] = r < n ? delta[(bh * p.QueryLength) + tile + r] : 0f;
                 }
-            }
 
-            Group.Barrier();
+                Group.Barrier();
+
+                // Sᵀ and dPᵀ of key row ty × queries tx, tx + 8.
+                float s0 = 0f, s1 = 0f, g0 = 0f, g1 = 0f;
+                long ek = ty;
+                long eq = tx;
+                for (int d = 0; d < dim; d++, ek += WideTileStride, eq += WideTileStride)
+                {
+                    float kd = kT[ek];
+                    float vd = vT[ek];
+                    s0 += kd * qT[eq];
+                    s1 += kd * qT[eq + 8];
+                    g0 += vd * gT[eq];
+                    g1 += vd * gT[eq + 8];
+                }
+
+                KeyGradients(s0, g0, active, j, tile, tx, 0, p, lseTile, deltaTile, pTile, dsTile, slot);
+                KeyGradients(s1, g1, active, j, tile, tx, 1, p, lseTile, deltaTile, pTile, dsTile, slot);
+                Group.Barrier();
+
+                // dV += Pᵀ·g and dK += dSᵀ·(scale·q) for this thread's dims.
+                for (int r = 0; r < n; r++)
+                {
+                    float pr = pTile[row + r];
+                    float ds = dsTile[row + r];
+                    long qr = txColumn + r;
+                    v0 = Fma(v0, pr, Column(gT, qr, WideTileStride));
+                    k0 = Fma(k0, ds, Column(qT, qr, WideTileStride));
+                    v1 = Fma(v1, pr, Column(gT, qr + WideChunk, WideTileStride));
+                    k1 = Fma(k1, ds, Column(qT, qr + WideChunk, WideTileStride));
+                    v2 = Fma(v2, pr, Column(gT, qr + (2 * WideChunk), WideTileStride));
+                    k2 = Fma(k2, ds, Column(qT, qr + (2 * WideChunk), WideTileStride));
+                    if (chunks > 3)
+                    {
+                        v3 = Fma(v3, pr, Column(gT, qr + (3 * WideChunk), WideTileStride));
+                        k3 = Fma(k3, ds, Column(qT, qr + (3 * WideChunk), WideTileStride));
+                    }
+                }
+
+                Group.Barrier();
+            }
         }
 
         if (j < p.KeyLength)
         {
             int key = (b * p.KeyLength) + j;
-            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (h * dim), tx, dim, chunks, 1f, k0, k1, k2, k3);
-            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (h * dim), tx, dim, chunks, 1f, v0, v1, v2, v3);
+            StoreRow(dk, (key * p.DkStride) + p.DkColumn + (g * dim), tx, dim, chunks, 1f, k0, k1, k2, k3);
+            StoreRow(dv, (key * p.DvStride) + p.DvColumn + (g * dim), tx, dim, chunks, 1f, v0, v1, v2, v3);
         }
     }
 

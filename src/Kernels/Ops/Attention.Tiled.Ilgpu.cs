@@ -129,8 +129,9 @@ public static partial class Attention
         int i1 = i0 + 16;
         StageTransposed(q, p.QStride, (b * p.QueryLength) + first, p.QColumn + (h * dim), count, dim, padded, p.Scale, qT, TileSize, TileStride);
 
-        // Keys this group needs: all of them, or (causal) up to the last query's limit.
+        // Keys this group needs: all of them, or (causal) up to the last query's limit; head h reads key/value head h / group.
         int keyEnd = KeyEnd(p, first + count - 1);
+        int kvOffset = (h / p.Group) * dim;
 
         float m0 = float.NegativeInfinity;
         float m1 = float.NegativeInfinity;
@@ -144,7 +145,7 @@ public static partial class Attention
         for (int tile = 0; tile < keyEnd; tile += TileSize)
         {
             int n = keyEnd - tile < TileSize ? keyEnd - tile : TileSize;
-            StageTransposed(k, p.KStride, (b * p.KeyLength) + tile, p.KColumn + (h * dim), n, dim, padded, 1f, kvT, TileSize, TileStride);
+            StageTransposed(k, p.KStride, (b * p.KeyLength) + tile, p.KColumn + kvOffset, n, dim, padded, 1f, kvT, TileSize, TileStride);
             StageVisible(mask, p, b, tile, n, visible);
             Group.Barrier();
 
@@ -189,7 +190,7 @@ public static partial class Attention
             Group.Barrier();
 
             // The keys are used up: the values take their place while each thread folds the tile's maxima.
-            StageTransposed(v, p.VStride, (b * p.KeyLength) + tile, p.VColumn + (h * dim), n, dim, padded, 1f, kvT, TileSize, TileStride);
+            StageTransposed(v, p.VStride, (b * p.KeyLength) + tile, p.VColumn + kvOffset, n, dim, padded, 1f, kvT, TileSize, TileStride);
             float t0 = float.NegativeInfinity;
             float t1 = float.NegativeInfinity;
             for (int j = 0; j < n; j++)
