@@ -192,7 +192,7 @@ internal static class ExplainCommand
             return id;
         }
 
-        if (model.Config.Family != ModelFamily.Gpt2Decoder)
+        if (!model.Config.IsDecoder)
         {
             throw new TargetException($"Token targets need a decoder (GPT-2); model '{model.Name}' is an encoder.");
         }

@@ -13,7 +13,7 @@ internal static class GenerateCommand
         int count = cli.IntOption("n", 20, 0, 100_000);
         cli.RejectUnknown();
         using var model = options.Load();
-        if (model.Config.Family != ModelFamily.Gpt2Decoder)
+        if (!model.Config.IsDecoder)
         {
             throw new UsageException($"Model '{model.Name}' is an encoder; 'generate' needs a decoder (a GPT-2 folder).");
         }

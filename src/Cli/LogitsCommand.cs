@@ -17,7 +17,7 @@ internal static class LogitsCommand
         int k = cli.IntOption("top", 5, 1, 100);
         cli.RejectUnknown();
         using var model = options.Load();
-        if (model.Config.Family != ModelFamily.Gpt2Decoder)
+        if (!model.Config.IsDecoder)
         {
             throw new UsageException($"Model '{model.Name}' is an encoder; 'logits' needs a decoder (a GPT-2 folder).");
         }

@@ -55,7 +55,7 @@ internal static class DecoderHead
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
-        if (model.Config.Family != ModelFamily.Gpt2Decoder)
+        if (!model.Config.IsDecoder)
         {
             throw new TargetException($"Target '{name}' needs a decoder (GPT-2); model '{model.Name}' is an encoder without next-token logits.");
         }

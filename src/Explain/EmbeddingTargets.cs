@@ -229,7 +229,7 @@ internal static class SentencePool
     {
         if (model.Config.Pooling is null)
         {
-            string what = model.Config.Family == ModelFamily.Gpt2Decoder ? "a decoder" : "an encoder without a sentence-embedding pooling";
+            string what = model.Config.IsDecoder ? "a decoder" : "an encoder without a sentence-embedding pooling";
             throw new TargetException($"Target '{name}' needs a sentence encoder (a model that defines pooling, such as minilm or arcticxs); model '{model.Name}' is {what}.");
         }
     }

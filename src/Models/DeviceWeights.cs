@@ -42,7 +42,7 @@ internal sealed class DeviceWeights : IDisposable
     public required Tensor<float> TokenEmbeddings { get; init; }          // [vocab, d]; also the tied LM head of decoders
     public Tensor<float>? UntiedHead { get; init; }                       // [vocab, d] GPT-2 lm_head.weight when tie_word_embeddings is false
     public Tensor<float> OutputEmbeddings => UntiedHead ?? TokenEmbeddings; // [vocab, d] logits = final · OutputEmbeddingsᵀ
-    public required Tensor<float> PositionEmbeddings { get; init; }       // [positions, d]
+    public Tensor<float>? PositionEmbeddings { get; init; }               // [positions, d] learned positions (BERT, GPT-2)
     public Tensor<float>? TokenTypeEmbeddings { get; init; }              // [types, d]
     public Tensor<float>? EmbeddingNormGamma { get; init; }               // [d] BERT
     public Tensor<float>? EmbeddingNormBeta { get; init; }
@@ -53,13 +53,19 @@ internal sealed class DeviceWeights : IDisposable
     public Tensor<float>? ClassifierWeight { get; init; }                 // [d, labels]
     public Tensor<float>? ClassifierBias { get; init; }                   // [labels]
     public required IReadOnlyList<LayerWeights> Layers { get; init; }
+    public Tensor<float>? RopeTable { get; init; }                        // [positions, rotaryDims] cos | sin per position (rotary decoders)
 
     public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source)
     {
         var loader = new Uploader(device, config, source);
         try
         {
-            return config.Family == ModelFamily.BertEncoder ? loader.Bert() : loader.Gpt2();
+            return config.Family switch
+            {
+                ModelFamily.BertEncoder => loader.Bert(),
+                ModelFamily.Gpt2Decoder => loader.Gpt2(),
+                _ => loader.Decoder(),
+            };
         }
         catch
         {
@@ -167,6 +173,125 @@ internal sealed class DeviceWeights : IDisposable
             weights.owned.AddRange(uploaded);
             return weights;
         }
+
+        // GPT-NeoX, Llama and Qwen2 under their Hugging Face names. Q, K and V are fused [d, (heads + 2·kv)·hd] with all
+        // query heads first, then the key heads, then the value heads; absent biases are zeros.
+        public DeviceWeights Decoder()
+        {
+            int d = config.Hidden;
+            int hd = config.HeadDim;
+            int q = config.Heads * hd;
+            int kv = config.KeyValueHeads * hd;
+            int inner = config.Intermediate;
+            bool neox = config.Family == ModelFamily.GptNeoXDecoder;
+            bool rms = config.Norm == NormKind.RmsNorm;
+            var layers = new List<LayerWeights>();
+            for (int i = 0; i < config.Layers; i++)
+            {
+                string p = neox ? $"gpt_neox.layers.{i}." : $"model.layers.{i}.";
+                float[] qkvWeight;
+                float[] qkvBias;
+                if (neox)
+                {
+                    (qkvWeight, qkvBias) = NeoXQkv(p + "attention.query_key_value");
+                }
+                else
+                {
+                    qkvWeight = SideBySide(d, MatrixInOut(p + "self_attn.q_proj.weight", d, q), MatrixInOut(p + "self_attn.k_proj.weight", d, kv), MatrixInOut(p + "self_attn.v_proj.weight", d, kv));
+                    qkvBias = Concat(OptionalVector(p + "self_attn.q_proj.bias", q), OptionalVector(p + "self_attn.k_proj.bias", kv), OptionalVector(p + "self_attn.v_proj.bias", kv));
+                }
+
+                string norm1 = p + "input_layernorm.";
+                string norm2 = p + "post_attention_layernorm.";
+                layers.Add(new LayerWeights
+                {
+                    QkvWeight = Upload(qkvWeight, d, config.QkvWidth),
+                    QkvBias = Upload(qkvBias, config.QkvWidth),
+                    OutWeight = neox ? Matrix(p + "attention.dense.weight", d, d) : Matrix(p + "self_attn.o_proj.weight", q, d),
+                    OutBias = Upload(OptionalVector(neox ? p + "attention.dense.bias" : p + "self_attn.o_proj.bias", d), d),
+                    Norm1Gamma = Upload(Vector(norm1 + "weight", d), d),
+                    Norm1Beta = Upload(rms ? new float[d] : Vector(norm1 + "bias", d), d),
+                    FfnInWeight = neox
+                        ? Matrix(p + "mlp.dense_h_to_4h.weight", d, inner)
+                        : Upload(SideBySide(d, MatrixInOut(p + "mlp.gate_proj.weight", d, inner), MatrixInOut(p + "mlp.up_proj.weight", d, inner)), d, 2 * inner),
+                    FfnInBias = neox
+                        ? Upload(Vector(p + "mlp.dense_h_to_4h.bias", inner), inner)
+                        : Upload(Concat(OptionalVector(p + "mlp.gate_proj.bias", inner), OptionalVector(p + "mlp.up_proj.bias", inner)), 2 * inner),
+                    FfnOutWeight = Matrix(neox ? p + "mlp.dense_4h_to_h.weight" : p + "mlp.down_proj.weight", inner, d),
+                    FfnOutBias = Upload(OptionalVector(neox ? p + "mlp.dense_4h_to_h.bias" : p + "mlp.down_proj.bias", d), d),
+                    Norm2Gamma = Upload(Vector(norm2 + "weight", d), d),
+                    Norm2Beta = Upload(rms ? new float[d] : Vector(norm2 + "bias", d), d),
+                });
+            }
+
+            string embed = neox ? "gpt_neox.embed_in.weight" : "model.embed_tokens.weight";
+            string head = neox ? "embed_out.weight" : "lm_head.weight";
+            string final = neox ? "gpt_neox.final_layer_norm." : "model.norm.";
+            var weights = new DeviceWeights
+            {
+                TokenEmbeddings = Table(embed, config.VocabSize, d),
+                UntiedHead = config.HasUntiedHead ? Table(head, config.VocabSize, d) : null,
+                FinalNormGamma = Upload(Vector(final + "weight", d), d),
+                FinalNormBeta = Upload(rms ? new float[d] : Vector(final + "bias", d), d),
+                RopeTable = config.RotaryDims > 0
+                    ? Upload(Rope.Table(RotaryFrequencies.Inverse(config), config.MaxPositions), config.MaxPositions, config.RotaryDims)
+                    : null,
+                Layers = layers,
+            };
+            weights.owned.AddRange(uploaded);
+            return weights;
+        }
+
+        // GPT-NeoX's query_key_value [3d, d] is grouped per head (q | k | v of head 0, then of head 1, …); brought to
+        // [d, 3d] with the query heads first, then the key heads, then the value heads, as the attention kernel reads them.
+        private (float[] Weight, float[] Bias) NeoXQkv(string prefix)
+        {
+            int d = config.Hidden;
+            int hd = config.HeadDim;
+            int heads = config.Heads;
+            var stored = MatrixInOut(prefix + ".weight", d, 3 * d);   // [d, 3d] columns in stored (per-head) order
+            var storedBias = OptionalVector(prefix + ".bias", 3 * d);
+            var weight = new float[stored.Length];
+            var bias = new float[3 * d];
+            for (int h = 0; h < heads; h++)
+            {
+                for (int part = 0; part < 3; part++)
+                {
+                    int from = (h * 3 * hd) + (part * hd);
+                    int to = (part * d) + (h * hd);
+                    for (int row = 0; row < d; row++)
+                    {
+                        stored.AsSpan((row * 3 * d) + from, hd).CopyTo(weight.AsSpan((row * 3 * d) + to, hd));
+                    }
+
+                    storedBias.AsSpan(from, hd).CopyTo(bias.AsSpan(to, hd));
+                }
+            }
+
+            return (weight, bias);
+        }
+
+        // [rows, a] and [rows, b] … side by side: [rows, a + b + …].
+        private static float[] SideBySide(int rows, params float[][] parts)
+        {
+            int width = parts.Sum(p => p.Length / rows);
+            var fused = new float[rows * width];
+            for (int row = 0; row < rows; row++)
+            {
+                int column = 0;
+                foreach (var part in parts)
+                {
+                    int w = part.Length / rows;
+                    part.AsSpan(row * w, w).CopyTo(fused.AsSpan((row * width) + column, w));
+                    column += w;
+                }
+            }
+
+            return fused;
+        }
+
+        // A bias the family may omit (Llama has none): zeros when absent, so every block runs one code path.
+        private float[] OptionalVector(string name, int length) => source.Contains(name) ? Vector(name, length) : new float[length];
 
         private Weight Read(string name) => source.TryGet(name)
             ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");

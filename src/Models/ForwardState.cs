@@ -40,7 +40,7 @@ internal sealed class ForwardState : IDisposable
         // Residual stream at block boundaries: all of them when saving, else two that alternate.
         Stream = Enumerable.Range(0, savesForBackward ? config.Layers + 1 : 2).Select(_ => Float(batch, seq, d)).ToArray();
         Layers = Enumerable.Range(0, layerSets).Select(_ => new LayerState(this, config, batch, seq)).ToArray();
-        if (config.Family == ModelFamily.Gpt2Decoder)
+        if (config.IsDecoder)
         {
             Final = Float(batch, seq, d);
             FinalMean = Float(n);
@@ -77,7 +77,7 @@ internal sealed class ForwardState : IDisposable
 
     public LayerState[] Layers { get; }
 
-    public Tensor<float>? Final { get; }         // [batch, seq, d] GPT-2 final LayerNorm output
+    public Tensor<float>? Final { get; }         // [batch, seq, d] decoders' final norm output
 
     public Tensor<float>? FinalMean { get; }
 
@@ -184,7 +184,8 @@ internal sealed class ForwardState : IDisposable
             int n = batch * seq;
             int d = config.Hidden;
             NormIn = owner.Float(batch, seq, d);
-            Qkv = owner.Float(batch, seq, 3 * d);
+            Qkv = owner.Float(batch, seq, config.QkvWidth);
+            Rotated = config.RotaryDims > 0 ? owner.Float(batch, seq, (config.Heads + config.KeyValueHeads) * config.HeadDim) : null;
             Context = owner.Float(batch, seq, d);
             LogSumExp = owner.Float(batch, config.Heads, seq);
             AttnOut = owner.Float(batch, seq, d);
@@ -193,7 +194,7 @@ internal sealed class ForwardState : IDisposable
             Mean1 = owner.Float(n);
             Rstd1 = owner.Float(n);
             NormMid = owner.Float(batch, seq, d);
-            FfnPre = owner.Float(batch, seq, config.Intermediate);
+            FfnPre = owner.Float(batch, seq, config.Mlp == MlpKind.SwiGlu ? 2 * config.Intermediate : config.Intermediate);
             FfnAct = owner.Float(batch, seq, config.Intermediate);
             MlpOut = owner.Float(batch, seq, d);
             Sum2 = owner.Float(batch, seq, d);
@@ -203,7 +204,9 @@ internal sealed class ForwardState : IDisposable
 
         public Tensor<float> NormIn { get; }     // [batch, seq, d] GPT-2: ln_1 output (attention input)
 
-        public Tensor<float> Qkv { get; }        // [batch, seq, 3d] fused projections
+        public Tensor<float> Qkv { get; }        // [batch, seq, (heads + 2·kv heads)·hd] fused projections (before rotation)
+
+        public Tensor<float>? Rotated { get; }   // [batch, seq, (heads + kv heads)·hd] rotary q | k (rotary decoders)
 
         public Tensor<float> Context { get; }    // [batch, seq, d] per-head weighted values (attn.z)
 
@@ -221,7 +224,7 @@ internal sealed class ForwardState : IDisposable
 
         public Tensor<float> NormMid { get; }    // [batch, seq, d] GPT-2: ln_2 output (MLP input)
 
-        public Tensor<float> FfnPre { get; }     // [batch, seq, intermediate] before GELU
+        public Tensor<float> FfnPre { get; }     // [batch, seq, intermediate] before GELU; SwiGLU: [batch, seq, 2·intermediate] gate | up
 
         public Tensor<float> FfnAct { get; }     // [batch, seq, intermediate] after GELU
 

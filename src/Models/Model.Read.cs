@@ -34,6 +34,14 @@ public sealed partial class Model
         {
             string configPath = Path.Combine(nameOrPath, "config.json");
             var header = HfConfig.Read(configPath);
+            if (header is DecoderConfig)
+            {
+                var decoder = HfCheckpoint.LoadDecoder(nameOrPath);
+                ITextTokenizer? tokenizer = FolderTokenizer.FromJson(nameOrPath, decoder.Config.VocabSize);
+                CheckTokenizerFits(tokenizer, Path.Combine(nameOrPath, "tokenizer.json"), decoder.Config.VocabSize, configPath);
+                return (FromDecoder(decoder.Config), decoder.Weights, tokenizer, nameOrPath);
+            }
+
             if (header is Gpt2Config)
             {
                 var gpt2 = HfCheckpoint.LoadGpt2(nameOrPath);
@@ -124,6 +132,37 @@ public sealed partial class Model
         LayerNormEpsilon = (float)c.LayerNormEps,
         Activation = Gelu(c.Activation, source),
         HasUntiedHead = !c.TieWordEmbeddings,
+        IgnoredConfigKeys = c.IgnoredKeys,
+    };
+
+    private static ModelConfig FromDecoder(DecoderConfig c) => new()
+    {
+        Family = c.ModelType switch
+        {
+            "gpt_neox" => ModelFamily.GptNeoXDecoder,
+            "qwen2" => ModelFamily.Qwen2Decoder,
+            _ => ModelFamily.LlamaDecoder,
+        },
+        Layers = c.Layers,
+        Hidden = c.HiddenSize,
+        Heads = c.Heads,
+        KvHeads = c.KvHeads,
+        Intermediate = c.IntermediateSize,
+        VocabSize = c.VocabSize,
+        MaxPositions = c.MaxPositions,
+        LayerNormEpsilon = (float)c.LayerNormEps,
+        Activation = c.Activation == ActivationFunction.GeluTanh ? GeluForm.Tanh : GeluForm.Erf,
+        Norm = c.IsNeoX ? NormKind.LayerNorm : NormKind.RmsNorm,
+        Mlp = c.IsNeoX ? MlpKind.Gelu : MlpKind.SwiGlu,
+        ParallelResidual = c.IsNeoX,
+        RotaryDims = c.RotaryDims,
+        RopeTheta = c.RopeTheta,
+        RopeScaling = c.RopeScaling,
+        HasQkvBias = c.QkvBias,
+        HasOutputBias = c.OutputBias,
+        HasMlpBias = c.MlpBias,
+        HasUntiedHead = !c.TieWordEmbeddings,
+        EndOfSequenceIds = c.EndOfSequenceIds,
         IgnoredConfigKeys = c.IgnoredKeys,
     };
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Headlight.Kernels;
 using Headlight.Models.Loading;
 using Headlight.Models.Tokenization;
@@ -6,7 +7,8 @@ namespace Headlight.Models;
 
 /// <summary>
 /// A transformer with its weights on one device and its tokenizer: load it by catalogue name
-/// (<c>minilm</c>, <c>arcticxs</c>), from a Hugging Face folder (BERT or GPT-2) or from an ONNX file,
+/// (<c>minilm</c>, <c>arcticxs</c>), from a Hugging Face folder (BERT, RoBERTa, DistilBERT, GPT-2, GPT-NeoX, Llama, Qwen2)
+/// or from an ONNX file,
 /// then run forward passes with named activation capture.
 /// </summary>
 /// <remarks>
@@ -421,17 +423,37 @@ public sealed partial class Model : IDisposable
         Tokenizer is null ? $"#{id}" : (uint)id < (uint)Tokenizer.VocabularySize ? Tokenizer.GetToken(id) : $"<id {id}>";
 
     /// <summary>
-    /// Greedy generation for decoders: appends the most likely token <paramref name="count"/> times
-    /// (each step reruns the whole prefix; no key–value cache) and returns the new ids.
+    /// Greedy generation for decoders: appends the most likely token <paramref name="count"/> times (end-of-sequence tokens
+    /// do not stop it) and returns the new ids. Runs on a key–value cache, as the overload with options does.
     /// </summary>
     /// <exception cref="InvalidOperationException">The model is not a decoder.</exception>
     /// <exception cref="ArgumentException">The prompt is empty.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The prompt plus <paramref name="count"/> exceeds the model's positions (<see cref="ModelConfig.MaxTokens"/>).</exception>
     public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        if (Config.Family != ModelFamily.Gpt2Decoder)
+        return Generate(prompt, new GenerationOptions { MaxNewTokens = count, StopAtEndOfSequence = false }, cancellationToken).Tokens;
+    }
+
+    /// <summary>
+    /// Generates up to <see cref="GenerationOptions.MaxNewTokens"/> tokens after <paramref name="prompt"/>: greedy or sampled
+    /// (temperature, top-k, top-p, seed), stopping at an end-of-sequence token when asked. With the key–value cache (the
+    /// default) the prompt runs once and each step runs the blocks on the new token alone. Cancellation is checked before
+    /// each step.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model is not a decoder.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty or holds an id outside the vocabulary.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or the prompt plus the new tokens exceed the model's positions.</exception>
+    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+        => Generate(prompt, options, null, cancellationToken);
+
+    /// <summary>As the public overload; <paramref name="onLogits"/> sees each step's next-token logits [vocab] before the pick.</summary>
+    internal GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, Action<int, ReadOnlySpan<float>>? onLogits, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (!Config.IsDecoder)
         {
             throw new InvalidOperationException($"Model '{Name}' is an encoder; only decoders generate text.");
         }
@@ -442,23 +464,83 @@ public sealed partial class Model : IDisposable
         }
 
         // long: prompt.Count + int.MaxValue would wrap below the limit in int arithmetic.
-        if ((long)prompt.Count + count > Config.MaxTokens)
+        if ((long)prompt.Count + options.MaxNewTokens > Config.MaxTokens)
         {
-            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxNewTokens, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {options.MaxNewTokens}.");
         }
 
+        var sampler = new TokenSampler(options);
         var ids = prompt.ToList();
-        var generated = new List<int>(count);
-        for (int step = 0; step < count; step++)
+        var tokens = new List<int>(options.MaxNewTokens);
+        var probabilities = new List<double>(options.MaxNewTokens);
+        var logits = new float[Config.VocabSize];
+        bool stopped = false;
+        lock (gate)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var result = Forward(FromIds([ids]));
-            int next = TopK(result, 0, ids.Count - 1, 1)[0].Id;
-            ids.Add(next);
-            generated.Add(next);
+            ObjectDisposedException.ThrowIf(disposed, this);
+            using var cache = options.UseKeyValueCache ? new KeyValueCache(Device, Config, prompt.Count + options.MaxNewTokens) : null;
+            using var row = Device.Allocate<float>(1, Config.VocabSize);
+            for (int n = 0; n < options.MaxNewTokens; n++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (cache is null)
+                {
+                    NextLogits(CollectionsMarshal.AsSpan(ids), 0, null, row, logits);
+                }
+                else
+                {
+                    // The prompt at once, then one token per step at its own position.
+                    int first = cache.Length;
+                    NextLogits(CollectionsMarshal.AsSpan(ids)[first..], first, cache, row, logits);
+                }
+
+                onLogits?.Invoke(n, logits);
+                var (next, p) = sampler.Next(logits);
+                ids.Add(next);
+                tokens.Add(next);
+                probabilities.Add(p);
+                if (options.StopAtEndOfSequence && Config.EndOfSequenceIds.Contains(next))
+                {
+                    stopped = true;
+                    break;
+                }
+            }
         }
 
-        return generated;
+        return new GenerationResult(tokens, probabilities, stopped);
+    }
+
+    // Runs the blocks on `ids` placed at positions first.., appending to the cache when there is one, and writes the
+    // next-token logits after the last of them into `logits` (one download of vocab floats).
+    private void NextLogits(ReadOnlySpan<int> ids, int first, KeyValueCache? cache, Tensor<float> row, float[] logits)
+    {
+        int t = ids.Length;
+        for (int i = 0; i < t; i++)
+        {
+            if ((uint)ids[i] >= (uint)Config.VocabSize)
+            {
+                throw new ArgumentException($"Model '{Name}': token id {ids[i]} at position {first + i} is outside the vocabulary [0, {Config.VocabSize}).", "prompt");
+            }
+        }
+
+        using var state = new ForwardState(Device, Config, 1, t, savesForBackward: false);
+        state.Ids.CopyFrom(ids);
+        state.KeyMask.Fill(1);
+        if (first > 0)
+        {
+            var positions = new int[t];
+            for (int i = 0; i < t; i++)
+            {
+                positions[i] = first + i;
+            }
+
+            state.Positions.CopyFrom(positions);
+        }
+
+        TransformerForward.Run(Config, weights, state, NoCapture, null, packed: packed, keyValues: cache);
+        var last = state.Final!.Slice((long)(t - 1) * Config.Hidden, 1, Config.Hidden);
+        Gemm.Forward(last, weights.OutputEmbeddings, row, transposeB: true);
+        row.CopyTo(logits);
     }
 
     /// <summary>
@@ -596,7 +678,7 @@ public sealed partial class Model : IDisposable
         }
 
         float[]? logits = null;
-        if (Config.Family == ModelFamily.Gpt2Decoder)
+        if (Config.IsDecoder)
         {
             using var output = Device.Allocate<float>(b, t, Config.VocabSize);
             Gemm.Forward(state.Final!, weights.OutputEmbeddings, output, transposeB: true);

@@ -219,12 +219,13 @@ public sealed class ModelPass : IDisposable
         BackwardTaps? taps = null;
         if (options.Boundaries || options.AttentionGradients)
         {
-            var shape = new AttentionShape(Rows, config.Heads, SequenceLength, SequenceLength, config.HeadDim);
+            var shape = new AttentionShape(Rows, config.Heads, SequenceLength, SequenceLength, config.HeadDim, config.KeyValueHeads);
+            int valueColumn = (config.Heads + config.KeyValueHeads) * config.HeadDim;
             taps = new BackwardTaps
             {
                 Streams = options.Boundaries ? buffers.Boundaries : null,
                 Context = options.AttentionGradients
-                    ? (l, dContext) => Attention.ProbabilityGradient(new AttentionOperand(state.LayerAt(l).Qkv, 2 * config.Hidden), new AttentionOperand(dContext), shape,
+                    ? (l, dContext) => Attention.ProbabilityGradient(new AttentionOperand(state.LayerAt(l).Qkv, valueColumn), new AttentionOperand(dContext), shape,
                         state.KeyMask, config.IsCausal, buffers.ProbabilityGradient(l))
                     : null,
             };

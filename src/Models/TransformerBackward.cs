@@ -14,8 +14,8 @@ internal abstract class BackwardRules
     public static BackwardRules Gradient { get; } = new GradientRules();
 
     /// <summary>
-    /// LRP in signal form (relevance = tensor ⊙ signal): the ε-rule for linear layers, the identity rule for LayerNorm
-    /// (σ held constant) and GELU, and <paramref name="attention"/>'s rule inside attention (AttnLRP's uniform and
+    /// LRP in signal form (relevance = tensor ⊙ signal): the ε-rule for linear layers and the rotary map, the identity
+    /// rule for LayerNorm and RMSNorm (σ held constant), GELU and SiLU, the uniform rule for the SwiGLU product, and <paramref name="attention"/>'s rule inside attention (AttnLRP's uniform and
     /// softmax rules, or CP-LRP). Residual additions pass the signal on unchanged: relevance splits in proportion to
     /// the two summands. <paramref name="scratch"/> holds the ε-normalised signal of one linear layer at a time and must
     /// be at least as large as the widest layer output.
@@ -41,6 +41,16 @@ internal abstract class BackwardRules
     /// <summary>Through <c>act = gelu(pre)</c>, in place: <paramref name="signal"/> holds d(act) and becomes d(pre).</summary>
     public abstract void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form);
 
+    /// <summary>Through <c>output = RMSNorm(input)</c>: <paramref name="dOutput"/> → <paramref name="dInput"/>, added when <paramref name="accumulate"/>.</summary>
+    public abstract void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate);
+
+    /// <summary>Through <c>act = silu(gate) ⊙ up</c>: <paramref name="dAct"/> [rows, n] → <paramref name="dGateUp"/> [rows, 2n] (overwritten).</summary>
+    public abstract void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp);
+
+    /// <summary>Through the rotary embedding of <paramref name="heads"/> heads: d(rotated) → d(projection) (overwritten).</summary>
+    public abstract void Rope(AttentionOperand rotated, AttentionOperand dRotated, AttentionOperand dInput, int heads, int headDim, int rotaryDims,
+        Tensor<int> positions, Tensor<float> table);
+
     /// <summary>Through fused attention: d(output) → dq, dk, dv (overwritten); <paramref name="delta"/> is scratch [batch, heads, query].</summary>
     public abstract void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
         AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
@@ -60,6 +70,16 @@ internal abstract class BackwardRules
         public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
             => Kernels.Gelu.Backward(pre, signal, signal, form);
 
+        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+            => Kernels.RmsNorm.Backward(dOutput, input, gamma, rstd, dInput, null, accumulateInput: accumulate);
+
+        public override void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp)
+            => Kernels.SwiGlu.Backward(gateUp, dAct, dGateUp);
+
+        public override void Rope(AttentionOperand rotated, AttentionOperand dRotated, AttentionOperand dInput, int heads, int headDim, int rotaryDims,
+            Tensor<int> positions, Tensor<float> table)
+            => Kernels.Rope.Backward(dRotated, dInput, heads, headDim, rotaryDims, positions, table);
+
         public override void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
             AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
             AttentionOperand dq, AttentionOperand dk, AttentionOperand dv, Tensor<float> delta)
@@ -78,6 +98,16 @@ internal abstract class BackwardRules
 
         public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
             => Kernels.Gelu.Relevance(pre, signal, signal, form);
+
+        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+            => Kernels.RmsNorm.Relevance(dOutput, gamma, rstd, dInput, accumulate);
+
+        public override void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp)
+            => Kernels.SwiGlu.Relevance(gateUp, dAct, dGateUp);
+
+        public override void Rope(AttentionOperand rotated, AttentionOperand dRotated, AttentionOperand dInput, int heads, int headDim, int rotaryDims,
+            Tensor<int> positions, Tensor<float> table)
+            => Kernels.Rope.Relevance(rotated, dRotated, dInput, heads, headDim, rotaryDims, positions, table, epsilon);
 
         public override void Attention(AttentionOperand q, AttentionOperand k, AttentionOperand v, AttentionOperand output,
             AttentionOperand dOutput, Tensor<float> logSumExp, AttentionShape shape, float scale, Tensor<int> keyMask, bool causal,
@@ -120,7 +150,8 @@ internal sealed class BackwardState
     public BackwardState(ForwardState owner, ModelConfig config)
     {
         this.owner = owner;
-        widest = Math.Max(3 * config.Hidden, config.Intermediate);
+        bool swiGlu = config.Mlp == MlpKind.SwiGlu;
+        widest = Math.Max(Math.Max(config.QkvWidth, config.Hidden), swiGlu ? 2 * config.Intermediate : config.Intermediate);
         int b = owner.Batch;
         int t = owner.Seq;
         int d = config.Hidden;
@@ -130,8 +161,11 @@ internal sealed class BackwardState
         StreamA = owner.Float(b, t, d);
         StreamB = owner.Float(b, t, d);
         Context = owner.Float(b, t, d);
-        Qkv = owner.Float(b, t, 3 * d);
+        Qkv = owner.Float(b, t, config.QkvWidth);
+        Rotated = config.RotaryDims > 0 ? owner.Float(b, t, (config.Heads + config.KeyValueHeads) * config.HeadDim) : null;
         Ffn = owner.Float(b, t, config.Intermediate);
+        GateUp = swiGlu ? owner.Float(b, t, 2 * config.Intermediate) : null;
+        StreamC = config.ParallelResidual ? owner.Float(b, t, d) : null;
         Delta = owner.Float(b, config.Heads, t);
         EmbedSum = Family == ModelFamily.BertEncoder ? owner.Float(b, t, d) : StreamA;
         Gates = owner.Float(config.Layers, b, config.Heads);
@@ -148,7 +182,13 @@ internal sealed class BackwardState
 
     public Tensor<float> Context { get; }      // [batch, seq, d] d(attn.z)
 
-    public Tensor<float> Qkv { get; }          // [batch, seq, 3d] dq, dk, dv side by side
+    public Tensor<float> Qkv { get; }          // [batch, seq, (heads + 2·kv)·hd] dq, dk, dv side by side
+
+    public Tensor<float>? Rotated { get; }     // [batch, seq, (heads + kv)·hd] d(rotated q | k) (rotary decoders)
+
+    public Tensor<float>? GateUp { get; }      // [batch, seq, 2·intermediate] d(gate | up) (SwiGLU)
+
+    public Tensor<float>? StreamC { get; }     // [batch, seq, d] parallel residual: d(block input) through the MLP branch
 
     public Tensor<float> Ffn { get; }          // [batch, seq, intermediate] d(GELU output), then d(GELU input)
 
@@ -208,18 +248,16 @@ internal static class TransformerBackward
             throw new InvalidOperationException("The backward pass needs a forward state made with savesForBackward.");
         }
 
-        int d = config.Hidden;
-        var shape = new AttentionShape(state.Batch, config.Heads, state.Seq, state.Seq, config.HeadDim);
+        var shape = new AttentionShape(state.Batch, config.Heads, state.Seq, state.Seq, config.HeadDim, config.KeyValueHeads);
         float scale = 1f / MathF.Sqrt(config.HeadDim);
-        var form = config.Activation;
         var a = grads.StreamA;
         var b = grads.StreamB;
         bool bert = config.Family == ModelFamily.BertEncoder;
 
         if (!bert)
         {
-            // Final LayerNorm: seed (in B) → d(stream after the last block) in A.
-            rules.LayerNorm(b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false);
+            // Final norm: seed (in B) → d(stream after the last block) in A.
+            Norm(config, rules, b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false);
         }
 
         Boundary(config, state, grads, taps, config.Layers);
@@ -234,21 +272,31 @@ internal static class TransformerBackward
             {
                 // Post-LN block, A = d(output): out = LN2(mlp(mid) + mid), mid = LN1(attn(in) + in).
                 rules.LayerNorm(a, s.Sum2, output, w.Norm2Gamma, s.Mean2, s.Rstd2, b, accumulate: false);   // B = d(sum2) = d(mlp.out), d(mid) so far
-                rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, b, grads.Ffn, accumulate: false);          // Ffn = d(GELU output)
-                rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);                                             // Ffn = d(GELU input)
+                Mlp(config, w, s, rules, grads, b);                                                          // Ffn = d(MLP input)
                 rules.Linear(s.Mid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: true);               // B = d(mid)
                 rules.LayerNorm(b, s.Sum1, s.Mid, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: false);    // A = d(sum1) = d(attn.out), d(in) so far
-                Attention(config, w, s, input, state, grads, rules, shape, scale, a, l, gates, taps);       // A = d(in)
+                Attention(config, w, s, input, weights, state, grads, rules, shape, scale, a, l, gates, taps); // A = d(in)
+            }
+            else if (!config.ParallelResidual)
+            {
+                // Pre-norm block, A = d(output): out = mid + mlp(norm2(mid)), mid = in + attn(norm1(in)).
+                var dMlpIn = Mlp(config, w, s, rules, grads, a);
+                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false);              // B = d(norm2 output)
+                Norm(config, rules, b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true); // A = d(mid)
+                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps); // B = d(norm1 output)
+                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true);  // A = d(in)
             }
             else
             {
-                // Pre-LN block, A = d(output): out = mid + mlp(LN2(mid)), mid = in + attn(LN1(in)).
-                rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, a, grads.Ffn, accumulate: false);          // Ffn = d(GELU output)
-                rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, form);
-                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: false);          // B = d(ln_2 output)
-                rules.LayerNorm(b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true);  // A = d(mid)
-                Attention(config, w, s, s.NormIn, state, grads, rules, shape, scale, b, l, gates, taps);    // B = d(ln_1 output)
-                rules.LayerNorm(b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true);   // A = d(in)
+                // Parallel residual, A = d(output): out = in + attn(norm1(in)) + mlp(norm2(in)); A is d(in), d(attn.out)
+                // and d(mlp.out) at once, so each branch's share of d(in) is gathered in C before it is added.
+                var c = grads.StreamC!;
+                var dMlpIn = Mlp(config, w, s, rules, grads, a);
+                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false);              // B = d(norm2 output)
+                Norm(config, rules, b, input, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, c, accumulate: false); // C = d(in) through the MLP
+                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps); // B = d(norm1 output)
+                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, c, accumulate: true);  // C += d(in) through attention
+                Elementwise.Add(a, c, a);                                                                      // A = d(in)
             }
 
             Boundary(config, state, grads, taps, l);
@@ -261,13 +309,43 @@ internal static class TransformerBackward
         }
     }
 
-    // dContext from the output projection, the gate gradients, then attention and the QKV projection:
-    // the QKV projection's input gradient is added to (BERT) or written into (GPT-2) dAttnIn.
-    private static void Attention(ModelConfig config, LayerWeights w, ForwardState.LayerState s, Tensor<float> attnIn, ForwardState state,
+    // Through the MLP's second projection and its activation, from d(mlp.out): returns d(first projection's output),
+    // [batch, seq, intermediate] (GELU, in Ffn) or [batch, seq, 2·intermediate] (SwiGLU gate | up, in GateUp).
+    private static Tensor<float> Mlp(ModelConfig config, LayerWeights w, ForwardState.LayerState s, BackwardRules rules, BackwardState grads, Tensor<float> dMlpOut)
+    {
+        rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, dMlpOut, grads.Ffn, accumulate: false);            // Ffn = d(activation output)
+        if (config.Mlp == MlpKind.SwiGlu)
+        {
+            rules.SwiGlu(s.FfnPre, grads.Ffn, grads.GateUp!);
+            return grads.GateUp!;
+        }
+
+        rules.Gelu(s.FfnPre, s.FfnAct, grads.Ffn, config.Activation);
+        return grads.Ffn;
+    }
+
+    private static void Norm(ModelConfig config, BackwardRules rules, Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
+        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+    {
+        if (config.Norm == NormKind.RmsNorm)
+        {
+            rules.RmsNorm(dOutput, input, gamma, rstd, dInput, accumulate);
+        }
+        else
+        {
+            rules.LayerNorm(dOutput, input, output, gamma, mean, rstd, dInput, accumulate);
+        }
+    }
+
+    // dContext from the output projection, the gate gradients, then attention (and the rotary map) and the QKV
+    // projection: the QKV projection's input gradient is added to (BERT) or written into (decoders) dAttnIn.
+    private static void Attention(ModelConfig config, LayerWeights w, ForwardState.LayerState s, Tensor<float> attnIn, DeviceWeights weights, ForwardState state,
         BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates, BackwardTaps? taps)
     {
-        int d = config.Hidden;
         bool bert = config.Family == ModelFamily.BertEncoder;
+        int hd = config.HeadDim;
+        int qWidth = config.Heads * hd;
+        int kvWidth = config.KeyValueHeads * hd;
         var dAttnOut = grads.StreamA;
         rules.Linear(s.Context, w.OutWeight, s.AttnOut, dAttnOut, grads.Context, accumulate: false);        // Context = d(attn.z)
         if (gates)
@@ -277,10 +355,18 @@ internal static class TransformerBackward
 
         taps?.Context?.Invoke(layer, grads.Context);
 
+        var (q, k, v) = TransformerForward.Operands(config, s, s.Qkv);
+        var dqk = grads.Rotated ?? grads.Qkv;
         rules.Attention(
-            new AttentionOperand(s.Qkv, 0), new AttentionOperand(s.Qkv, d), new AttentionOperand(s.Qkv, 2 * d),
-            new AttentionOperand(s.Context, 0), new AttentionOperand(grads.Context, 0), s.LogSumExp, shape, scale, state.KeyMask, config.IsCausal,
-            new AttentionOperand(grads.Qkv, 0), new AttentionOperand(grads.Qkv, d), new AttentionOperand(grads.Qkv, 2 * d), grads.Delta);
+            q, k, v, new AttentionOperand(s.Context, 0), new AttentionOperand(grads.Context, 0), s.LogSumExp, shape, scale, state.KeyMask, config.IsCausal,
+            new AttentionOperand(dqk, 0), new AttentionOperand(dqk, qWidth), new AttentionOperand(grads.Qkv, qWidth + kvWidth), grads.Delta);
+        if (grads.Rotated is { } dRotated)
+        {
+            // d(rotated q | k) → d(projected q | k), the value columns already in place.
+            rules.Rope(q, new AttentionOperand(dRotated, 0), new AttentionOperand(grads.Qkv, 0), config.Heads, hd, config.RotaryDims, state.Positions, weights.RopeTable!);
+            rules.Rope(k, new AttentionOperand(dRotated, qWidth), new AttentionOperand(grads.Qkv, qWidth), config.KeyValueHeads, hd, config.RotaryDims, state.Positions, weights.RopeTable!);
+        }
+
         rules.Linear(attnIn, w.QkvWeight, s.Qkv, grads.Qkv, dAttnIn, accumulate: bert);
     }
 

@@ -338,7 +338,7 @@ internal sealed class TextLikelihoodTarget : ITarget
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
-        if (model.Config.Family != ModelFamily.Gpt2Decoder)
+        if (!model.Config.IsDecoder)
         {
             throw new TargetException($"Text likelihood target: model '{model.Name}' is not a decoder.");
         }

@@ -48,7 +48,7 @@ internal sealed class CorpusPlan
         var tokenizer = model.Tokenizer;
         int positions = config.MaxTokens;
         var kinds = new KindTable(tokenizer, config.VocabSize);
-        int? bos = config.Family == ModelFamily.Gpt2Decoder && tokenizer is Gpt2Tokenizer gpt ? gpt.EndOfTextTokenId : null;
+        int? bos = config.IsDecoder && tokenizer is Gpt2Tokenizer gpt ? gpt.EndOfTextTokenId : null;
         var texts = new List<TextRow>();
         string source;
         if (tokenizer is not null)

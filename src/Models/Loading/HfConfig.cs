@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Headlight.Models.Loading;
 
 /// <summary>Reads Hugging Face <c>config.json</c> files into typed, validated configurations.</summary>
-internal static class HfConfig
+internal static partial class HfConfig
 {
     /// <summary>Reads a BERT or GPT-2 config, chosen by <c>model_type</c> or <c>architectures</c>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
@@ -16,6 +16,7 @@ internal static class HfConfig
         return Family(path, root) switch
         {
             "gpt2" => ParseGpt2(path, root),
+            var decoder when DecoderTypes.Contains(decoder) => ParseDecoder(path, root, decoder),
             var encoder => ParseEncoder(path, root, encoder),
         };
     }
@@ -28,7 +29,7 @@ internal static class HfConfig
         using var document = Json.Parse(path);
         var root = Root(path, document);
         string family = Family(path, root);
-        return family != "gpt2" ? ParseEncoder(path, root, family) : throw new ModelFormatException(path, "model_type", "a BERT, RoBERTa or DistilBERT configuration", family);
+        return family != "gpt2" && !DecoderTypes.Contains(family) ? ParseEncoder(path, root, family) : throw new ModelFormatException(path, "model_type", "a BERT, RoBERTa or DistilBERT configuration", family);
     }
 
     /// <summary>Reads a GPT-2 config.</summary>
@@ -68,8 +69,9 @@ internal static class HfConfig
             {
                 "bert" => "bert",
                 "gpt2" => "gpt2",
+                _ when DecoderTypes.Contains(modelType) => modelType,
                 _ when EncoderFamilies.ContainsKey(modelType) => modelType,
-                _ => throw new ModelFormatException(path, "model_type", "\"bert\", \"roberta\", \"distilbert\" or \"gpt2\"", $"\"{modelType}\""),
+                _ => throw new ModelFormatException(path, "model_type", "\"bert\", \"roberta\", \"distilbert\", \"gpt2\", \"gpt_neox\", \"llama\" or \"qwen2\"", $"\"{modelType}\""),
             };
         }
 
@@ -88,6 +90,14 @@ internal static class HfConfig
             return "gpt2";
         }
 
+        foreach (var (family, prefix) in new[] { ("gpt_neox", "GPTNeoX"), ("llama", "Llama"), ("qwen2", "Qwen2") })
+        {
+            if (architectures.All(a => a.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                return family;
+            }
+        }
+
         foreach (var (family, prefix) in EncoderFamilies)
         {
             if (architectures.All(a => a.StartsWith(prefix, StringComparison.Ordinal)))
@@ -96,7 +106,7 @@ internal static class HfConfig
             }
         }
 
-        throw new ModelFormatException(path, "architectures", "Bert*, Roberta*, DistilBert* or GPT2* classes", "[" + string.Join(", ", architectures) + "]");
+        throw new ModelFormatException(path, "architectures", "Bert*, Roberta*, DistilBert*, GPT2*, GPTNeoX*, Llama* or Qwen2* classes", "[" + string.Join(", ", architectures) + "]");
     }
 
     private static BertConfig ParseBert(string path, JsonElement root)

@@ -41,6 +41,19 @@ internal static class HfConfigKeys
         new("position_embedding_type", ConfigKeyUse.Checked, e => e.ValueKind == JsonValueKind.String && e.GetString() == "absolute", "\"absolute\" (relative_key and relative_key_query attention are not implemented)"),
     ];
 
+    // Llama's rows (Qwen2 starts from them); declared before Families, which reads them.
+    private static readonly ConfigKeyRule[] LlamaKeys =
+    [
+        .. Honoured(
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "hidden_act",
+            "max_position_embeddings", "rms_norm_eps", "vocab_size", "rope_theta", "rope_scaling", "tie_word_embeddings",
+            "attention_bias", "mlp_bias", "head_dim"),
+
+        // pretraining_tp > 1 splits the projections into slices whose sum is the same product.
+        .. Inert("attention_dropout", "pretraining_tp"),
+        new("layer_types", ConfigKeyUse.Checked, e => e.ValueKind == JsonValueKind.Array && e.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String && t.GetString() == "full_attention"), "every layer \"full_attention\""),
+    ];
+
     /// <summary>Rows every family shares: bookkeeping, generation and training settings that a forward pass does not read.</summary>
     public static readonly ConfigKeyRule[] Common =
     [
@@ -87,6 +100,23 @@ internal static class HfConfigKeys
                 "reorder_and_upcast_attn"),
             new("scale_attn_weights", ConfigKeyUse.Checked, IsTrue, "true (attention scores scaled by 1/sqrt(head_dim))"),
             new("scale_attn_by_inverse_layer_idx", ConfigKeyUse.Checked, IsFalse, "false"),
+        ],
+        ["gpt_neox"] =
+        [
+            .. Honoured(
+                "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "max_position_embeddings",
+                "layer_norm_eps", "vocab_size", "rotary_pct", "partial_rotary_factor", "rotary_emb_base", "rope_theta", "rope_scaling",
+                "tie_word_embeddings", "attention_bias"),
+            .. Inert("attention_dropout", "hidden_dropout", "classifier_dropout"),
+            new("use_parallel_residual", ConfigKeyUse.Checked, IsTrue, "true (the sequential residual of GPT-NeoX is not implemented)"),
+        ],
+        ["llama"] = LlamaKeys,
+        ["qwen2"] =
+        [
+            .. LlamaKeys.Where(k => k.Key is not "attention_bias" and not "mlp_bias"),
+            // Without use_sliding_window every layer attends to the whole causal prefix and these two are unused.
+            .. Inert("sliding_window", "max_window_layers"),
+            new("use_sliding_window", ConfigKeyUse.Checked, IsFalse, "false (sliding-window attention is not implemented)"),
         ],
     };
 
