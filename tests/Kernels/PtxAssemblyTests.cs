@@ -146,15 +146,15 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The warp-per-row kernels of LayerNorm, softmax and the row reductions reduce with full-warp butterfly
+    /// The warp-per-row kernels of LayerNorm, RmsNorm, softmax and the row reductions reduce with full-warp butterfly
     /// shuffles, declare no shared memory and wait at no barrier, and keep full occupancy in 256-thread groups.
     /// </summary>
     [SkippableFact]
     public void Warp_row_kernels_reduce_with_shuffles_without_shared_memory_or_barriers()
     {
-        bool IsWarpRow(KernelEntry k) => k.Op is "LayerNorm" or "Softmax" or "Reduce" && k.Method.Name.EndsWith("WarpKernel", StringComparison.Ordinal);
+        bool IsWarpRow(KernelEntry k) => k.Op is "LayerNorm" or "RmsNorm" or "Softmax" or "Reduce" && k.Method.Name.EndsWith("WarpKernel", StringComparison.Ordinal);
         var warp = Ptx.Value.Where(p => IsWarpRow(p.Kernel)).ToList();
-        Assert.Equal(7, warp.Count);
+        Assert.Equal(9, warp.Count);
         foreach (var (kernel, ptx90, _, error) in warp)
         {
             Assert.True(error is null, error);
@@ -270,6 +270,9 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         ("Attention", "Forward"),
         ("Attention", "Backward"),
         ("LayerNorm", ""),
+        ("RmsNorm", ""),
+        ("Rope", ""),
+        ("SwiGlu", ""),
         ("Softmax", ""),
     ];
 

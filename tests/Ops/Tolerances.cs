@@ -29,4 +29,13 @@ public static class Tolerances
 
     /// <summary>Embedding gather copies exactly; scatter-add sums duplicates in any order.</summary>
     public static readonly Tolerance Embedding = new(1e-6, 1e-6);
+
+    /// <summary>Rope: two products and a sum per element, against a float32-rounded angle table.</summary>
+    public static readonly Tolerance Rope = new(1e-6, 1e-5);
+
+    /// <summary>SwiGLU: a sigmoid (exp, a few ulps) and up to three products per element.</summary>
+    public static readonly Tolerance SwiGlu = new(1e-6, 1e-5);
+
+    /// <summary>Central finite differences of float32 forward passes: O(h²) truncation plus rounding over h.</summary>
+    public static readonly Tolerance FiniteDifference = new(2e-3, 2e-3);
 }

@@ -24,7 +24,9 @@ internal sealed partial class IlgpuBackend
         int threads = GridStrideThreads(total);
         using var launch = Launch("Rope.Apply", static acc => acc.LoadAutoGroupedKernel<
             Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, RopeLayout, int, float, int, int, int>(Rope.ApplyKernel));
-        launch.Kernel(launch.Stream, threads, src.View, dst.View, (z ?? src).View, positions.View, table.View, layout,
+        // With nothing to rotate the table is not read (and may be empty): src stands in for it.
+        var angles = layout.Half == 0 ? src.View : table.View;
+        launch.Kernel(launch.Stream, threads, src.View, dst.View, (z ?? src).View, positions.View, angles, layout,
             (int)mode, epsilon, accumulate ? 1 : 0, total, threads);
     }
 }
