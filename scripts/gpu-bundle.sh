@@ -20,7 +20,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bundle="${HEADLIGHT_BUNDLE:-gpu-bundle}"
 fixtures="${HEADLIGHT_FIXTURES:-$root/../shared/fixtures}"
-names="${HEADLIGHT_FIXTURE_NAMES:-gpt2-tiny}"
+names="${HEADLIGHT_FIXTURE_NAMES:-gpt2-tiny pythia-tiny llama-tiny qwen2-tiny}"
 
 dotnet_root="$(dirname "$(readlink -f "$(command -v dotnet)")")"
 version="$(dotnet --list-runtimes | awk '$1 == "Microsoft.NETCore.App" && $2 ~ /^10\./ { v = $2 } END { print v }')"

@@ -59,6 +59,11 @@ internal static class OpRun
             var output = new ConsoleOutput();
             checks.Add(("fixture gpt2-tiny logits and attention", () => new DecoderReferenceTests().Logits_and_attention_match_pytorch(name)));
             checks.Add(("fixture gpt2-tiny input-embedding gradient", () => new Gpt2FixtureGradientTests(output).Input_embedding_gradient_matches_pytorch(name)));
+            foreach (string fixture in ModernDecoderReferenceTests.Fixtures)
+            {
+                checks.Add(($"fixture {fixture} logits, attention, hidden states and gradient", () => new ModernDecoderReferenceTests().Logits_attention_hidden_states_and_gradient_match_the_reference(fixture, name)));
+            }
+
             checks.Add(("gradients: encoder targets vs finite differences", () => new GradientCheckTests(output).Encoder_targets_match_finite_differences(name)));
             checks.Add(("gradients: decoder targets vs finite differences", () => new GradientCheckTests(output).Decoder_targets_match_finite_differences(name)));
             checks.Add(("gradients: head gates vs finite differences", () => new GradientCheckTests(output).Head_gate_gradients_match_finite_differences(name)));
