@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Headlight.Models;
 using Headlight.Tests.Loading;
+using Xunit.Abstractions;
 
 namespace Headlight.Tests.Model;
 
@@ -9,7 +10,7 @@ namespace Headlight.Tests.Model;
 /// folders with float64 references (logits, attention, hidden states, the gradient of the target logit w.r.t. the input
 /// embeddings) computed by code written from the Hugging Face sources. Tolerances are the fixtures' own.
 /// </summary>
-public sealed class ModernDecoderReferenceTests
+public sealed class ModernDecoderReferenceTests(ITestOutputHelper output)
 {
     private const double LogitsRelativeL2 = 1e-5;
     private const double HiddenRelativeL2 = 1e-5;
@@ -132,6 +133,7 @@ public sealed class ModernDecoderReferenceTests
             }
         }
 
+        output.WriteLine($"{fixture}: cached vs full-recompute logits, max |difference| / max |logit| over 24 steps: {worst:E2}");
         Assert.True(worst <= 1e-6, $"{fixture}: cached logits differ from full recompute by {worst:E2} of the largest logit.");
 
         // The first step's logits are the reference's last-position logits.
@@ -189,7 +191,7 @@ public sealed class ModernDecoderReferenceTests
         }
     }
 
-    private static void Check(string fixture, string backend)
+    private void Check(string fixture, string backend)
     {
         var device = Backends.Require(backend);
         using var model = Headlight.Models.Model.Load(LoadingFiles.SharedFixture(fixture), device);
@@ -206,6 +208,7 @@ public sealed class ModernDecoderReferenceTests
             AssertRelativeL2(c.Logits, result.Logits!, LogitsRelativeL2, $"{what}: logits");
             AssertRelativeL2(c.LastHidden, result.Activations[ActivationNames.Final].Data, HiddenRelativeL2, $"{what}: last hidden state");
             AssertRelativeL2(c.Hidden[0], result.Activations[ActivationNames.Embed].Data, HiddenRelativeL2, $"{what}: input embeddings");
+            double worstProbability = 0;
             for (int l = 0; l < layers; l++)
             {
                 AssertRelativeL2(c.Hidden[l + 1], result.Activations[ActivationNames.ResidPost(l)].Data, HiddenRelativeL2, $"{what}: stream after layer {l}");
@@ -222,11 +225,14 @@ public sealed class ModernDecoderReferenceTests
                                 Assert.True(actual == 0f, $"{what}: layer {l} head {h}: future key {k} of query {q} has probability {actual}.");
                             }
 
+                            worstProbability = Math.Max(worstProbability, Math.Abs(actual - c.Attention[l][h][q][k]));
                             Assert.True(Math.Abs(actual - c.Attention[l][h][q][k]) <= ProbabilityAbsolute, $"{what}: layer {l} head {h} [{q}, {k}]: {actual} vs {c.Attention[l][h][q][k]}.");
                         }
                     }
                 }
             }
+
+            output.WriteLine($"{what}: attention max abs {worstProbability:E2}");
 
             // d logit[T−1, target] / d input embeddings: seed the last hidden state with the head's row of the target.
             var head = model.OutputEmbeddings.ToArray();
@@ -238,7 +244,7 @@ public sealed class ModernDecoderReferenceTests
         }
     }
 
-    private static void AssertRelativeL2(double[][] expected, float[] actual, double limit, string what)
+    private void AssertRelativeL2(double[][] expected, float[] actual, double limit, string what)
     {
         double num = 0;
         double den = 0;
@@ -255,6 +261,7 @@ public sealed class ModernDecoderReferenceTests
         }
 
         double rel = Math.Sqrt(num / den);
+        output.WriteLine($"{what}: relative L2 {rel:E2}");
         Assert.True(rel <= limit, $"{what}: relative L2 error {rel:E3} > {limit:E0}.");
     }
 

@@ -61,7 +61,7 @@ internal static class OpRun
             checks.Add(("fixture gpt2-tiny input-embedding gradient", () => new Gpt2FixtureGradientTests(output).Input_embedding_gradient_matches_pytorch(name)));
             foreach (string fixture in ModernDecoderReferenceTests.Fixtures)
             {
-                checks.Add(($"fixture {fixture} logits, attention, hidden states and gradient", () => new ModernDecoderReferenceTests().Logits_attention_hidden_states_and_gradient_match_the_reference(fixture, name)));
+                checks.Add(($"fixture {fixture} logits, attention, hidden states and gradient", () => new ModernDecoderReferenceTests(output).Logits_attention_hidden_states_and_gradient_match_the_reference(fixture, name)));
             }
 
             checks.Add(("gradients: encoder targets vs finite differences", () => new GradientCheckTests(output).Encoder_targets_match_finite_differences(name)));
