@@ -145,8 +145,64 @@ public sealed class AttentionCases : IOpCaseSource
             yield return new OpCase("Attention.Backward", setup.Name + " register tiles", true, d => Backward(d, setup));
         }
 
+        foreach (var setup in GroupedSetups())
+        {
+            bool tiny = setup.Tiny || (setup.Tq <= 7 && setup.Tk <= 7) || (setup.Dim <= 3 && setup.Heads <= 4);
+            yield return new OpCase("Attention.Forward", setup.Name + " grouped", tiny, d => Forward(d, setup));
+            yield return new OpCase("Attention.Backward", setup.Name + " grouped", tiny, d => Backward(d, setup));
+        }
+
+        // Both ILGPU forward kernels with grouped heads.
+        foreach (bool perThread in new[] { false, true })
+        {
+            var s = new Setup(2, 4, 17, 17, 8, Causal: true, Mask: MaskKind.Holes, Packed: true, Probabilities: true) { KvHeads = 2, PerThread = perThread };
+            yield return new OpCase("Attention.Forward", s.Name + " grouped", true, d => Forward(d, s));
+            var m = new Setup(1, 3, 5, 17, 16, Causal: true, Mask: MaskKind.Padding, Probabilities: true) { KvHeads = 1, PerThread = perThread };
+            yield return new OpCase("Attention.Forward", m.Name + " grouped", true, d => Forward(d, m));
+        }
+
+        yield return new OpCase("Attention.Backward", "grouped dK, dV bitwise the same run to run", true, RepeatsBitwise);
         yield return new OpCase("Attention.Forward", "batch row alone = the same row padded in a batch", true, RowAloneEqualsPadded);
-        yield return new OpCase("Attention.Backward", "finite differences of the float64 forward", true, FiniteDifferences);
+        yield return new OpCase("Attention.Backward", "finite differences of the float64 forward", true, d => FiniteDifferences(d, new Setup(2, 2, 3, 5, 4, Causal: true, Mask: MaskKind.Holes)));
+        yield return new OpCase(
+            "Attention.Backward", "finite differences of the float64 forward, H6 KV2", true, d => FiniteDifferences(d, new Setup(2, 6, 3, 5, 4, Causal: true, Mask: MaskKind.Padding) { KvHeads = 2 }));
+    }
+
+    /// <summary>
+    /// Grouped- and multi-query shapes (also used by the LRP cases): 6 query heads over 3, 2 and 1 key/value heads and 4
+    /// over 2, so that h / group and h % kvHeads differ; odd lengths, a decoder's cache (causal, fewer queries than keys),
+    /// key masks, batch 2, packed buffers, and head dims for each register-tiled kernel (16, 20, 32, 64, 72, 100, 128).
+    /// </summary>
+    public static IEnumerable<Setup> GroupedSetups()
+    {
+        foreach (int kv in new[] { 3, 2, 1 })
+        {
+            yield return new Setup(2, 6, 17, 17, 16, Mask: MaskKind.Holes, Probabilities: true) { KvHeads = kv };
+            yield return new Setup(2, 6, 5, 17, 16, Causal: true, Mask: MaskKind.Padding, Probabilities: true) { KvHeads = kv };
+            yield return new Setup(2, 6, 17, 17, 8, Causal: true, Packed: true, Probabilities: true) { KvHeads = kv };
+        }
+
+        // Each register-tiled kernel at simulator sizes: 32-row blocks up to 64 dims, 16-row ones beyond.
+        foreach (int dim in new[] { 16, 20, 32, 64, 72, 100, 128 })
+        {
+            yield return new Setup(2, 4, 5, 7, dim, Mask: MaskKind.Holes, Probabilities: true) { KvHeads = 2 };
+            yield return new Setup(1, 6, 3, 7, dim, Causal: true, Mask: MaskKind.Padding) { KvHeads = 3 };
+        }
+
+        // More than one block and tile, so the key kernels' loop over a group's heads meets their tile loops.
+        yield return new Setup(1, 4, 67, 67, 2, Causal: true, Probabilities: true) { KvHeads = 2 };
+        yield return new Setup(2, 4, 3, 67, 3, Mask: MaskKind.Holes) { KvHeads = 1 };
+
+        // Larger (the compiled backends): packed, causal with a cache, wide heads, and a Qwen2-like grouping.
+        yield return new Setup(2, 6, 67, 67, 32, Causal: true, Mask: MaskKind.Holes, Packed: true, Probabilities: true) { KvHeads = 2 };
+        yield return new Setup(2, 6, 33, 130, 64, Causal: true, Mask: MaskKind.Padding, Probabilities: true) { KvHeads = 3 };
+        yield return new Setup(2, 4, 40, 40, 20, Causal: true, Mask: MaskKind.Padding, Packed: true) { KvHeads = 1 };
+        yield return new Setup(1, 4, 65, 65, 128, Probabilities: true) { KvHeads = 2 };
+        yield return new Setup(1, 4, 33, 35, 100, Causal: true, Mask: MaskKind.Holes) { KvHeads = 2 };
+        yield return new Setup(1, 14, 130, 130, 64, Causal: true) { KvHeads = 2 };
+
+        // KvHeads = Heads spelled out is multi-head attention.
+        yield return new Setup(2, 3, 17, 17, 8, Causal: true, Mask: MaskKind.Holes, Probabilities: true) { KvHeads = 3 };
     }
 
     /// <summary>One attention problem: sizes, options and the buffer layout.</summary>
@@ -164,10 +220,25 @@ public sealed class AttentionCases : IOpCaseSource
         /// <summary>The ILGPU forward kernel to force: true the barrier-free thread per query row, false the tiled one, null the device's choice.</summary>
         public bool? PerThread { get; init; }
 
+        /// <summary>Key/value heads as <see cref="AttentionShape.KvHeads"/> takes them (0 = <see cref="Heads"/>).</summary>
+        public int KvHeads { get; init; }
+
+        /// <summary>Key/value heads in the buffers.</summary>
+        public int Kv => KvHeads == 0 ? Heads : KvHeads;
+
+        /// <summary>Query heads per key/value head.</summary>
+        public int Group => Heads / Kv;
+
+        /// <summary>kvHeads · dim: the columns of K, V, dK and dV.</summary>
+        public int KvHd => Kv * Dim;
+
+        /// <summary>The operands' shape.</summary>
+        public AttentionShape Shape => new(Batch, Heads, Tq, Tk, Dim, KvHeads);
+
         /// <summary>The case name.</summary>
         public string Name => string.Create(
             CultureInfo.InvariantCulture,
-            $"B{Batch} H{Heads} Tq{Tq} Tk{Tk} D{Dim}{(Causal ? " causal" : "")}{(Mask == MaskKind.None ? "" : " mask=" + Mask.ToString().ToLowerInvariant())}{(Packed ? " packed" : "")}{(Probabilities ? " probs" : "")}{(PerThread is { } p ? (p ? " kernel=per-thread" : " kernel=tiled") : "")}");
+            $"B{Batch} H{Heads}{(KvHeads == 0 ? "" : " KV" + KvHeads.ToString(CultureInfo.InvariantCulture))} Tq{Tq} Tk{Tk} D{Dim}{(Causal ? " causal" : "")}{(Mask == MaskKind.None ? "" : " mask=" + Mask.ToString().ToLowerInvariant())}{(Packed ? " packed" : "")}{(Probabilities ? " probs" : "")}{(PerThread is { } p ? (p ? " kernel=per-thread" : " kernel=tiled") : "")}");
 
         /// <summary>Small enough for ILGPU's CPU simulator.</summary>
         public bool Tiny => Tq <= 17 && Tk <= 17 && Dim <= 17;
@@ -179,7 +250,7 @@ public sealed class AttentionCases : IOpCaseSource
         public float Scale => 1f / MathF.Sqrt(Dim);
     }
 
-    /// <summary>Inputs of one problem in float64, natural layouts: q [B, Tq, H, D], k and v [B, Tk, H, D], mask [B, Tk].</summary>
+    /// <summary>Inputs of one problem in float64, natural layouts: q [B, Tq, H, D], k and v [B, Tk, KV, D], mask [B, Tk].</summary>
     public sealed record Problem(Setup S, double[] Q, double[] K, double[] V, int[]? Mask);
 
     /// <summary>The float64 forward: output [B, Tq, H, D], logsumexp [B, H, Tq], probabilities [B, H, Tq, Tk].</summary>
@@ -207,7 +278,7 @@ public sealed class AttentionCases : IOpCaseSource
                             double dot = 0;
                             for (int d = 0; d < s.Dim; d++)
                             {
-                                dot += problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[At(s, b, s.Tk, j, h, d)];
+                                dot += problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[AtKv(s, b, s.Tk, j, h, d)];
                             }
 
                             scores[j] = scale * dot;
@@ -234,7 +305,7 @@ public sealed class AttentionCases : IOpCaseSource
                         probs[(row * s.Tk) + j] = p;
                         for (int d = 0; d < s.Dim; d++)
                         {
-                            o[At(s, b, s.Tq, i, h, d)] += p * problem.V[At(s, b, s.Tk, j, h, d)];
+                            o[At(s, b, s.Tq, i, h, d)] += p * problem.V[AtKv(s, b, s.Tk, j, h, d)];
                         }
                     }
                 }
@@ -271,7 +342,7 @@ public sealed class AttentionCases : IOpCaseSource
                         dp[j] = 0;
                         for (int d = 0; d < s.Dim; d++)
                         {
-                            dp[j] += dO[At(s, b, s.Tq, i, h, d)] * problem.V[At(s, b, s.Tk, j, h, d)];
+                            dp[j] += dO[At(s, b, s.Tq, i, h, d)] * problem.V[AtKv(s, b, s.Tk, j, h, d)];
                         }
 
                         rowSum += probs[(row * s.Tk) + j] * dp[j];
@@ -284,9 +355,9 @@ public sealed class AttentionCases : IOpCaseSource
                         double ds = p * (dp[j] - rowSum);
                         for (int d = 0; d < s.Dim; d++)
                         {
-                            dq[At(s, b, s.Tq, i, h, d)] += scale * ds * problem.K[At(s, b, s.Tk, j, h, d)];
-                            dk[At(s, b, s.Tk, j, h, d)] += scale * ds * problem.Q[At(s, b, s.Tq, i, h, d)];
-                            dv[At(s, b, s.Tk, j, h, d)] += p * dO[At(s, b, s.Tq, i, h, d)];
+                            dq[At(s, b, s.Tq, i, h, d)] += scale * ds * problem.K[AtKv(s, b, s.Tk, j, h, d)];
+                            dk[AtKv(s, b, s.Tk, j, h, d)] += scale * ds * problem.Q[At(s, b, s.Tq, i, h, d)];
+                            dv[AtKv(s, b, s.Tk, j, h, d)] += p * dO[At(s, b, s.Tq, i, h, d)];
                         }
                     }
                 }
@@ -298,6 +369,12 @@ public sealed class AttentionCases : IOpCaseSource
 
     /// <summary>Index of (b, t, h, d) in a natural [B, seq, H, D] array.</summary>
     public static int At(Setup s, int b, int seq, int t, int h, int d) => (((((b * seq) + t) * s.Heads) + h) * s.Dim) + d;
+
+    /// <summary>
+    /// Index of (b, t, d) of query head h's key/value head in a natural [B, seq, KV, D] array: head h / group, as Hugging
+    /// Face's repeat_kv (repeat_interleave) pairs them; h % kvHeads would pair others whenever kvHeads and group are both ≥ 2.
+    /// </summary>
+    public static int AtKv(Setup s, int b, int seq, int t, int h, int d) => (((((b * seq) + t) * s.Kv) + (h / s.Group)) * s.Dim) + d;
 
     /// <summary>Whether query i of batch b sees key j.</summary>
     public static bool Visible(Problem problem, int b, int i, int j)
@@ -340,26 +417,29 @@ public sealed class AttentionCases : IOpCaseSource
         {
             S = s;
             int hd = s.Hd;
+            int kvd = s.KvHd;
             if (s.Packed)
             {
-                QkvHost = TestData.Normal(31, (long)s.Batch * s.Tq * 3 * hd);
-                var qkv = Own(Upload<float>(device, QkvHost, s.Batch, s.Tq, 3 * hd));
+                // [batch, seq, (heads + 2·kvHeads)·dim]: Q, then K and V at first columns hd and hd + kvd.
+                int width = hd + (2 * kvd);
+                QkvHost = TestData.Normal(31, (long)s.Batch * s.Tq * width);
+                var qkv = Own(Upload<float>(device, QkvHost, s.Batch, s.Tq, width));
                 QOp = new AttentionOperand(qkv, 0);
                 KOp = new AttentionOperand(qkv, hd);
-                VOp = new AttentionOperand(qkv, 2 * hd);
-                (QHost, QWidth, KHost, KWidth, VHost, VWidth) = (QkvHost, 3 * hd, QkvHost, 3 * hd, QkvHost, 3 * hd);
+                VOp = new AttentionOperand(qkv, hd + kvd);
+                (QHost, QWidth, KHost, KWidth, VHost, VWidth) = (QkvHost, width, QkvHost, width, QkvHost, width);
                 OutWidth = hd + 5;
                 OutOp = new AttentionOperand(Own(Poison(device, s.Batch, s.Tq, OutWidth)), 3);
             }
             else
             {
                 QHost = TestData.Normal(32, (long)s.Batch * s.Tq * hd);
-                KHost = TestData.Normal(33, (long)s.Batch * s.Tk * hd);
-                VHost = TestData.Normal(34, (long)s.Batch * s.Tk * hd);
-                (QWidth, KWidth, VWidth) = (hd, hd, hd);
+                KHost = TestData.Normal(33, (long)s.Batch * s.Tk * kvd);
+                VHost = TestData.Normal(34, (long)s.Batch * s.Tk * kvd);
+                (QWidth, KWidth, VWidth) = (hd, kvd, kvd);
                 QOp = new AttentionOperand(Own(Upload<float>(device, QHost, s.Batch, s.Tq, hd)));
-                KOp = new AttentionOperand(Own(Upload<float>(device, KHost, s.Batch, s.Tk, hd)));
-                VOp = new AttentionOperand(Own(Upload<float>(device, VHost, s.Batch, s.Tk, hd)));
+                KOp = new AttentionOperand(Own(Upload<float>(device, KHost, s.Batch, s.Tk, kvd)));
+                VOp = new AttentionOperand(Own(Upload<float>(device, VHost, s.Batch, s.Tk, kvd)));
                 OutWidth = hd;
                 OutOp = new AttentionOperand(Own(Poison(device, s.Batch, s.Tq, hd)));
             }
@@ -371,8 +451,8 @@ public sealed class AttentionCases : IOpCaseSource
             Problem = new Problem(
                 s,
                 Natural(QHost, s.Batch, s.Tq, QWidth, QOp.FirstColumn, s),
-                Natural(KHost, s.Batch, s.Tk, KWidth, KOp.FirstColumn, s),
-                Natural(VHost, s.Batch, s.Tk, VWidth, VOp.FirstColumn, s),
+                Natural(KHost, s.Batch, s.Tk, KWidth, KOp.FirstColumn, s.KvHd),
+                Natural(VHost, s.Batch, s.Tk, VWidth, VOp.FirstColumn, s.KvHd),
                 MaskHost);
         }
 
@@ -412,7 +492,7 @@ public sealed class AttentionCases : IOpCaseSource
 
         public Problem Problem { get; }
 
-        public AttentionShape Shape => new(S.Batch, S.Heads, S.Tq, S.Tk, S.Dim);
+        public AttentionShape Shape => S.Shape;
 
         public Tensor<T> Own<T>(Tensor<T> tensor)
             where T : unmanaged
@@ -438,7 +518,7 @@ public sealed class AttentionCases : IOpCaseSource
         buffers.RunForward();
         var (o, lse, probs) = ReferenceForward(buffers.Problem);
         var outHost = Download(buffers.OutOp.Tensor);
-        Compare.Close(NaturalFloat(outHost, s.Batch, s.Tq, buffers.OutWidth, buffers.OutOp.FirstColumn, s), o, Tolerances.Attention, "output");
+        Compare.Close(NaturalFloat(outHost, s.Batch, s.Tq, buffers.OutWidth, buffers.OutOp.FirstColumn, s.Hd), o, Tolerances.Attention, "output");
         Compare.Close(Download(buffers.Lse), lse, Tolerances.Attention, "logSumExp");
         if (s.Packed)
         {
@@ -456,6 +536,7 @@ public sealed class AttentionCases : IOpCaseSource
         using var buffers = new Buffers(device, s);
         buffers.RunForward();
         int hd = s.Hd;
+        int kvd = s.KvHd;
 
         // dO sits at column 1 of a wider buffer when packed; dQ, dK, dV are slices of one dQKV buffer then.
         int gWidth = s.Packed ? hd + 2 : hd;
@@ -464,17 +545,17 @@ public sealed class AttentionCases : IOpCaseSource
         var g = buffers.Own(Upload<float>(device, gHost, s.Batch, s.Tq, gWidth));
         var delta = buffers.Own(Poison(device, s.Batch, s.Heads, s.Tq));
         AttentionOperand dq, dk, dv;
-        int gradWidth = (3 * hd) + 2;
+        int gradWidth = hd + (2 * kvd) + 2;
         if (s.Packed)
         {
             var dqkv = buffers.Own(Poison(device, s.Batch, s.Tq, gradWidth));
-            (dq, dk, dv) = (new AttentionOperand(dqkv, 1), new AttentionOperand(dqkv, 1 + hd), new AttentionOperand(dqkv, 1 + (2 * hd)));
+            (dq, dk, dv) = (new AttentionOperand(dqkv, 1), new AttentionOperand(dqkv, 1 + hd), new AttentionOperand(dqkv, 1 + hd + kvd));
         }
         else
         {
             dq = new AttentionOperand(buffers.Own(Poison(device, s.Batch, s.Tq, hd)));
-            dk = new AttentionOperand(buffers.Own(Poison(device, s.Batch, s.Tk, hd)));
-            dv = new AttentionOperand(buffers.Own(Poison(device, s.Batch, s.Tk, hd)));
+            dk = new AttentionOperand(buffers.Own(Poison(device, s.Batch, s.Tk, kvd)));
+            dv = new AttentionOperand(buffers.Own(Poison(device, s.Batch, s.Tk, kvd)));
         }
 
         Attention.Backward(
@@ -484,14 +565,14 @@ public sealed class AttentionCases : IOpCaseSource
         var (eq, ek, ev, ed) = ReferenceBackward(buffers.Problem, Natural(gHost, s.Batch, s.Tq, gWidth, gColumn, s));
         float[] dqHost = Download(dq.Tensor);
         int dqWidth = s.Packed ? gradWidth : hd;
-        int dkvWidth = s.Packed ? gradWidth : hd;
-        Compare.Close(NaturalFloat(dqHost, s.Batch, s.Tq, dqWidth, dq.FirstColumn, s), eq, Tolerances.Attention, "dq");
-        Compare.Close(NaturalFloat(Download(dk.Tensor), s.Batch, s.Tk, dkvWidth, dk.FirstColumn, s), ek, Tolerances.Attention, "dk");
-        Compare.Close(NaturalFloat(Download(dv.Tensor), s.Batch, s.Tk, dkvWidth, dv.FirstColumn, s), ev, Tolerances.Attention, "dv");
+        int dkvWidth = s.Packed ? gradWidth : kvd;
+        Compare.Close(NaturalFloat(dqHost, s.Batch, s.Tq, dqWidth, dq.FirstColumn, hd), eq, Tolerances.Attention, "dq");
+        Compare.Close(NaturalFloat(Download(dk.Tensor), s.Batch, s.Tk, dkvWidth, dk.FirstColumn, kvd), ek, Tolerances.Attention, "dk");
+        Compare.Close(NaturalFloat(Download(dv.Tensor), s.Batch, s.Tk, dkvWidth, dv.FirstColumn, kvd), ev, Tolerances.Attention, "dv");
         Compare.Close(Download(delta), ed, Tolerances.Attention, "delta");
         if (s.Packed)
         {
-            RequireUntouched(dqHost, gradWidth, 1, 3 * hd, "dqkv");
+            RequireUntouched(dqHost, gradWidth, 1, hd + (2 * kvd), "dqkv");
         }
     }
 
@@ -547,6 +628,31 @@ public sealed class AttentionCases : IOpCaseSource
         }
     }
 
+    // The group sums of dK and dV are formed in a fixed order: two backward passes give identical bits.
+    private static void RepeatsBitwise(Device device)
+    {
+        var s = new Setup(2, 6, 17, 17, 16, Causal: true, Mask: MaskKind.Holes) { KvHeads = 2 };
+        using var buffers = new Buffers(device, s);
+        buffers.RunForward();
+        using var g = device.FromHost<float>(TestData.Normal(37, (long)s.Batch * s.Tq * s.Hd), s.Batch, s.Tq, s.Hd);
+        float[][] Run()
+        {
+            using var dq = TestData.Poisoned(device, s.Batch, s.Tq, s.Hd);
+            using var dk = TestData.Poisoned(device, s.Batch, s.Tk, s.KvHd);
+            using var dv = TestData.Poisoned(device, s.Batch, s.Tk, s.KvHd);
+            using var delta = TestData.Poisoned(device, s.Batch, s.Heads, s.Tq);
+            Attention.Backward(buffers.QOp, buffers.KOp, buffers.VOp, buffers.OutOp, new(g), buffers.Lse, buffers.Shape, s.Scale, buffers.Mask, s.Causal, new(dq), new(dk), new(dv), delta);
+            return [dq.ToArray(), dk.ToArray(), dv.ToArray()];
+        }
+
+        var first = Run();
+        var second = Run();
+        for (int t = 0; t < first.Length; t++)
+        {
+            Assert.Equal(first[t], second[t]);
+        }
+    }
+
     // A sequence of 11 tokens run alone gives the same output, logsumexp and probabilities as when it is
     // batch row 1 of 3, padded to 17 by the key mask.
     private static void RowAloneEqualsPadded(Device device)
@@ -591,17 +697,17 @@ public sealed class AttentionCases : IOpCaseSource
         }
     }
 
-    // The op's gradients against central differences of the float64 forward of L = Σ dO∘O.
-    private static void FiniteDifferences(Device device)
+    // The op's gradients against central differences of the float64 forward of L = Σ dO∘O (with grouped
+    // heads, dK and dV then check the sum over each group's query heads independently of the chain-rule reference).
+    private static void FiniteDifferences(Device device, Setup s)
     {
-        var s = new Setup(2, 2, 3, 5, 4, Causal: true, Mask: MaskKind.Holes);
         using var buffers = new Buffers(device, s);
         buffers.RunForward();
         float[] gHost = TestData.Normal(36, (long)s.Batch * s.Tq * s.Hd);
         using var g = device.FromHost<float>(gHost, s.Batch, s.Tq, s.Hd);
         using var dq = TestData.Poisoned(device, s.Batch, s.Tq, s.Hd);
-        using var dk = TestData.Poisoned(device, s.Batch, s.Tk, s.Hd);
-        using var dv = TestData.Poisoned(device, s.Batch, s.Tk, s.Hd);
+        using var dk = TestData.Poisoned(device, s.Batch, s.Tk, s.KvHd);
+        using var dv = TestData.Poisoned(device, s.Batch, s.Tk, s.KvHd);
         using var delta = TestData.Poisoned(device, s.Batch, s.Heads, s.Tq);
         Attention.Backward(buffers.QOp, buffers.KOp, buffers.VOp, buffers.OutOp, new(g), buffers.Lse, buffers.Shape, s.Scale, buffers.Mask, s.Causal, new(dq), new(dk), new(dv), delta);
 
@@ -643,18 +749,22 @@ public sealed class AttentionCases : IOpCaseSource
         return sum;
     }
 
-    /// <summary>Reads heads out of a [batch, seq, width] buffer into a natural [batch, seq, heads, dim] float64 array.</summary>
+    /// <summary>Reads query heads out of a [batch, seq, width] buffer into a natural [batch, seq, heads, dim] float64 array.</summary>
     public static double[] Natural(float[] buffer, int batch, int seq, int width, int firstColumn, Setup s)
+        => Natural(buffer, batch, seq, width, firstColumn, s.Hd);
+
+    /// <summary>Reads <paramref name="columns"/> (heads·dim or kvHeads·dim) out of a [batch, seq, width] buffer, as float64.</summary>
+    public static double[] Natural(float[] buffer, int batch, int seq, int width, int firstColumn, int columns)
     {
-        return TestData.ToDouble(NaturalFloat(buffer, batch, seq, width, firstColumn, s));
+        return TestData.ToDouble(NaturalFloat(buffer, batch, seq, width, firstColumn, columns));
     }
 
-    private static float[] NaturalFloat(float[] buffer, int batch, int seq, int width, int firstColumn, Setup s)
+    private static float[] NaturalFloat(float[] buffer, int batch, int seq, int width, int firstColumn, int columns)
     {
-        var result = new float[batch * seq * s.Hd];
+        var result = new float[batch * seq * columns];
         for (int r = 0; r < batch * seq; r++)
         {
-            buffer.AsSpan((r * width) + firstColumn, s.Hd).CopyTo(result.AsSpan(r * s.Hd));
+            buffer.AsSpan((r * width) + firstColumn, columns).CopyTo(result.AsSpan(r * columns));
         }
 
         return result;
@@ -694,6 +804,73 @@ public sealed class AttentionReferenceTests
         Compare.Close(dq.Select(x => (float)x).ToArray(), AttentionCases.NumericGradient(problem, dO, problem.Q), tight, "reference dq");
         Compare.Close(dk.Select(x => (float)x).ToArray(), AttentionCases.NumericGradient(problem, dO, problem.K), tight, "reference dk");
         Compare.Close(dv.Select(x => (float)x).ToArray(), AttentionCases.NumericGradient(problem, dO, problem.V), tight, "reference dv");
+    }
+
+    /// <summary>
+    /// The grouped reference equals the multi-head reference with each key/value head repeated for its group's query
+    /// heads (repeat_interleave: query head h gets kv head h / group), and dK, dV equal the group sums of the repeated gradients.
+    /// </summary>
+    [Fact]
+    public void GroupedEqualsRepeatedHeads()
+    {
+        var s = new AttentionCases.Setup(2, 6, 4, 5, 3, Causal: true, Mask: AttentionCases.MaskKind.Padding) { KvHeads = 2 };
+        var full = s with { KvHeads = 0 };
+        double[] q = TestData.ToDouble(TestData.Normal(48, s.Batch * s.Tq * s.Hd));
+        double[] k = TestData.ToDouble(TestData.Normal(49, s.Batch * s.Tk * s.KvHd));
+        double[] v = TestData.ToDouble(TestData.Normal(50, s.Batch * s.Tk * s.KvHd));
+        double[] Repeat(double[] x)
+        {
+            var result = new double[s.Batch * s.Tk * s.Hd];
+            for (int b = 0; b < s.Batch; b++)
+            {
+                for (int j = 0; j < s.Tk; j++)
+                {
+                    for (int h = 0; h < s.Heads; h++)
+                    {
+                        for (int d = 0; d < s.Dim; d++)
+                        {
+                            result[AttentionCases.At(full, b, s.Tk, j, h, d)] = x[AttentionCases.AtKv(s, b, s.Tk, j, h, d)];
+                        }
+                    }
+                }
+            }
+
+            return result;
+        }
+
+        var mask = AttentionCases.MakeMask(s);
+        var grouped = new AttentionCases.Problem(s, q, k, v, mask);
+        var repeated = new AttentionCases.Problem(full, q, Repeat(k), Repeat(v), mask);
+        var (o, lse, p) = AttentionCases.ReferenceForward(grouped);
+        var (oFull, lseFull, pFull) = AttentionCases.ReferenceForward(repeated);
+        Assert.Equal(oFull, o);
+        Assert.Equal(lseFull, lse);
+        Assert.Equal(pFull, p);
+
+        double[] dO = TestData.ToDouble(TestData.Normal(51, s.Batch * s.Tq * s.Hd));
+        var (dq, dk, dv, _) = AttentionCases.ReferenceBackward(grouped, dO);
+        var (dqFull, dkFull, dvFull, _) = AttentionCases.ReferenceBackward(repeated, dO);
+        Assert.Equal(dqFull, dq);
+        var dkSum = new double[dk.Length];
+        var dvSum = new double[dv.Length];
+        for (int b = 0; b < s.Batch; b++)
+        {
+            for (int j = 0; j < s.Tk; j++)
+            {
+                for (int h = 0; h < s.Heads; h++)
+                {
+                    for (int d = 0; d < s.Dim; d++)
+                    {
+                        dkSum[AttentionCases.AtKv(s, b, s.Tk, j, h, d)] += dkFull[AttentionCases.At(full, b, s.Tk, j, h, d)];
+                        dvSum[AttentionCases.AtKv(s, b, s.Tk, j, h, d)] += dvFull[AttentionCases.At(full, b, s.Tk, j, h, d)];
+                    }
+                }
+            }
+        }
+
+        var tight = new Tolerance(1e-9, 1e-6); // float rounding of the values compared
+        Compare.Close(dk.Select(x => (float)x).ToArray(), dkSum, tight, "grouped dk");
+        Compare.Close(dv.Select(x => (float)x).ToArray(), dvSum, tight, "grouped dv");
     }
 
     /// <summary>The reference's probabilities are a masked softmax: rows sum to 1, masked keys 0, all-masked rows 0 with L = +∞.</summary>

@@ -46,6 +46,18 @@ public sealed class AttentionLrpCases : IOpCaseSource
             yield return new OpCase("Attention.ProbabilityGradient", setup.Name, setup.Tiny, d => ProbabilityGradient(d, setup));
         }
 
+        // Grouped- and multi-query heads: every rule and dP over the forward's grouped shapes.
+        foreach (var setup in GroupedSetups())
+        {
+            bool tiny = setup.Tiny || (setup.Tq <= 7 && setup.Tk <= 7) || (setup.Dim <= 3 && setup.Heads <= 4);
+            foreach (var rule in new[] { AttentionRelevanceRule.Uniform, AttentionRelevanceRule.Conservative })
+            {
+                yield return new OpCase("Attention.Relevance", $"{rule} {setup.Name} grouped", tiny, d => Relevance(d, setup, rule));
+            }
+
+            yield return new OpCase("Attention.ProbabilityGradient", setup.Name + " grouped", tiny, d => ProbabilityGradient(d, setup));
+        }
+
         // The register-tiled backward kernels (32-row ones up to 64 head dims, 16-row ones beyond), on the simulator too.
         var registerTiles = new[]
         {
@@ -68,17 +80,17 @@ public sealed class AttentionLrpCases : IOpCaseSource
     {
         using var run = new Run(device, s);
         int hd = s.Hd;
-        var dq = run.Output(s.Tq, 0);
-        var dk = run.Output(s.Tk, hd);
-        var dv = run.Output(s.Tk, 2 * hd);
+        var dq = run.Output(s.Tq, 0, hd);
+        var dk = run.Output(s.Tk, hd, s.KvHd);
+        var dv = run.Output(s.Tk, hd + s.KvHd, s.KvHd);
         var delta = run.Own(TestData.Poisoned(device, s.Batch, s.Heads, s.Tq));
         Attention.Relevance(run.Q, run.K, run.V, run.O, run.DO, run.Lse, run.Shape, s.Scale, run.Mask, s.Causal, dq, dk, dv, delta, rule, Epsilon);
 
         var relevance = run.OutputNatural.Select((o, i) => o * run.GradientNatural[i]).ToArray();
         var (rq, rk, rv, total) = ReferenceRelevance(run.Problem, run.OutputNatural, relevance, rule, Epsilon);
-        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.Q), run.Read(dq, s.Tq)), rq, Tolerances.Attention, "R_q = q ⊙ dq");
-        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.K), run.Read(dk, s.Tk)), rk, Tolerances.Attention, "R_k = k ⊙ dk");
-        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.V), run.Read(dv, s.Tk)), rv, Tolerances.Attention, "R_v = v ⊙ dv");
+        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.Q), run.Read(dq, s.Tq, hd)), rq, Tolerances.Attention, "R_q = q ⊙ dq");
+        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.K), run.Read(dk, s.Tk, s.KvHd)), rk, Tolerances.Attention, "R_k = k ⊙ dk");
+        Compare.Close(ElementwiseLrpCases.Relevance(Floats(run.Problem.V), run.Read(dv, s.Tk, s.KvHd)), rv, Tolerances.Attention, "R_v = v ⊙ dv");
         Compare.Close(delta.ToArray(), total, Tolerances.Attention, "delta");
     }
 
@@ -102,7 +114,7 @@ public sealed class AttentionLrpCases : IOpCaseSource
                             double sum = 0;
                             for (int d = 0; d < s.Dim; d++)
                             {
-                                sum += run.GradientNatural[At(s, b, s.Tq, i, h, d)] * p.V[At(s, b, s.Tk, j, h, d)];
+                                sum += run.GradientNatural[At(s, b, s.Tq, i, h, d)] * p.V[AtKv(s, b, s.Tk, j, h, d)];
                             }
 
                             expected[((((b * s.Heads) + h) * s.Tq) + i) * s.Tk + j] = sum;
@@ -152,8 +164,8 @@ public sealed class AttentionLrpCases : IOpCaseSource
 
                         for (int j = 0; j < s.Tk; j++)
                         {
-                            double term = probs[(row * s.Tk) + j] * problem.V[At(s, b, s.Tk, j, h, d)] * message;
-                            rv[At(s, b, s.Tk, j, h, d)] += term;
+                            double term = probs[(row * s.Tk) + j] * problem.V[AtKv(s, b, s.Tk, j, h, d)] * message;
+                            rv[AtKv(s, b, s.Tk, j, h, d)] += term;
                             rp[j] += term;
                         }
                     }
@@ -175,16 +187,16 @@ public sealed class AttentionLrpCases : IOpCaseSource
                         double score = 0;
                         for (int d = 0; d < s.Dim; d++)
                         {
-                            score += s.Scale * problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[At(s, b, s.Tk, j, h, d)];
+                            score += s.Scale * problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[AtKv(s, b, s.Tk, j, h, d)];
                         }
 
                         double rs = score * (rp[j] - (probs[(row * s.Tk) + j] * total));
                         double message = rs / Stab(score, 2);
                         for (int d = 0; d < s.Dim; d++)
                         {
-                            double term = s.Scale * problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[At(s, b, s.Tk, j, h, d)] * message;
+                            double term = s.Scale * problem.Q[At(s, b, s.Tq, i, h, d)] * problem.K[AtKv(s, b, s.Tk, j, h, d)] * message;
                             rq[At(s, b, s.Tq, i, h, d)] += term;
-                            rk[At(s, b, s.Tk, j, h, d)] += term;
+                            rk[AtKv(s, b, s.Tk, j, h, d)] += term;
                         }
                     }
                 }
@@ -208,29 +220,31 @@ public sealed class AttentionLrpCases : IOpCaseSource
             this.device = device;
             S = s;
             int hd = s.Hd;
+            int kvd = s.KvHd;
             var q = TestData.Normal(851, (long)s.Batch * s.Tq * hd);
-            var k = TestData.Normal(852, (long)s.Batch * s.Tk * hd);
-            var v = TestData.Normal(853, (long)s.Batch * s.Tk * hd);
+            var k = TestData.Normal(852, (long)s.Batch * s.Tk * kvd);
+            var v = TestData.Normal(853, (long)s.Batch * s.Tk * kvd);
             if (s.Packed)
             {
-                // Q, K, V side by side in one [batch, seq, 3·hd] buffer; dq, dk, dv likewise (Tq = Tk).
-                var qkv = new float[s.Batch * s.Tq * 3 * hd];
+                // Q, K, V side by side in one [batch, seq, (heads + 2·kvHeads)·dim] buffer; dq, dk, dv likewise (Tq = Tk).
+                int width = hd + (2 * kvd);
+                var qkv = new float[s.Batch * s.Tq * width];
                 for (int r = 0; r < s.Batch * s.Tq; r++)
                 {
-                    q.AsSpan(r * hd, hd).CopyTo(qkv.AsSpan(r * 3 * hd));
-                    k.AsSpan(r * hd, hd).CopyTo(qkv.AsSpan((r * 3 * hd) + hd));
-                    v.AsSpan(r * hd, hd).CopyTo(qkv.AsSpan((r * 3 * hd) + (2 * hd)));
+                    q.AsSpan(r * hd, hd).CopyTo(qkv.AsSpan(r * width));
+                    k.AsSpan(r * kvd, kvd).CopyTo(qkv.AsSpan((r * width) + hd));
+                    v.AsSpan(r * kvd, kvd).CopyTo(qkv.AsSpan((r * width) + hd + kvd));
                 }
 
-                var packed = Own(device.FromHost<float>(qkv, s.Batch, s.Tq, 3 * hd));
-                (Q, K, V) = (new(packed, 0), new(packed, hd), new(packed, 2 * hd));
-                gradients = Own(TestData.Poisoned(device, s.Batch, s.Tq, 3 * hd));
+                var packed = Own(device.FromHost<float>(qkv, s.Batch, s.Tq, width));
+                (Q, K, V) = (new(packed, 0), new(packed, hd), new(packed, hd + kvd));
+                gradients = Own(TestData.Poisoned(device, s.Batch, s.Tq, width));
             }
             else
             {
                 Q = new(Own(device.FromHost<float>(q, s.Batch, s.Tq, hd)));
-                K = new(Own(device.FromHost<float>(k, s.Batch, s.Tk, hd)));
-                V = new(Own(device.FromHost<float>(v, s.Batch, s.Tk, hd)));
+                K = new(Own(device.FromHost<float>(k, s.Batch, s.Tk, kvd)));
+                V = new(Own(device.FromHost<float>(v, s.Batch, s.Tk, kvd)));
             }
 
             var maskHost = MakeMask(s);
@@ -268,21 +282,21 @@ public sealed class AttentionLrpCases : IOpCaseSource
 
         public double[] GradientNatural { get; }
 
-        public AttentionShape Shape => new(S.Batch, S.Heads, S.Tq, S.Tk, S.Dim);
+        public AttentionShape Shape => S.Shape;
 
-        /// <summary>An output operand: a slice of the packed gradient buffer, or a poisoned [batch, seq, hd] tensor.</summary>
-        public AttentionOperand Output(int seq, int column)
-            => gradients is null ? new(Own(TestData.Poisoned(device, S.Batch, seq, S.Hd))) : new(gradients, column);
+        /// <summary>An output operand of <paramref name="columns"/> (hd or kvHeads·dim): a slice of the packed gradient buffer, or a poisoned [batch, seq, columns] tensor.</summary>
+        public AttentionOperand Output(int seq, int column, int columns)
+            => gradients is null ? new(Own(TestData.Poisoned(device, S.Batch, seq, columns))) : new(gradients, column);
 
-        /// <summary>An output's heads as [batch, seq, hd].</summary>
-        public float[] Read(AttentionOperand operand, int seq)
+        /// <summary>An output's heads as [batch, seq, columns].</summary>
+        public float[] Read(AttentionOperand operand, int seq, int columns)
         {
             float[] all = operand.Tensor.ToArray();
             int width = operand.Tensor.Shape[-1];
-            var result = new float[S.Batch * seq * S.Hd];
+            var result = new float[S.Batch * seq * columns];
             for (int r = 0; r < S.Batch * seq; r++)
             {
-                all.AsSpan((r * width) + operand.FirstColumn, S.Hd).CopyTo(result.AsSpan(r * S.Hd));
+                all.AsSpan((r * width) + operand.FirstColumn, columns).CopyTo(result.AsSpan(r * columns));
             }
 
             return result;

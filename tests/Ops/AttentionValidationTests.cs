@@ -88,7 +88,7 @@ public sealed class AttentionValidationTests : IDisposable
     {
         var f = NewForward();
         f.V = f.V with { FirstColumn = 1 };
-        Throws(f.Run, "Attention.Forward", "FirstColumn + heads·headDim = 17 ≤ width", "v [2, 7, 16]");
+        Throws(f.Run, "Attention.Forward", "FirstColumn + kvHeads·headDim = 17 ≤ width", "v [2, 7, 16]");
 
         f = NewForward();
         f.Q = f.Q with { FirstColumn = -1 };
@@ -106,6 +106,57 @@ public sealed class AttentionValidationTests : IDisposable
         var f = NewForward();
         f.Shape = new AttentionShape(batch, heads, tq, tk, dim);
         Throws(f.Run, "Attention.Forward", expected);
+    }
+
+    [Theory]
+    [InlineData(2, 3, "got 3")]
+    [InlineData(4, 3, "got 3")]
+    [InlineData(2, -1, "got -1")]
+    public void KvHeadsMustDivideHeads(int heads, int kvHeads, string expected)
+    {
+        var f = NewForward();
+        f.Shape = new AttentionShape(B, heads, Tq, Tk, D, kvHeads);
+        Throws(f.Run, "Attention.Forward", "KvHeads must be 0 (= heads) or a positive divisor of heads", expected);
+    }
+
+    [Fact]
+    public void GroupedKeysAndValuesHoldKvHeadsColumns()
+    {
+        // One key/value head for both query heads: K, V, dK and dV are D wide, and dK, dV side by side in one buffer do not meet.
+        var f = NewForward();
+        f.Shape = new AttentionShape(B, H, Tq, Tk, D, KvHeads: 1);
+        f.K = new AttentionOperand(Own(device.FromHost<float>(TestData.Normal(8, B * Tk * D), B, Tk, D)));
+        f.V = new AttentionOperand(Own(device.FromHost<float>(TestData.Normal(9, B * Tk * D), B, Tk, D)));
+        f.Run();
+        Assert.DoesNotContain(f.Output.Tensor.ToArray(), float.IsNaN);
+        var g = NewBackward(f);
+        var dkv = Own(TestData.Poisoned(device, B, Tk, 2 * D));
+        (g.Dk, g.Dv) = (new AttentionOperand(dkv, 0), new AttentionOperand(dkv, D));
+        g.Run();
+        Assert.DoesNotContain(dkv.ToArray(), float.IsNaN);
+
+        g = NewBackward(f);
+        (g.Dk, g.Dv) = (new AttentionOperand(dkv, 0), new AttentionOperand(dkv, D - 1));
+        Throws(g.Run, "Attention.Backward", "'dk' overlaps 'dv'");
+
+        var narrow = f.K;
+        f.K = new AttentionOperand(Own(device.Allocate(B, Tk, D - 1)));
+        Throws(f.Run, "Attention.Forward", "'k' must be [2, 7, width]", "FirstColumn + kvHeads·headDim = 8 ≤ width");
+
+        f.K = narrow with { FirstColumn = 1 };
+        Throws(f.Run, "Attention.Forward", "FirstColumn + kvHeads·headDim = 9 ≤ width");
+
+        f.K = narrow;
+        f.Q = new AttentionOperand(Own(device.Allocate(B, Tq, D)));
+        Throws(f.Run, "Attention.Forward", "'q' must be [2, 5, width]", "FirstColumn + heads·headDim = 16 ≤ width");
+
+        g = NewBackward(f);
+        g.F.Q = new AttentionOperand(Own(device.FromHost<float>(TestData.Normal(4, B * Tq * Hd), B, Tq, Hd)));
+        g.Dv = new AttentionOperand(Own(device.Allocate(B, Tk, D - 1)));
+        Throws(g.Run, "Attention.Backward", "'dv' must be [2, 7, width]", "kvHeads·headDim");
+
+        using var dp = device.Allocate(B, H, Tq, Tk);
+        Throws(() => Attention.ProbabilityGradient(new AttentionOperand(Own(device.Allocate(B, Tk, D - 1))), g.DOutput, f.Shape, null, false, dp), "Attention.ProbabilityGradient", "'v' must be");
     }
 
     [Fact]

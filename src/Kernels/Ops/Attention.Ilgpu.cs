@@ -516,7 +516,7 @@ public static partial class Attention
             queryBegin = begin < 0 ? 0 : begin;
         }
 
-        // The group's query heads one after another, so that the sums are in a fixed order.
+        // The group's query heads one after another, without atomics: dK and dV sum in a fixed order (deterministic).
         for (int member = 0; member < p.Group; member++)
         {
             int h = (g * p.Group) + member;

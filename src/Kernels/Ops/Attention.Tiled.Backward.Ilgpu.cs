@@ -309,7 +309,8 @@ public static partial class Attention
         long row0 = ty * TileStride;
         long slot = row0 + tx;
         long txColumn = tx * TileStride;
-        // The group's query heads one after another, so that the sums are in a fixed order.
+
+        // The group's query heads one after another, without atomics: dK and dV sum in a fixed order (deterministic).
         for (int member = 0; member < p.Group; member++)
         {
             int h = (g * p.Group) + member;

@@ -249,7 +249,8 @@ public static partial class Attention
         long row = ty * WideTileStride;
         long slot = row + tx;
         long txColumn = tx * WideTileStride;
-        // The group's query heads one after another, so that the sums are in a fixed order.
+
+        // The group's query heads one after another, without atomics: dK and dV sum in a fixed order (deterministic).
         for (int member = 0; member < p.Group; member++)
         {
             int h = (g * p.Group) + member;
