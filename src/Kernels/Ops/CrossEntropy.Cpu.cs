@@ -1,0 +1,83 @@
+namespace Headlight.Kernels;
+
+/// <summary>The cross-entropy's row kernel on the managed backend: rows over the device's workers.</summary>
+internal sealed partial class CpuBackend
+{
+    internal override (int Row, int Value)? CrossEntropyBadTarget(Tensor<int> targets, int vocab)
+    {
+        var t = targets.HostSpan;
+        for (int r = 0; r < t.Length; r++)
+        {
+            if (t[r] < -1 || t[r] >= vocab)
+            {
+                return (r, t[r]);
+            }
+        }
+
+        return null;
+    }
+
+    internal override unsafe void CrossEntropyRows(Tensor<float> logits, Tensor<int> targets, Tensor<float> loss, int rows, int vocab, float scale, bool gradient)
+    {
+        fixed (float* pl = logits.HostSpan, ploss = loss.HostSpan)
+        fixed (int* pt = targets.HostSpan)
+        {
+            var job = new CrossEntropy.RowJob { Logits = pl, Targets = pt, Loss = ploss, Vocab = vocab, Scale = scale, Gradient = gradient };
+            Workers.Run(ref job, rows);
+        }
+    }
+}
+
+/// <summary>The cross-entropy's host row code.</summary>
+public static partial class CrossEntropy
+{
+    /// <summary>One row of logits per item: loss, and the logits replaced by the scaled gradient.</summary>
+    internal unsafe struct RowJob : ICpuJob
+    {
+        public float* Logits;
+        public int* Targets;
+        public float* Loss;
+        public int Vocab;
+        public float Scale;
+        public bool Gradient;
+
+        public readonly void Execute(int item)
+        {
+            var row = new Span<float>(Logits + ((long)item * Vocab), Vocab); // [vocab]
+            int target = Targets[item];
+            float max = float.NegativeInfinity;
+            for (int c = 0; c < row.Length; c++)
+            {
+                max = MathF.Max(max, row[c]);
+            }
+
+            float sum = 0f;
+            for (int c = 0; c < row.Length; c++)
+            {
+                sum += MathF.Exp(row[c] - max);
+            }
+
+            // logsumexp − logit[t] = log Σ exp(l − max) + (max − logit[t]): no exp of a large value.
+            bool counted = target >= 0 && target < Vocab;
+            Loss[item] = counted ? MathF.Log(sum) + (max - row[target]) : 0f;
+            if (!Gradient)
+            {
+                return;
+            }
+
+            if (!counted)
+            {
+                row.Clear();
+                return;
+            }
+
+            float inverse = Scale / sum;
+            for (int c = 0; c < row.Length; c++)
+            {
+                row[c] = MathF.Exp(row[c] - max) * inverse;
+            }
+
+            row[target] -= Scale;
+        }
+    }
+}
