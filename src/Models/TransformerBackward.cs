@@ -29,20 +29,21 @@ internal abstract class BackwardRules
     /// <paramref name="accumulate"/> (a residual branch's signal already there).
     /// </summary>
     public abstract void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
-        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate);
+        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null, Tensor<float>? dBeta = null);
 
     /// <summary>
     /// Through <c>output = input·weight + bias</c> (weight [in, out]): <paramref name="dOutput"/> [rows, out]
     /// → <paramref name="dInput"/> [rows, in], added to it when <paramref name="accumulate"/>.
     /// </summary>
+    /// <remarks>With <paramref name="dWeight"/> (and <paramref name="dBias"/>) the weight gradients are added to them (training); relevance rules ignore them.</remarks>
     public abstract void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
-        Tensor<float> dInput, bool accumulate);
+        Tensor<float> dInput, bool accumulate, Tensor<float>? dWeight = null, Tensor<float>? dBias = null);
 
     /// <summary>Through <c>act = gelu(pre)</c>, in place: <paramref name="signal"/> holds d(act) and becomes d(pre).</summary>
     public abstract void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form);
 
     /// <summary>Through <c>output = RMSNorm(input)</c>: <paramref name="dOutput"/> → <paramref name="dInput"/>, added when <paramref name="accumulate"/>.</summary>
-    public abstract void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate);
+    public abstract void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null);
 
     /// <summary>Through <c>act = silu(gate) ⊙ up</c>: <paramref name="dAct"/> [rows, n] → <paramref name="dGateUp"/> [rows, 2n] (overwritten).</summary>
     public abstract void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp);
@@ -59,19 +60,25 @@ internal abstract class BackwardRules
     private sealed class GradientRules : BackwardRules
     {
         public override void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
-            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
-            => Kernels.LayerNorm.Backward(dOutput, input, gamma, mean, rstd, dInput, null, null, accumulateInput: accumulate);
+            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null, Tensor<float>? dBeta = null)
+            => Kernels.LayerNorm.Backward(dOutput, input, gamma, mean, rstd, dInput, dGamma, dBeta, accumulate: true, accumulateInput: accumulate);
 
-        // Only the input gradient: no weight or bias gradients are ever formed.
+        // The input gradient, and the weight gradients (added: micro-batches accumulate) only when asked for.
         public override void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
-            Tensor<float> dInput, bool accumulate)
-            => Gemm.Backward(input, weight, dOutput, dInput, null, null, accumulate: accumulate);
+            Tensor<float> dInput, bool accumulate, Tensor<float>? dWeight = null, Tensor<float>? dBias = null)
+        {
+            Gemm.Backward(input, weight, dOutput, dInput, null, null, accumulate: accumulate);
+            if (dWeight is not null)
+            {
+                Gemm.Backward(input, weight, dOutput, null, dWeight, dBias, accumulate: true);
+            }
+        }
 
         public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
             => Kernels.Gelu.Backward(pre, signal, signal, form);
 
-        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
-            => Kernels.RmsNorm.Backward(dOutput, input, gamma, rstd, dInput, null, accumulateInput: accumulate);
+        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null)
+            => Kernels.RmsNorm.Backward(dOutput, input, gamma, rstd, dInput, dGamma, accumulateInput: accumulate);
 
         public override void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp)
             => Kernels.SwiGlu.Backward(gateUp, dAct, dGateUp);
@@ -89,17 +96,17 @@ internal abstract class BackwardRules
     private sealed class RelevanceRules(AttentionRelevanceRule attention, float epsilon, Tensor<float> scratch) : BackwardRules
     {
         public override void LayerNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
-            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+            Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null, Tensor<float>? dBeta = null)
             => Kernels.LayerNorm.Relevance(dOutput, gamma, rstd, dInput, accumulate);
 
         public override void Linear(Tensor<float> input, Tensor<float> weight, Tensor<float> output, Tensor<float> dOutput,
-            Tensor<float> dInput, bool accumulate)
+            Tensor<float> dInput, bool accumulate, Tensor<float>? dWeight = null, Tensor<float>? dBias = null)
             => Gemm.Relevance(input, weight, output, dOutput, dInput, epsilon, scratch.Slice(0, output.Shape.Dims.ToArray()), accumulate: accumulate);
 
         public override void Gelu(Tensor<float> pre, Tensor<float> act, Tensor<float> signal, GeluForm form)
             => Kernels.Gelu.Relevance(pre, signal, signal, form);
 
-        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+        public override void RmsNorm(Tensor<float> dOutput, Tensor<float> input, Tensor<float> gamma, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null)
             => Kernels.RmsNorm.Relevance(dOutput, gamma, rstd, dInput, accumulate);
 
         public override void SwiGlu(Tensor<float> gateUp, Tensor<float> dAct, Tensor<float> dGateUp)
@@ -241,7 +248,10 @@ internal static class TransformerBackward
     /// </summary>
     /// <remarks>With <paramref name="taps"/>, also reduces the signal at every block boundary against the stream and hands out
     /// each layer's signal at attn.z (see <see cref="BackwardTaps"/>).</remarks>
-    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, BackwardState grads, BackwardRules rules, bool gates, BackwardTaps? taps = null)
+    /// <remarks>With <paramref name="weightGrads"/> (decoders, gradient rules) every parameter's gradient is added to its buffer there too;
+    /// the embedding tables' gradients are left to the caller (scatter-adds of <see cref="BackwardState.TokenEmbeds"/>).</remarks>
+    public static void Run(ModelConfig config, DeviceWeights weights, ForwardState state, BackwardState grads, BackwardRules rules, bool gates, BackwardTaps? taps = null,
+        Training.ParameterGradients? weightGrads = null)
     {
         if (!state.SavesForBackward)
         {
@@ -257,7 +267,8 @@ internal static class TransformerBackward
         if (!bert)
         {
             // Final norm: seed (in B) → d(stream after the last block) in A.
-            Norm(config, rules, b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false);
+            Norm(config, rules, b, state.StreamAt(config.Layers), state.Final!, weights.FinalNormGamma!, state.FinalMean!, state.FinalRstd!, a, accumulate: false,
+                weightGrads?.FinalNormGamma, weightGrads?.FinalNormBeta);
         }
 
         Boundary(config, state, grads, taps, config.Layers);
@@ -268,34 +279,35 @@ internal static class TransformerBackward
             var s = state.LayerAt(l);
             var input = state.StreamAt(l);
             var output = state.StreamAt(l + 1);
+            var g = weightGrads?.Layers[l];
             if (bert)
             {
                 // Post-LN block, A = d(output): out = LN2(mlp(mid) + mid), mid = LN1(attn(in) + in).
                 rules.LayerNorm(a, s.Sum2, output, w.Norm2Gamma, s.Mean2, s.Rstd2, b, accumulate: false);   // B = d(sum2) = d(mlp.out), d(mid) so far
-                Mlp(config, w, s, rules, grads, b);                                                          // Ffn = d(MLP input)
+                Mlp(config, w, s, rules, grads, b, null);                                                    // Ffn = d(MLP input)
                 rules.Linear(s.Mid, w.FfnInWeight, s.FfnPre, grads.Ffn, b, accumulate: true);               // B = d(mid)
                 rules.LayerNorm(b, s.Sum1, s.Mid, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: false);    // A = d(sum1) = d(attn.out), d(in) so far
-                Attention(config, w, s, input, weights, state, grads, rules, shape, scale, a, l, gates, taps); // A = d(in)
+                Attention(config, w, s, input, weights, state, grads, rules, shape, scale, a, l, gates, taps, null); // A = d(in)
             }
             else if (!config.ParallelResidual)
             {
                 // Pre-norm block, A = d(output): out = mid + mlp(norm2(mid)), mid = in + attn(norm1(in)).
-                var dMlpIn = Mlp(config, w, s, rules, grads, a);
-                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false);              // B = d(norm2 output)
-                Norm(config, rules, b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true); // A = d(mid)
-                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps); // B = d(norm1 output)
-                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true);  // A = d(in)
+                var dMlpIn = Mlp(config, w, s, rules, grads, a, g);
+                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false, g?.FfnInWeight, g?.FfnInBias); // B = d(norm2 output)
+                Norm(config, rules, b, s.Mid, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, a, accumulate: true, g?.Norm2Gamma, g?.Norm2Beta); // A = d(mid)
+                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps, g); // B = d(norm1 output)
+                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, a, accumulate: true, g?.Norm1Gamma, g?.Norm1Beta); // A = d(in)
             }
             else
             {
                 // Parallel residual, A = d(output): out = in + attn(norm1(in)) + mlp(norm2(in)); A is d(in), d(attn.out)
                 // and d(mlp.out) at once, so each branch's share of d(in) is gathered in C before it is added.
                 var c = grads.StreamC!;
-                var dMlpIn = Mlp(config, w, s, rules, grads, a);
-                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false);              // B = d(norm2 output)
-                Norm(config, rules, b, input, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, c, accumulate: false); // C = d(in) through the MLP
-                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps); // B = d(norm1 output)
-                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, c, accumulate: true);  // C += d(in) through attention
+                var dMlpIn = Mlp(config, w, s, rules, grads, a, g);
+                rules.Linear(s.NormMid, w.FfnInWeight, s.FfnPre, dMlpIn, b, accumulate: false, g?.FfnInWeight, g?.FfnInBias); // B = d(norm2 output)
+                Norm(config, rules, b, input, s.NormMid, w.Norm2Gamma, s.Mean2, s.Rstd2, c, accumulate: false, g?.Norm2Gamma, g?.Norm2Beta); // C = d(in) through the MLP
+                Attention(config, w, s, s.NormIn, weights, state, grads, rules, shape, scale, b, l, gates, taps, g); // B = d(norm1 output)
+                Norm(config, rules, b, input, s.NormIn, w.Norm1Gamma, s.Mean1, s.Rstd1, c, accumulate: true, g?.Norm1Gamma, g?.Norm1Beta); // C += d(in) through attention
                 Elementwise.Add(a, c, a);                                                                      // A = d(in)
             }
 
@@ -311,9 +323,10 @@ internal static class TransformerBackward
 
     // Through the MLP's second projection and its activation, from d(mlp.out): returns d(first projection's output),
     // [batch, seq, intermediate] (GELU, in Ffn) or [batch, seq, 2·intermediate] (SwiGLU gate | up, in GateUp).
-    private static Tensor<float> Mlp(ModelConfig config, LayerWeights w, ForwardState.LayerState s, BackwardRules rules, BackwardState grads, Tensor<float> dMlpOut)
+    private static Tensor<float> Mlp(ModelConfig config, LayerWeights w, ForwardState.LayerState s, BackwardRules rules, BackwardState grads, Tensor<float> dMlpOut,
+        Training.LayerGradients? g)
     {
-        rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, dMlpOut, grads.Ffn, accumulate: false);            // Ffn = d(activation output)
+        rules.Linear(s.FfnAct, w.FfnOutWeight, s.MlpOut, dMlpOut, grads.Ffn, accumulate: false, g?.FfnOutWeight, g?.FfnOutBias); // Ffn = d(activation output)
         if (config.Mlp == MlpKind.SwiGlu)
         {
             rules.SwiGlu(s.FfnPre, grads.Ffn, grads.GateUp!);
@@ -325,29 +338,30 @@ internal static class TransformerBackward
     }
 
     private static void Norm(ModelConfig config, BackwardRules rules, Tensor<float> dOutput, Tensor<float> input, Tensor<float> output, Tensor<float> gamma,
-        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate)
+        Tensor<float> mean, Tensor<float> rstd, Tensor<float> dInput, bool accumulate, Tensor<float>? dGamma = null, Tensor<float>? dBeta = null)
     {
         if (config.Norm == NormKind.RmsNorm)
         {
-            rules.RmsNorm(dOutput, input, gamma, rstd, dInput, accumulate);
+            rules.RmsNorm(dOutput, input, gamma, rstd, dInput, accumulate, dGamma);
         }
         else
         {
-            rules.LayerNorm(dOutput, input, output, gamma, mean, rstd, dInput, accumulate);
+            rules.LayerNorm(dOutput, input, output, gamma, mean, rstd, dInput, accumulate, dGamma, dBeta);
         }
     }
 
     // dContext from the output projection, the gate gradients, then attention (and the rotary map) and the QKV
     // projection: the QKV projection's input gradient is added to (BERT) or written into (decoders) dAttnIn.
     private static void Attention(ModelConfig config, LayerWeights w, ForwardState.LayerState s, Tensor<float> attnIn, DeviceWeights weights, ForwardState state,
-        BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates, BackwardTaps? taps)
+        BackwardState grads, BackwardRules rules, AttentionShape shape, float scale, Tensor<float> dAttnIn, int layer, bool gates, BackwardTaps? taps,
+        Training.LayerGradients? g)
     {
         bool bert = config.Family == ModelFamily.BertEncoder;
         int hd = config.HeadDim;
         int qWidth = config.Heads * hd;
         int kvWidth = config.KeyValueHeads * hd;
         var dAttnOut = grads.StreamA;
-        rules.Linear(s.Context, w.OutWeight, s.AttnOut, dAttnOut, grads.Context, accumulate: false);        // Context = d(attn.z)
+        rules.Linear(s.Context, w.OutWeight, s.AttnOut, dAttnOut, grads.Context, accumulate: false, g?.OutWeight, g?.OutBias); // Context = d(attn.z)
         if (gates)
         {
             GateGradients(config, s, state, grads, layer);
@@ -367,7 +381,7 @@ internal static class TransformerBackward
             rules.Rope(k, new AttentionOperand(dRotated, qWidth), new AttentionOperand(grads.Qkv, qWidth), config.KeyValueHeads, hd, config.RotaryDims, state.Positions, weights.RopeTable!);
         }
 
-        rules.Linear(attnIn, w.QkvWeight, s.Qkv, grads.Qkv, dAttnIn, accumulate: bert);
+        rules.Linear(attnIn, w.QkvWeight, s.Qkv, grads.Qkv, dAttnIn, accumulate: bert, g?.QkvWeight, g?.QkvBias);
     }
 
     // streams[layer, b, t] = Σ_d stream[b, t, d]·A[b, t, d] with A = d(stream entering block `layer`). StreamB is free at
