@@ -44,6 +44,12 @@ public sealed class CrossEntropyCases : IOpCaseSource
         yield return Case(33, 64, 1000, 33, Grads.Both, tiny: false, extreme: true);
         yield return Case(1, 64, 3, 1, Grads.Both, tiny: true, extreme: true);
 
+        // Longer than a warp-per-row kernel takes, and the shared-memory row path forced on short rows.
+        yield return Case(2, 5, 1500, 1, Grads.Both, tiny: true, extreme: false);
+        yield return Shared(Case(7, 5, 257, 3, Grads.Both, tiny: true, extreme: false));
+        yield return Shared(Case(3, 64, 3, 2, Grads.Both, tiny: true, extreme: false));
+        yield return Shared(Case(7, 5, 257, 3, Grads.Both, tiny: true, extreme: true));
+
         // Every row not counted: loss and dHidden all 0, dHead unchanged.
         yield return new OpCase("CrossEntropy.Run", "rows=3 d=5 vocab=7 all ignored", true, d => Run(d, 3, 5, 7, 2, Grads.Both, extreme: false, allIgnored: true, finiteDifferences: false));
 
@@ -61,6 +67,8 @@ public sealed class CrossEntropyCases : IOpCaseSource
             + (extreme ? " logits±80" : string.Empty);
         return new OpCase("CrossEntropy.Run", shape, tiny, dev => Run(dev, rows, d, vocab, block, grads, extreme, allIgnored: false, finiteDifferences: false));
     }
+
+    private static OpCase Shared(OpCase c) => c with { Shape = $"{c.Shape} rows=shared", Run = Headlight.Tests.Kernels.RowPathCases.On(true, c.Run) };
 
     private static void Run(Device device, int rows, int d, int vocab, int block, Grads grads, bool extreme, bool allIgnored, bool finiteDifferences)
     {
