@@ -152,9 +152,9 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
     [SkippableFact]
     public void Warp_row_kernels_reduce_with_shuffles_without_shared_memory_or_barriers()
     {
-        bool IsWarpRow(KernelEntry k) => k.Op is "LayerNorm" or "RmsNorm" or "Softmax" or "Reduce" && k.Method.Name.EndsWith("WarpKernel", StringComparison.Ordinal);
+        bool IsWarpRow(KernelEntry k) => k.Op is "LayerNorm" or "RmsNorm" or "Softmax" or "Reduce" or "CrossEntropy" && k.Method.Name.EndsWith("WarpKernel", StringComparison.Ordinal);
         var warp = Ptx.Value.Where(p => IsWarpRow(p.Kernel)).ToList();
-        Assert.Equal(9, warp.Count);
+        Assert.Equal(10, warp.Count);
         foreach (var (kernel, ptx90, _, error) in warp)
         {
             Assert.True(error is null, error);
@@ -274,6 +274,8 @@ public sealed class PtxAssemblyTests(ITestOutputHelper output)
         ("Rope", ""),
         ("SwiGlu", ""),
         ("Softmax", ""),
+        ("CrossEntropy", ""),
+        ("AdamW", ""),
     ];
 
     private static bool IsMatch(KernelEntry k, string type, string prefix) =>

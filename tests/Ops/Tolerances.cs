@@ -38,4 +38,13 @@ public static class Tolerances
 
     /// <summary>Central finite differences of float32 forward passes: O(h²) truncation plus rounding over h.</summary>
     public static readonly Tolerance FiniteDifference = new(2e-3, 2e-3);
+
+    /// <summary>Cross-entropy with O(1) logits: float32 GEMM logits (d ≤ 64 terms), a log-sum-exp over the vocabulary, and the gradient GEMMs.</summary>
+    public static readonly Tolerance CrossEntropy = new(2e-5, 1e-4);
+
+    /// <summary>Cross-entropy with logits near ±80: the logits' float32 rounding (≈ 80 · 6e-8 · √d) passes into loss and softmax.</summary>
+    public static readonly Tolerance CrossEntropyExtreme = new(1e-3, 1e-3);
+
+    /// <summary>AdamW: a handful of roundings per element per step, a square root and a division.</summary>
+    public static readonly Tolerance AdamW = new(1e-6, 1e-5);
 }

@@ -1,6 +1,8 @@
+using System.Numerics.Tensors;
+
 namespace Headlight.Kernels;
 
-/// <summary>The cross-entropy's row kernel on the managed backend: rows over the device's workers.</summary>
+/// <summary>The cross-entropy's row kernel on the managed backend: TensorPrimitives per row, rows over the device's workers.</summary>
 internal sealed partial class CpuBackend
 {
     internal override (int Row, int Value)? CrossEntropyBadTarget(Tensor<int> targets, int vocab)
@@ -45,21 +47,17 @@ public static partial class CrossEntropy
         {
             var row = new Span<float>(Logits + ((long)item * Vocab), Vocab); // [vocab]
             int target = Targets[item];
-            float max = float.NegativeInfinity;
-            for (int c = 0; c < row.Length; c++)
-            {
-                max = MathF.Max(max, row[c]);
-            }
-
-            float sum = 0f;
-            for (int c = 0; c < row.Length; c++)
-            {
-                sum += MathF.Exp(row[c] - max);
-            }
-
-            // logsumexp − logit[t] = log Σ exp(l − max) + (max − logit[t]): no exp of a large value.
             bool counted = target >= 0 && target < Vocab;
-            Loss[item] = counted ? MathF.Log(sum) + (max - row[target]) : 0f;
+            float targetLogit = counted ? row[target] : 0f;
+
+            // The row becomes exp(l − max) in place: no exp of a large value, and the scratch is ours to overwrite.
+            float max = TensorPrimitives.Max((ReadOnlySpan<float>)row);
+            TensorPrimitives.Subtract(row, max, row);
+            TensorPrimitives.Exp(row, row);
+            float sum = TensorPrimitives.Sum((ReadOnlySpan<float>)row);
+
+            // logsumexp − logit[t] = log Σ exp(l − max) + (max − logit[t])
+            Loss[item] = counted ? MathF.Log(sum) + (max - targetLogit) : 0f;
             if (!Gradient)
             {
                 return;
@@ -71,12 +69,7 @@ public static partial class CrossEntropy
                 return;
             }
 
-            float inverse = Scale / sum;
-            for (int c = 0; c < row.Length; c++)
-            {
-                row[c] = MathF.Exp(row[c] - max) * inverse;
-            }
-
+            TensorPrimitives.Multiply(row, Scale / sum, row);
             row[target] -= Scale;
         }
     }

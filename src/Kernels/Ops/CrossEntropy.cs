@@ -23,7 +23,7 @@ public static partial class CrossEntropy
     /// <param name="dHidden">Receives the gradient of <paramref name="hidden"/> <c>[rows, d]</c>, or null.</param>
     /// <param name="dHead">Accumulates the gradient of <paramref name="head"/> <c>[vocab, d]</c>, or null.</param>
     /// <param name="scale">Multiplies both gradients (e.g. 1 / the number of counted rows of the whole batch).</param>
-    /// <param name="scratch">Caller-owned <c>[blockRows, vocab]</c>, any <c>blockRows ≥ 1</c>: one block's logits at a time.</param>
+    /// <param name="scratch">Caller-owned <c>[blockRows, vocab]</c>, any <c>blockRows ≥ 1</c>: one block's logits at a time; its contents afterwards are unspecified.</param>
     /// <exception cref="ArgumentException">An operand is missing, freed, on another device, misshaped or overlapping an
     /// output, the scale is not finite, or (CPU) a target is out of range.</exception>
     public static void Run(Tensor<float> hidden, Tensor<float> head, Tensor<int> targets, Tensor<float> loss,
