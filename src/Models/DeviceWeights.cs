@@ -55,9 +55,12 @@ internal sealed class DeviceWeights : IDisposable
     public required IReadOnlyList<LayerWeights> Layers { get; init; }
     public Tensor<float>? RopeTable { get; init; }                        // [positions, rotaryDims] cos | sin per position (rotary decoders)
 
-    public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source)
+    // release: drop each host weight from `source` once it is read, so a model's float32 copy on the host shrinks as the
+    // device copy grows instead of both being held whole (a 1B-parameter model is 4.9 GB each); only for sets the caller
+    // does not keep.
+    public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source, bool release = false)
     {
-        var loader = new Uploader(device, config, source);
+        var loader = new Uploader(device, config, source, release);
         try
         {
             return config.Family switch
@@ -84,7 +87,7 @@ internal sealed class DeviceWeights : IDisposable
         owned.Clear();
     }
 
-    private sealed class Uploader(Device device, ModelConfig config, WeightSet source)
+    private sealed class Uploader(Device device, ModelConfig config, WeightSet source, bool release)
     {
         private readonly List<IDisposable> uploaded = [];
 
@@ -293,8 +296,17 @@ internal sealed class DeviceWeights : IDisposable
         // A bias the family may omit (Llama has none): zeros when absent, so every block runs one code path.
         private float[] OptionalVector(string name, int length) => source.Contains(name) ? Vector(name, length) : new float[length];
 
-        private Weight Read(string name) => source.TryGet(name)
-            ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");
+        private Weight Read(string name)
+        {
+            var weight = source.TryGet(name)
+                ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");
+            if (release)
+            {
+                source.Release(name);
+            }
+
+            return weight;
+        }
 
         private float[] Vector(string name, int length)
         {
