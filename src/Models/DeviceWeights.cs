@@ -63,12 +63,16 @@ internal sealed class DeviceWeights : IDisposable
         var loader = new Uploader(device, config, source, release);
         try
         {
-            return config.Family switch
+            var weights = config.Family switch
             {
                 ModelFamily.BertEncoder => loader.Bert(),
                 ModelFamily.Gpt2Decoder => loader.Gpt2(),
                 _ => loader.Decoder(),
             };
+
+            // The last host arrays are garbage now: collect them before the cpu device packs its copies of the matrices.
+            loader.CollectIfLarge();
+            return weights;
         }
         catch
         {
@@ -89,7 +93,20 @@ internal sealed class DeviceWeights : IDisposable
 
     private sealed class Uploader(Device device, ModelConfig config, WeightSet source, bool release)
     {
+        // Released host arrays are large objects the GC collects only on a full collection, which its budget (grown with
+        // a heap this large) would put off past the upload: collect every 512 MB released so the device copy reuses them.
+        private const long CollectEvery = 512L << 20;
         private readonly List<IDisposable> uploaded = [];
+        private long released;
+        private long releasedTotal;
+
+        public void CollectIfLarge()
+        {
+            if (releasedTotal >= CollectEvery)
+            {
+                GC.Collect();
+            }
+        }
 
         public void DisposeAll()
         {
@@ -303,6 +320,13 @@ internal sealed class DeviceWeights : IDisposable
             if (release)
             {
                 source.Release(name);
+                released += 4L * weight.Data.Length;
+                releasedTotal += 4L * weight.Data.Length;
+                if (released >= CollectEvery)
+                {
+                    released = 0;
+                    GC.Collect();
+                }
             }
 
             return weight;
