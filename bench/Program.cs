@@ -8,6 +8,12 @@ namespace Headlight.Bench;
 /// </summary>
 public static class Program
 {
-    /// <summary>Runs the benchmarks the arguments select.</summary>
-    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    /// <summary>Runs the benchmarks the arguments select, or one of <see cref="DecoderCommands"/>' commands.</summary>
+    public static void Main(string[] args)
+    {
+        if (!DecoderCommands.TryRun(args))
+        {
+            BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        }
+    }
 }

@@ -55,17 +55,24 @@ internal sealed class DeviceWeights : IDisposable
     public required IReadOnlyList<LayerWeights> Layers { get; init; }
     public Tensor<float>? RopeTable { get; init; }                        // [positions, rotaryDims] cos | sin per position (rotary decoders)
 
-    public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source)
+    // release: drop each host weight from `source` once it is read, so a model's float32 copy on the host shrinks as the
+    // device copy grows instead of both being held whole (a 1B-parameter model is 4.9 GB each); only for sets the caller
+    // does not keep.
+    public static DeviceWeights Upload(Device device, ModelConfig config, WeightSet source, bool release = false)
     {
-        var loader = new Uploader(device, config, source);
+        var loader = new Uploader(device, config, source, release);
         try
         {
-            return config.Family switch
+            var weights = config.Family switch
             {
                 ModelFamily.BertEncoder => loader.Bert(),
                 ModelFamily.Gpt2Decoder => loader.Gpt2(),
                 _ => loader.Decoder(),
             };
+
+            // The last host arrays are garbage now: collect them before the cpu device packs its copies of the matrices.
+            loader.CollectIfLarge();
+            return weights;
         }
         catch
         {
@@ -84,9 +91,22 @@ internal sealed class DeviceWeights : IDisposable
         owned.Clear();
     }
 
-    private sealed class Uploader(Device device, ModelConfig config, WeightSet source)
+    private sealed class Uploader(Device device, ModelConfig config, WeightSet source, bool release)
     {
+        // Released host arrays are large objects the GC collects only on a full collection, which its budget (grown with
+        // a heap this large) would put off past the upload: collect every 512 MB released so the device copy reuses them.
+        private const long CollectEvery = 512L << 20;
         private readonly List<IDisposable> uploaded = [];
+        private long released;
+        private long releasedTotal;
+
+        public void CollectIfLarge()
+        {
+            if (releasedTotal >= CollectEvery)
+            {
+                GC.Collect();
+            }
+        }
 
         public void DisposeAll()
         {
@@ -293,8 +313,24 @@ internal sealed class DeviceWeights : IDisposable
         // A bias the family may omit (Llama has none): zeros when absent, so every block runs one code path.
         private float[] OptionalVector(string name, int length) => source.Contains(name) ? Vector(name, length) : new float[length];
 
-        private Weight Read(string name) => source.TryGet(name)
-            ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");
+        private Weight Read(string name)
+        {
+            var weight = source.TryGet(name)
+                ?? throw new ModelFormatException(source.SourcePath, name, $"a tensor named '{name}', which a {config.Family} with this config needs", "no such tensor");
+            if (release)
+            {
+                source.Release(name);
+                released += 4L * weight.Data.Length;
+                releasedTotal += 4L * weight.Data.Length;
+                if (released >= CollectEvery)
+                {
+                    released = 0;
+                    GC.Collect();
+                }
+            }
+
+            return weight;
+        }
 
         private float[] Vector(string name, int length)
         {

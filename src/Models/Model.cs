@@ -114,7 +114,7 @@ public sealed partial class Model : IDisposable
             using var nonFinite = NonFiniteWeights.Allow(options.AllowNonFiniteWeights);
             var (config, weightSet, tokenizer, source) = Read(nameOrPath);
             config.Validate(source);
-            var uploaded = DeviceWeights.Upload(device, config, weightSet);
+            var uploaded = DeviceWeights.Upload(device, config, weightSet, release: true);
             return new Model(nameOrPath, source, config, device, ownsDevice, uploaded, tokenizer);
         }
         catch

@@ -106,4 +106,13 @@ public sealed class WeightSet
 
         return weight;
     }
+
+    /// <summary>Forgets a weight (the loader drops each one once it is on the device); a no-op when absent.</summary>
+    internal void Release(string name)
+    {
+        if (weights.Remove(name))
+        {
+            order.Remove(name);
+        }
+    }
 }
