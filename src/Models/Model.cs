@@ -431,7 +431,13 @@ public sealed partial class Model : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The prompt plus <paramref name="count"/> exceeds the model's positions (<see cref="ModelConfig.MaxTokens"/>).</exception>
     public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if ((long)prompt.Count + count > Config.MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
+        }
+
         return Generate(prompt, new GenerationOptions { MaxNewTokens = count, StopAtEndOfSequence = false }, cancellationToken).Tokens;
     }
 

@@ -149,7 +149,7 @@ public sealed class HfConfigTests : IDisposable
 
         var unknownArchitecture = BertJson();
         unknownArchitecture.Remove("model_type");
-        unknownArchitecture["architectures"] = new JsonArray("LlamaForCausalLM");
+        unknownArchitecture["architectures"] = new JsonArray("MistralForCausalLM");
         Rejects(unknownArchitecture, HfConfig.Read, "architectures");
 
         var neither = BertJson();

@@ -107,7 +107,7 @@ internal static class HfConfigKeys
                 "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "max_position_embeddings",
                 "layer_norm_eps", "vocab_size", "rotary_pct", "partial_rotary_factor", "rotary_emb_base", "rope_theta", "rope_scaling",
                 "tie_word_embeddings", "attention_bias"),
-            .. Inert("attention_dropout", "hidden_dropout", "classifier_dropout"),
+            .. Inert("attention_dropout", "hidden_dropout"),
             new("use_parallel_residual", ConfigKeyUse.Checked, IsTrue, "true (the sequential residual of GPT-NeoX is not implemented)"),
         ],
         ["llama"] = LlamaKeys,
