@@ -106,6 +106,13 @@ public static partial class Explainer
     /// <summary>The tokenizer's mask token ([MASK], RoBERTa's &lt;mask&gt;), or null when it has none.</summary>
     internal static int? MaskToken(Model model) => model.Tokenizer?.MaskToken;
 
+    /// <summary>
+    /// The token that stands in for a masked word: the mask token, or for a decoder without one (GPT-2, GPT-NeoX, Llama,
+    /// Qwen2 vocabularies have none) its pad token, which those tokenizers take from &lt;|endoftext|&gt; or the like.
+    /// </summary>
+    internal static int? ReplacementToken(Model model) =>
+        MaskToken(model) ?? (model.Config.IsDecoder ? model.Tokenizer?.PadTokenId ?? model.Config.EndOfSequenceIds.FirstOrDefault() : null);
+
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
         _ = model.WordEmbeddings; // throws once the model is disposed
