@@ -108,10 +108,12 @@ public static partial class Explainer
 
     /// <summary>
     /// The token that stands in for a masked word: the mask token, or for a decoder without one (GPT-2, GPT-NeoX, Llama,
-    /// Qwen2 vocabularies have none) its pad token, which those tokenizers take from &lt;|endoftext|&gt; or the like.
+    /// Qwen2 vocabularies have none) its tokenizer's pad token (&lt;|endoftext|&gt; or the like), else its end-of-sequence token.
     /// </summary>
     internal static int? ReplacementToken(Model model) =>
-        MaskToken(model) ?? (model.Config.IsDecoder ? model.Tokenizer?.PadTokenId ?? model.Config.EndOfSequenceIds.FirstOrDefault() : null);
+        MaskToken(model) ?? (!model.Config.IsDecoder ? null
+            : model.Tokenizer is { } tokenizer ? tokenizer.PadTokenId
+            : model.Config.EndOfSequenceIds.Count > 0 ? model.Config.EndOfSequenceIds[0] : null);
 
     private static void CheckInputs(Model model, TokenBatch inputs)
     {

@@ -432,6 +432,14 @@ public sealed partial class Model : IDisposable
     public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, int count, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentNullException.ThrowIfNull(prompt);
+
+        // Checked here too so that the error names this overload's parameter; long: prompt + count may overflow int.
+        if ((long)prompt.Count + count > Config.MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");
+        }
+
         return Generate(prompt, new GenerationOptions { MaxNewTokens = count, StopAtEndOfSequence = false }, cancellationToken).Tokens;
     }
 
