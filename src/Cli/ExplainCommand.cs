@@ -16,7 +16,8 @@ internal static class ExplainCommand
           similarity:TEXT            cosine similarity of the input's sentence embedding to TEXT's (sentence encoders)
           class:N|LABEL|top          logit of a class of a sequence classifier (LABEL: id2label, any case; top = the predicted class)
           prob:N|LABEL|top           softmax probability of that class
-          next:TOKEN[@POS]           decoder logit of the next token after POS (default: the last token);
+          next:TOKEN[@POS]           decoder logit of the next token after POS (default: the last token;
+                                     decoders without --target explain next:top);
                                      TOKEN is an id, a text that is one token (" Paris"), or top
           diff:A,B[@POS]             logit of token A minus logit of token B (decoders)
           unit:POS,IDX               unit IDX of the last hidden state at position POS
@@ -28,7 +29,8 @@ internal static class ExplainCommand
           --budget 2M+2048 --seed 0 --exact --features words|tokens --masking mask|drop --mask-token ID   (shap)
           --epsilon 1e-6                                                                     (lrp, cp-lrp)
         Gradients are taken with respect to the word embeddings, positions and token types held fixed.
-        Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; --exact enumerates
+        Kernel SHAP masks words (or tokens), never special tokens, and needs no gradient; a masked word becomes
+        [MASK]/<mask>, or for decoders without one (GPT-2, GPT-NeoX, Llama, Qwen2) the pad token (<|endoftext|>); --exact enumerates
         all 2^M coalitions (M <= 12) for exact Shapley values. LRP (AttnLRP rules; cp-lrp: attention
         probabilities held constant) attributes to each token's summed input embedding and reports relevance
         per layer and head with the conservation gap. rollout and gradattn combine every layer's attention

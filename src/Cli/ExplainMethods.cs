@@ -92,8 +92,11 @@ internal static class ExplainMethods
     public static string NameList => string.Join(", ", All.Select(m => m.Name));
 
     /// <summary>Reads <c>--method</c> (a comma-separated list; default <see cref="DefaultSet"/>) and every method option.</summary>
+    /// <param name="cli">The command line.</param>
+    /// <param name="optionName">The option naming the methods.</param>
+    /// <param name="sharedOptions">Method options the calling command also reads for itself (generate's --seed): never refused as foreign.</param>
     /// <exception cref="UsageException">An unknown method, or an option that belongs to none of the chosen methods.</exception>
-    public static IReadOnlyList<AttributionOptions> Read(CliArgs cli, string optionName = "method")
+    public static IReadOnlyList<AttributionOptions> Read(CliArgs cli, string optionName = "method", IReadOnlyCollection<string>? sharedOptions = null)
     {
         var settings = new Settings(cli);
         string? list = cli.Option(optionName);
@@ -117,7 +120,7 @@ internal static class ExplainMethods
 
         foreach (string option in settings.Given)
         {
-            if (!chosen.Any(m => m.Options.Contains(option)))
+            if (!chosen.Any(m => m.Options.Contains(option)) && sharedOptions?.Contains(option) != true)
             {
                 var owners = All.Where(m => m.Options.Contains(option)).Select(m => m.Name);
                 throw new UsageException($"--{option} belongs to --{optionName} {string.Join(" or ", owners)}, which is not among the chosen methods.");

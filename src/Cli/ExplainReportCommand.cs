@@ -69,12 +69,10 @@ internal static class ExplainReportCommand
             throw new UsageException("--doc needs --query (the text the document should match).");
         }
 
-        if (spec is null)
-        {
-            throw new UsageException("'explain' needs --target, or --query with --doc (see 'headlight help').");
-        }
-
         using var model = modelOptions.Load();
+
+        // A decoder's natural question: why its most likely next token after the last one.
+        spec ??= model.Config.IsDecoder ? "next:top" : throw new UsageException("'explain' needs --target, or --query with --doc (see 'headlight help').");
         var batch = modelOptions.Batch(model, texts);
         var target = ExplainCommand.ParseTarget(spec, model, batch);
         var results = new List<AttributionResult>();

@@ -6,7 +6,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census", "no-stop", "no-cache" };
 
     /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
     internal static bool IsFlag(string name) => FlagNames.Contains(name);
@@ -98,7 +98,8 @@ internal static class Program
               embed TEXT...              sentence embeddings; with two or more texts, their cosine similarities
                                          (--pooling mean|cls|max|lasttoken [--normalize] for a plain encoder folder)
               logits TEXT [--top K]      a decoder's top-k next tokens at every position (--json: all logits)
-              generate TEXT [-n N]       greedy continuation by a decoder
+              generate TEXT [-n N]       continuation by a decoder: greedy, or sampled (--temperature, --top-k, --top-p,
+                                         --seed); stops at end-of-sequence; --explain-step K explains generated token K
               explain TEXT --target T    which tokens and words the target depends on, several methods side by side
                                          (integrated gradients, LRP, SHAP, rollout, ...); --query Q --doc D: why a
                                          document matches a query; --html FILE: a report; --png DIR: heat maps
@@ -117,7 +118,7 @@ internal static class Program
 
             Exit codes: 0 ok, 1 runtime failure (model files, device, memory), 2 usage error (options, output paths).
             """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
-            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help);
+            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help + "\n" + GenerateCommand.Help);
         return 0;
     }
 }

@@ -106,6 +106,15 @@ public static partial class Explainer
     /// <summary>The tokenizer's mask token ([MASK], RoBERTa's &lt;mask&gt;), or null when it has none.</summary>
     internal static int? MaskToken(Model model) => model.Tokenizer?.MaskToken;
 
+    /// <summary>
+    /// The token that stands in for a masked word: the mask token, or for a decoder without one (GPT-2, GPT-NeoX, Llama,
+    /// Qwen2 vocabularies have none) its tokenizer's pad token (&lt;|endoftext|&gt; or the like), else its end-of-sequence token.
+    /// </summary>
+    internal static int? ReplacementToken(Model model) =>
+        MaskToken(model) ?? (!model.Config.IsDecoder ? null
+            : model.Tokenizer is { } tokenizer ? tokenizer.PadTokenId
+            : model.Config.EndOfSequenceIds.Count > 0 ? model.Config.EndOfSequenceIds[0] : null);
+
     private static void CheckInputs(Model model, TokenBatch inputs)
     {
         _ = model.WordEmbeddings; // throws once the model is disposed

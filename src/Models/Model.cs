@@ -433,6 +433,8 @@ public sealed partial class Model : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
+
+        // Checked here too so that the error names this overload's parameter; long: prompt + count may overflow int.
         if ((long)prompt.Count + count > Config.MaxTokens)
         {
             throw new ArgumentOutOfRangeException(nameof(count), count, $"Generation needs at most {Config.MaxTokens} positions in all (the model's position limit); asked for {prompt.Count} + {count}.");

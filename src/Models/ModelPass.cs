@@ -159,8 +159,11 @@ public sealed class ModelPass : IDisposable
     /// <summary>The word embeddings fed in <c>[rows, seq, d]</c>, on the device.</summary>
     public Tensor<float> TokenEmbeddings => Live(state.TokenEmbeds);
 
-    /// <summary>Word + position (+ type) embeddings <c>[rows, seq, d]</c> before BERT's embedding LayerNorm, on the device.</summary>
-    public Tensor<float> EmbeddingSum => Live(state.EmbedSum);
+    /// <summary>
+    /// Word + position (+ type) embeddings <c>[rows, seq, d]</c> before BERT's embedding LayerNorm, on the device; for rotary
+    /// decoders (no position vectors) the word embeddings themselves.
+    /// </summary>
+    public Tensor<float> EmbeddingSum => Live(model.Weights.PositionEmbeddings is null ? state.TokenEmbeds : state.EmbedSum);
 
     /// <summary>The key mask <c>[rows, seq]</c> the pass ran with, on the device.</summary>
     public Tensor<int> AttentionMask => Live(state.KeyMask);

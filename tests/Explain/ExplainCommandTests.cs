@@ -75,7 +75,9 @@ public sealed class ExplainCommandTests : IDisposable
     [Fact]
     public void Usage_errors_name_the_problem()
     {
-        Assert.Contains("--target", Assert.Throws<UsageException>(() => Run("explain", "--model", decoder.Folder, "--ids", "1,2")).Message, StringComparison.Ordinal);
+        // An encoder needs a target; a decoder without one explains its most likely next token.
+        Assert.Contains("--target", Assert.Throws<UsageException>(() => Run("explain", "--model", classifier.Folder, "--device", "cpu", "--ids", "2,7,3")).Message, StringComparison.Ordinal);
+        Assert.NotEmpty(Run("explain", "--model", decoder.Folder, "--device", "cpu", "--ids", "1,2", "--method", "saliency"));
         Assert.Contains("--method", Assert.Throws<UsageException>(() => Run("explain", "--model", decoder.Folder, "--ids", "1,2", "--target", "next:1", "--method", "lime")).Message, StringComparison.Ordinal);
         Assert.Contains("--method ig", Assert.Throws<UsageException>(() => Run("explain", "--model", decoder.Folder, "--ids", "1,2", "--target", "next:1", "--method", "saliency", "--steps", "8")).Message, StringComparison.Ordinal);
         Assert.Contains("--baseline", Assert.Throws<UsageException>(() => Run("explain", "--model", decoder.Folder, "--ids", "1,2", "--target", "next:1", "--baseline", "noise")).Message, StringComparison.Ordinal);

@@ -47,8 +47,10 @@ internal sealed class CorpusPlan
         var config = model.Config;
         var tokenizer = model.Tokenizer;
         int positions = config.MaxTokens;
-        var kinds = new KindTable(tokenizer, config.VocabSize);
-        int? bos = config.IsDecoder && tokenizer is Gpt2Tokenizer gpt ? gpt.EndOfTextTokenId : null;
+        // Ids the model and the tokenizer both know: a model's vocabulary may be padded past the tokenizer's.
+        int vocabulary = Math.Min(config.VocabSize, tokenizer?.VocabularySize ?? config.VocabSize);
+        var kinds = new KindTable(tokenizer, vocabulary);
+        int? bos = config.IsDecoder ? LeadingToken(config, tokenizer) : null;
         var texts = new List<TextRow>();
         string source;
         if (tokenizer is not null)
@@ -87,12 +89,12 @@ internal sealed class CorpusPlan
             for (int i = 0; i < RandomTexts; i++)
             {
                 int length = Math.Min(positions, random.Next(RandomTextMin, RandomTextMax + 1));
-                var ids = Enumerable.Range(0, length).Select(_ => random.Next(config.VocabSize)).ToArray();
+                var ids = Enumerable.Range(0, length).Select(_ => random.Next(vocabulary)).ToArray();
                 texts.Add(new TextRow(ids, kinds.Of(ids)));
             }
         }
 
-        var (repeats, repeatLength) = BuildRepeats(model, corpus, kinds, bos);
+        var (repeats, repeatLength) = BuildRepeats(model, corpus, kinds, bos, vocabulary);
         return new CorpusPlan(texts, repeats, source, repeatLength);
     }
 
@@ -132,7 +134,7 @@ internal sealed class CorpusPlan
 
     // [CLS] copy copy [SEP] for BERT, BOS copy copy for GPT-2, copy copy without a tokenizer; tokens drawn
     // without replacement from ordinary vocabulary entries, so the only repeats are the designed ones.
-    private static (List<RepeatRow> Rows, int Length) BuildRepeats(Model model, CensusCorpus corpus, KindTable kinds, int? bos)
+    private static (List<RepeatRow> Rows, int Length) BuildRepeats(Model model, CensusCorpus corpus, KindTable kinds, int? bos, int vocabulary)
     {
         var config = model.Config;
         var tokenizer = model.Tokenizer;
@@ -149,7 +151,7 @@ internal sealed class CorpusPlan
         }
 
         int length = Math.Min(corpus.RepeatLength, (config.MaxTokens - prefix.Length - suffix.Length) / 2);
-        var pool = Enumerable.Range(0, config.VocabSize).Where(kinds.IsOrdinaryWord).ToArray();
+        var pool = Enumerable.Range(0, vocabulary).Where(kinds.IsOrdinaryWord).ToArray();
         var rows = new List<RepeatRow>();
         if (corpus.RepeatSequences == 0 || length < 2 || pool.Length < length)
         {
@@ -176,6 +178,24 @@ internal sealed class CorpusPlan
     }
 
     /// <summary>Token kinds by id, looked up once per id from the tokenizer's vocabulary.</summary>
+    // The token a decoder's rows start with, as in training: GPT-2's <|endoftext|>; a tokenizer whose template adds a
+    // beginning token of its own (Llama's) gives that; else the end-of-sequence token, which GPT-NeoX and Qwen2 also
+    // use between documents.
+    private static int? LeadingToken(ModelConfig config, ITextTokenizer? tokenizer)
+    {
+        if (tokenizer is Gpt2Tokenizer gpt)
+        {
+            return gpt.EndOfTextTokenId;
+        }
+
+        if (tokenizer?.Encode(string.Empty).Ids is [int first, ..] && tokenizer.IsControlToken(first))
+        {
+            return first;
+        }
+
+        return config.EndOfSequenceIds.Count > 0 && (tokenizer is null || config.EndOfSequenceIds[0] < tokenizer.VocabularySize) ? config.EndOfSequenceIds[0] : null;
+    }
+
     private sealed class KindTable(ITextTokenizer? tokenizer, int vocabulary)
     {
         private readonly Dictionary<int, (TokenKind Kind, bool Ordinary)> cache = [];

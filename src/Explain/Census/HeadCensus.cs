@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Headlight.Models;
 
 namespace Headlight.Explain.Census;
@@ -72,7 +73,7 @@ public static class HeadCensus
         return new CensusResult
         {
             Model = model.Name,
-            Family = config.Family == ModelFamily.BertEncoder ? "bert-encoder" : "gpt2-decoder",
+            Family = FamilyText(config),
             Parameters = config.ParameterCount,
             Layers = config.Layers,
             HeadsPerLayer = config.Heads,
@@ -86,6 +87,23 @@ public static class HeadCensus
             Controls = controls,
             Elapsed = clock.Elapsed,
         };
+    }
+
+    // The block layout, and for grouped-query attention which key/value head each query head reads (heads are counted per query head).
+    private static string FamilyText(ModelConfig config)
+    {
+        string family = config.Family switch
+        {
+            ModelFamily.BertEncoder => "bert-encoder",
+            ModelFamily.Gpt2Decoder => "gpt2-decoder",
+            ModelFamily.GptNeoXDecoder => "gpt-neox-decoder",
+            ModelFamily.LlamaDecoder => "llama-decoder",
+            _ => "qwen2-decoder",
+        };
+        int group = config.Heads / config.KeyValueHeads;
+        return group == 1
+            ? family
+            : string.Create(CultureInfo.InvariantCulture, $"{family}, grouped-query attention: {config.Heads} query heads over {config.KeyValueHeads} kv heads, query head h uses kv head h/{group}");
     }
 
     private static HeadScores[] Heads(AttentionStatistics stats, int layers, int heads)

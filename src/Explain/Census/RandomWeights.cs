@@ -33,7 +33,12 @@ internal static class RandomWeights
     public static unsafe WeightSet Draw(ModelConfig config, int seed, CpuWorkers? workers = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var specs = config.Family == ModelFamily.BertEncoder ? Bert(config) : Gpt2(config);
+        var specs = config.Family switch
+        {
+            ModelFamily.BertEncoder => Bert(config),
+            ModelFamily.Gpt2Decoder => Gpt2(config),
+            _ => RotaryDecoder(config),
+        };
         var set = new WeightSet($"random-init(seed {seed})");
         var data = new float[specs.Count][];
         for (int i = 0; i < specs.Count; i++)
@@ -177,12 +182,54 @@ internal static class RandomWeights
         return specs;
     }
 
+    // GPT-NeoX, Llama and Qwen2 under their Hugging Face names; biases only where the configuration has them.
+    private static List<Spec> RotaryDecoder(ModelConfig c)
+    {
+        int d = c.Hidden;
+        int q = c.Heads * c.HeadDim;
+        int kv = c.KeyValueHeads * c.HeadDim;
+        int inner = c.Intermediate;
+        double residual = Std / Math.Sqrt(2.0 * c.Layers);
+        bool neox = c.Family == ModelFamily.GptNeoXDecoder;
+        Spec[] Normalisation(string name) => c.Norm == NormKind.RmsNorm ? [new(name + ".weight", [d], Fill.One)] : Norm(name, d);
+        var specs = new List<Spec> { new(neox ? "gpt_neox.embed_in.weight" : "model.embed_tokens.weight", [c.VocabSize, d], Fill.Normal) };
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = neox ? $"gpt_neox.layers.{l}." : $"model.layers.{l}.";
+            specs.AddRange(Normalisation(p + "input_layernorm"));
+            specs.AddRange(Normalisation(p + "post_attention_layernorm"));
+            if (neox)
+            {
+                specs.AddRange(Linear(p + "attention.query_key_value", d, 3 * d, bias: c.HasQkvBias));
+                specs.AddRange(Linear(p + "attention.dense", d, d, residual, c.HasOutputBias));
+                specs.AddRange(Linear(p + "mlp.dense_h_to_4h", d, inner, bias: c.HasMlpBias));
+                specs.AddRange(Linear(p + "mlp.dense_4h_to_h", inner, d, residual, c.HasMlpBias));
+            }
+            else
+            {
+                specs.AddRange(Linear(p + "self_attn.q_proj", d, q, bias: c.HasQkvBias));
+                specs.AddRange(Linear(p + "self_attn.k_proj", d, kv, bias: c.HasQkvBias));
+                specs.AddRange(Linear(p + "self_attn.v_proj", d, kv, bias: c.HasQkvBias));
+                specs.AddRange(Linear(p + "self_attn.o_proj", q, d, residual, c.HasOutputBias));
+                specs.AddRange(Linear(p + "mlp.gate_proj", d, inner, bias: c.HasMlpBias));
+                specs.AddRange(Linear(p + "mlp.up_proj", d, inner, bias: c.HasMlpBias));
+                specs.AddRange(Linear(p + "mlp.down_proj", inner, d, residual, c.HasMlpBias));
+            }
+        }
+
+        specs.AddRange(Normalisation(neox ? "gpt_neox.final_layer_norm" : "model.norm"));
+        if (c.HasUntiedHead)
+        {
+            specs.Add(new(neox ? "embed_out.weight" : "lm_head.weight", [c.VocabSize, d], Fill.Normal));
+        }
+
+        return specs;
+    }
+
     // [in, out] weight and [out] bias
-    private static Spec[] Linear(string name, int inDim, int outDim, double std = Std) =>
-    [
-        new(name + ".weight", [inDim, outDim], Fill.Normal, std, Matrix: true),
-        new(name + ".bias", [outDim], Fill.Zero),
-    ];
+    private static Spec[] Linear(string name, int inDim, int outDim, double std = Std, bool bias = true) => bias
+        ? [new(name + ".weight", [inDim, outDim], Fill.Normal, std, Matrix: true), new(name + ".bias", [outDim], Fill.Zero)]
+        : [new(name + ".weight", [inDim, outDim], Fill.Normal, std, Matrix: true)];
 
     private static Spec[] Norm(string name, int d) =>
     [

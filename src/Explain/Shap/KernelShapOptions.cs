@@ -16,7 +16,7 @@ public enum ShapFeatures
 public enum ShapMasking
 {
     /// <summary>
-    /// Replace its tokens by the mask token ([MASK] for BERT models), or by
+    /// Replace its tokens by the mask token ([MASK] for BERT models; for a decoder without one, its pad token), or by
     /// <see cref="KernelShapOptions.ReplacementTokenId"/> when given (the default).
     /// </summary>
     Replace,
@@ -72,7 +72,7 @@ public sealed record KernelShapOptions : AttributionOptions
     public ShapMasking Masking { get; init; } = ShapMasking.Replace;
 
     /// <summary>
-    /// The token that replaces masked ones with <see cref="ShapMasking.Replace"/>; null = the model's mask token. Range
+    /// The token that replaces masked ones with <see cref="ShapMasking.Replace"/>; null = the model's mask token (a decoder without one: its pad token, e.g. &lt;|endoftext|&gt;). Range
     /// [0, vocabulary size), the upper end checked against the model when the explanation runs.
     /// </summary>
     public int? ReplacementTokenId { get; init; }

@@ -94,7 +94,7 @@ internal static class ShapExplainer
         }
 
         int id = options.ReplacementTokenId
-            ?? Explainer.MaskToken(model)
+            ?? Explainer.ReplacementToken(model)
             ?? throw new ArgumentException($"Model '{model.Name}' has no mask token ([MASK] or <mask> come with a BERT or RoBERTa tokenizer): give a replacement token id, or drop masked words from attention.", nameof(options));
         if ((uint)id >= (uint)model.Config.VocabSize)
         {
