@@ -6,7 +6,7 @@ namespace Headlight.Cli;
 /// <summary>The <c>headlight</c> command.</summary>
 internal static class Program
 {
-    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census", "no-stop", "no-cache" };
+    private static readonly HashSet<string> FlagNames = new(StringComparer.Ordinal) { "json", "help", "truncate", "keep-special", "exact", "compare", "no-importance", "census", "no-stop", "no-cache", "force" };
 
     /// <summary>Whether <paramref name="name"/> is a switch without a value.</summary>
     internal static bool IsFlag(string name) => FlagNames.Contains(name);
@@ -34,6 +34,7 @@ internal static class Program
                 "explain" => ExplainReportCommand.Run(cli, output, error),
                 "faithfulness" => FaithfulnessCommand.Run(cli, output, error),
                 "heads" => HeadsCommand.Run(cli, output, error),
+                "train" => TrainCommand.Run(cli, output, error),
                 "bench" => BenchCommand.Run(cli, output),
                 "help" or "--help" or "-h" => Help(output),
                 _ => throw new UsageException($"Unknown command '{cli.Command}'. Run 'headlight help'."),
@@ -105,6 +106,7 @@ internal static class Program
                                          document matches a query; --html FILE: a report; --png DIR: heat maps
               faithfulness               deletion/insertion benchmark of the methods against random word orders
               heads [--compare A B ...]  the head census: what every attention head does, against random-weight controls
+              train --corpus P --out D   train a Llama- or GPT-2-style decoder from scratch on text files
               devices                    list the devices Headlight can run on
               bench forward|gemm         time the forward pass (or one block's GEMMs, or --shape MxKxN) on a device:
                                          --batch B --seq T --runs N --warmup SECONDS; median, min/max, IQR, GFLOP/s
@@ -118,7 +120,7 @@ internal static class Program
 
             Exit codes: 0 ok, 1 runtime failure (model files, device, memory), 2 usage error (options, output paths).
             """ + "\n\n" + ExplainCommand.TargetHelp + "\n" + string.Format(CultureInfo.InvariantCulture, ExplainReportCommand.Help, string.Join(",", ExplainMethods.DefaultSet))
-            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help + "\n" + GenerateCommand.Help);
+            + "\n" + FaithfulnessCommand.Help + "\n" + HeadsCommand.Help + "\n" + GenerateCommand.Help + "\n" + TrainCommand.Help);
         return 0;
     }
 }
