@@ -1,9 +1,7 @@
-using System.Globalization;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
-using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Headlight.Kernels;
 using Headlight.Models.Tokenization;
@@ -111,43 +109,15 @@ public class TrainingBenchmarks
     }
 
     /// <summary>Model GFLOP/s for Step, GFLOP/s for Gemm.</summary>
-    private sealed class RateColumn : IColumn
+    private sealed class RateColumn() : RateColumnBase("GFLOP/s", "Step: 6·N·tokens per second of the mean (model FLOPs); Gemm: 2·m·k·n per second of the mean")
     {
-        public string Id => nameof(RateColumn);
-
-        public string ColumnName => "GFLOP/s";
-
-        public bool AlwaysShow => true;
-
-        public ColumnCategory Category => ColumnCategory.Custom;
-
-        public int PriorityInCategory => 0;
-
-        public bool IsNumeric => true;
-
-        public UnitType UnitType => UnitType.Dimensionless;
-
-        public string Legend => "Step: 6·N·tokens per second of the mean (model FLOPs); Gemm: 2·m·k·n per second of the mean";
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, summary.Style);
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        protected override double Rate(BenchmarkCase benchmarkCase, double nanoseconds)
         {
-            double? ns = summary[benchmarkCase]?.ResultStatistics?.Mean;
-            if (ns is not > 0)
-            {
-                return "-";
-            }
-
             int width = (int)benchmarkCase.Parameters["Width"];
             double flops = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(Step)
                 ? 6.0 * MatrixParameters(width) * Batch * Context
                 : 2.0 * Batch * Context * width * 4.0 * width;
-            return (flops / ns.Value).ToString("F1", CultureInfo.InvariantCulture);
+            return flops / nanoseconds;
         }
-
-        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-
-        public bool IsAvailable(Summary summary) => true;
     }
 }
