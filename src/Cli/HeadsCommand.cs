@@ -20,6 +20,10 @@ internal static class HeadsCommand
           headlight heads --compare A B C ...    one row per model, share vs parameters, and a verdict
           --corpus FILE          your texts, one per line (default: the built-in corpus)
           --controls N           random-weight control models (seeds 1..N, default 3; 0 = none)
+          --tagged DIR           also score syntactic roles (det_noun, adj_noun, prep_object, verb_subject) on
+                                 part-of-speech-tagged .tsv files (token<TAB>tag, blank line between sentences):
+                                 the last 10 files in name order (held out), first 500 sentences with a pair
+          --tagged-files N       how many of the last files to use (default 10)
           --no-importance        skip head importance (gate gradients) and ablation
           --ablation-texts N     texts each head is ablated on (default 32)
           --repeats N --repeat-length L --seed S   repeated random sequences (default 32 x 20, seed 0)
@@ -33,6 +37,8 @@ internal static class HeadsCommand
         string? deviceName = cli.Option("device");
         string? modelName = cli.Option("model");
         string? corpusPath = cli.Option("corpus");
+        string? taggedPath = cli.Option("tagged");
+        int taggedFiles = cli.IntOption("tagged-files", TaggedCorpus.DefaultHeldOutFiles, 1, 100_000);
         int controls = cli.IntOption("controls", 3, 0, 100);
         bool importance = !cli.Flag("no-importance");
         int ablation = cli.IntOption("ablation-texts", 32, 0, 1_000_000);
@@ -68,6 +74,7 @@ internal static class HeadsCommand
         var options = new CensusOptions
         {
             Corpus = corpus,
+            Tagged = taggedPath is null ? null : TaggedCorpus.FromDirectory(taggedPath, taggedFiles),
             ControlSeeds = Enumerable.Range(1, controls).ToArray(),
             Importance = importance,
             AblationTexts = ablation,
@@ -121,6 +128,11 @@ internal static class HeadsCommand
         var c = r.Corpus;
         o.WriteLine(Inv($"{r.Model} on {r.Device}: {r.Layers} layers x {r.HeadsPerLayer} heads, {Millions(r.Parameters)} parameters ({r.Family})"));
         o.WriteLine(Inv($"corpus {c.Name} ({c.TextSource}): {c.Texts} texts, {c.TextTokens} tokens; {c.RepeatSequences} random sequences of {c.RepeatLength} tokens repeated twice (seed {c.Seed})"));
+        if (r.Tagged is { } t)
+        {
+            o.WriteLine(Inv($"tagged {t.Name} ({string.Join(", ", t.Files)}): {t.Sentences} sentences, {t.Tokens} tokens; pairs det_noun {t.DetNoun}, adj_noun {t.AdjNoun}, prep_object {t.PrepObject}, verb_subject {t.VerbSubject}"));
+        }
+
         o.WriteLine("roles (thresholds; a head is interpretable when at least one passes):");
         foreach (string line in CensusThresholds.Describe())
         {
@@ -149,7 +161,7 @@ internal static class HeadsCommand
         o.WriteLine();
         o.WriteLine(Inv($"interpretable heads: {Count(r.Shares.Interpretable, r.Heads.Count)}{ControlText(r, x => x.Interpretable)}"));
         o.WriteLine(Inv($"  without [CLS]/[SEP]/punctuation roles: {Count(r.Shares.InterpretableExceptSpecialTokens, r.Heads.Count)}{ControlText(r, x => x.InterpretableExceptSpecialTokens)}"));
-        foreach (var role in CensusThresholds.Roles)
+        foreach (var role in CensusThresholds.Roles.Where(x => CensusThresholds.Measured(r.Chance, x)))
         {
             o.WriteLine(Inv($"  {CensusThresholds.Letter(role)} {CensusThresholds.Name(role),-12} {Count(r.Shares.PerRole[role], r.Heads.Count),-16}{ControlText(r, x => x.PerRole[role])}   chance score {CensusThresholds.Score(r.Chance, role):F3}"));
         }

@@ -25,6 +25,21 @@ internal sealed record RepeatRow(int[] Ids, TokenKind[] Kinds, int CopyStart, in
 }
 
 /// <summary>
+/// A tagged sentence as the census sees it: ids and kinds [n], and its syntactic links in token positions
+/// (see <see cref="TaggedLink"/>).
+/// </summary>
+internal sealed record TaggedRow(int[] Ids, TokenKind[] Kinds, TaggedLink[] Links)
+{
+    public int Length => Ids.Length;
+}
+
+/// <summary>
+/// One syntactic pair in token positions: the query token (the first token of the later word) and the key
+/// word's tokens [<see cref="KeyStart"/>, <see cref="KeyEnd"/>), all before the query.
+/// </summary>
+internal sealed record TaggedLink(SyntacticRelation Relation, int Query, int KeyStart, int KeyEnd);
+
+/// <summary>
 /// Running sums of every attention metric, per (layer, head), plus one slot for uniform attention over
 /// the same corpus (the chance level). Fed one row of one layer at a time, straight from the captured
 /// probabilities, so nothing is kept between batches but these sums. Everything is summed in float64 in
@@ -45,6 +60,10 @@ internal sealed class AttentionStatistics
 
     // [slot, offset + MaxOffset]: queries whose strongest key is at that offset, and queries where it is visible
     private readonly long[] offsetHits, offsetCount;
+
+    // [slot, relation]: attention mass from each link's query on its key word, and the number of links
+    private readonly double[] syntactic;
+    private readonly long[] syntacticCount;
 
     public AttentionStatistics(int layers, int heads, bool causal)
     {
@@ -71,7 +90,11 @@ internal sealed class AttentionStatistics
         inductionCount = new long[slots];
         offsetHits = new long[slots * Offsets];
         offsetCount = new long[slots * Offsets];
+        syntactic = new double[slots * Relations];
+        syntacticCount = new long[slots * Relations];
     }
+
+    private const int Relations = 4;
 
     /// <summary>
     /// Adds one text of one layer: <paramref name="probs"/> [heads, stride, stride] is that row's captured
@@ -95,6 +118,19 @@ internal sealed class AttentionStatistics
             AddRepeatHead((layer * heads) + h, probs.Slice(h * stride * stride, stride * stride), stride, row);
         }
     }
+
+    /// <summary>Adds one tagged sentence of one layer: only the syntactic scores use it.</summary>
+    public void AddTagged(int layer, ReadOnlySpan<float> probs, int stride, TaggedRow row)
+    {
+        CheckProbs(probs, stride, row.Length);
+        for (int h = 0; h < heads; h++)
+        {
+            AddTaggedHead((layer * heads) + h, probs.Slice(h * stride * stride, stride * stride), stride, row);
+        }
+    }
+
+    /// <summary>Adds the chance level of one tagged sentence.</summary>
+    public void AddTaggedChance(TaggedRow row) => AddTaggedHead(chance, Uniform(row.Length), row.Length, row);
 
     /// <summary>Adds the chance level of one text: what a head attending uniformly over the visible keys scores.</summary>
     public void AddTextChance(TextRow row) => AddTextHead(chance, Uniform(row.Length), row.Length, row);
@@ -153,6 +189,10 @@ internal sealed class AttentionStatistics
             Punctuation = Mean(punctuation[slot], q),
             Duplicate = Mean(duplicate[slot], duplicateCount[slot]),
             Induction = Mean(induction[slot], inductionCount[slot]),
+            DetNoun = Syntactic(slot, SyntacticRelation.DetNoun),
+            AdjNoun = Syntactic(slot, SyntacticRelation.AdjNoun),
+            PrepObject = Syntactic(slot, SyntacticRelation.PrepObject),
+            VerbSubject = Syntactic(slot, SyntacticRelation.VerbSubject),
         };
     }
 
@@ -168,6 +208,31 @@ internal sealed class AttentionStatistics
     }
 
     private static double Mean(double sum, long count) => count == 0 ? 0 : sum / count;
+
+    // Null when no link of the relation was seen (no tagged text, or none of that kind).
+    private double? Syntactic(int slot, SyntacticRelation relation)
+    {
+        int i = (slot * Relations) + (int)relation;
+        return syntacticCount[i] == 0 ? null : syntactic[i] / syntacticCount[i];
+    }
+
+    // probs [stride, stride] of one head; each link adds the mass its query puts on the key word's tokens
+    private void AddTaggedHead(int slot, ReadOnlySpan<float> probs, int stride, TaggedRow row)
+    {
+        foreach (var link in row.Links)
+        {
+            var a = probs.Slice(link.Query * stride, row.Length);
+            double mass = 0;
+            for (int k = link.KeyStart; k < link.KeyEnd; k++)
+            {
+                mass += a[k];
+            }
+
+            int i = (slot * Relations) + (int)link.Relation;
+            syntactic[i] += mass;
+            syntacticCount[i]++;
+        }
+    }
 
     // probs [stride, stride] of one head; queries and keys [0, n)
     private void AddTextHead(int slot, ReadOnlySpan<float> probs, int stride, TextRow row)

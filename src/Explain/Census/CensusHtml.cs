@@ -74,7 +74,7 @@ internal static class CensusHtml
         s.Append("<table><tr><th class=\"l\">role</th><th>model</th><th>controls (mean)</th><th>chance score</th></tr>\n");
         s.Append(Inv($"<tr><td class=\"l\">any role</td><td>{P(r.Shares.Interpretable)}</td><td>{P(r.ControlInterpretableMean)}</td><td></td></tr>\n"));
         s.Append(Inv($"<tr><td class=\"l\">any role but [CLS]/[SEP]/punctuation</td><td>{P(r.Shares.InterpretableExceptSpecialTokens)}</td><td>{P(r.Controls.Count == 0 ? null : r.Controls.Average(c => c.Shares.InterpretableExceptSpecialTokens))}</td><td></td></tr>\n"));
-        foreach (var role in CensusThresholds.Roles)
+        foreach (var role in CensusThresholds.Roles.Where(x => CensusThresholds.Measured(r.Chance, x)))
         {
             s.Append(Inv($"<tr><td class=\"l\">{CensusThresholds.Letter(role)} {CensusThresholds.Name(role)}</td><td>{P(r.Shares.PerRole[role])}</td><td>{P(r.ControlRoleMean(role))}</td><td>{CensusThresholds.Score(r.Chance, role):F3}</td></tr>\n"));
         }

@@ -114,6 +114,32 @@ public static class CensusJson
         w.WriteEndArray();
         w.WriteEndObject();
 
+        if (r.Tagged is not { } t)
+        {
+            w.WriteNull("tagged");
+        }
+        else
+        {
+            w.WriteStartObject("tagged");
+            w.WriteString("name", t.Name);
+            w.WriteStartArray("files");
+            foreach (string f in t.Files)
+            {
+                w.WriteStringValue(f);
+            }
+
+            w.WriteEndArray();
+            w.WriteNumber("sentences", t.Sentences);
+            w.WriteNumber("tokens", t.Tokens);
+            w.WriteStartObject("pairs");
+            w.WriteNumber("det_noun", t.DetNoun);
+            w.WriteNumber("adj_noun", t.AdjNoun);
+            w.WriteNumber("prep_object", t.PrepObject);
+            w.WriteNumber("verb_subject", t.VerbSubject);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+
         if (r.Target is null)
         {
             w.WriteNull("target");
@@ -129,7 +155,7 @@ public static class CensusJson
         w.WritePropertyName("chance");
         Head(w, r.Chance, roles: false);
         w.WritePropertyName("shares");
-        Shares(w, r.Shares);
+        Shares(w, r.Shares, r.Chance);
         w.WriteStartArray("heads");
         foreach (var h in r.Heads)
         {
@@ -144,7 +170,7 @@ public static class CensusJson
             w.WriteStartObject();
             w.WriteNumber("seed", control.Seed);
             w.WritePropertyName("shares");
-            Shares(w, control.Shares);
+            Shares(w, control.Shares, r.Chance);
             w.WriteStartArray("heads");
             foreach (var h in control.Heads)
             {
@@ -165,7 +191,7 @@ public static class CensusJson
         w.WriteStartObject("per_role_mean");
         foreach (var role in CensusThresholds.Roles)
         {
-            Nullable(w, CensusThresholds.Name(role), r.ControlRoleMean(role));
+            Nullable(w, CensusThresholds.Name(role), CensusThresholds.Measured(r.Chance, role) ? r.ControlRoleMean(role) : null);
         }
 
         w.WriteEndObject();
@@ -174,7 +200,8 @@ public static class CensusJson
         w.WriteEndObject();
     }
 
-    private static void Shares(Utf8JsonWriter w, RoleShares s)
+    // A syntactic role without tagged text has a null share, not 0.
+    private static void Shares(Utf8JsonWriter w, RoleShares s, HeadScores chance)
     {
         w.WriteStartObject();
         Number(w, "interpretable", s.Interpretable);
@@ -182,7 +209,7 @@ public static class CensusJson
         w.WriteStartObject("per_role");
         foreach (var role in CensusThresholds.Roles)
         {
-            Number(w, CensusThresholds.Name(role), s.PerRole[role]);
+            Nullable(w, CensusThresholds.Name(role), CensusThresholds.Measured(chance, role) ? s.PerRole[role] : null);
         }
 
         w.WriteEndObject();
@@ -206,6 +233,10 @@ public static class CensusJson
         Number(w, "punctuation", h.Punctuation);
         Number(w, "duplicate", h.Duplicate);
         Number(w, "induction", h.Induction);
+        Nullable(w, "det_noun", h.DetNoun);
+        Nullable(w, "adj_noun", h.AdjNoun);
+        Nullable(w, "prep_object", h.PrepObject);
+        Nullable(w, "verb_subject", h.VerbSubject);
         if (roles)
         {
             Nullable(w, "importance", h.Importance);

@@ -30,6 +30,9 @@ public sealed record CensusOptions
     /// </summary>
     public int AblationTexts { get; init; } = 32;
 
+    /// <summary>Part-of-speech-tagged sentences for the syntactic roles; null (default): those roles are not scored.</summary>
+    public TaggedCorpus? Tagged { get; init; }
+
     /// <summary>Padded tokens per batch (rows of similar length are batched together); default 4096; range [1, <see cref="MaxBatchTokens"/>].</summary>
     public int BatchTokens { get; init; } = 4096;
 
@@ -100,6 +103,17 @@ public sealed record ControlCensus(int Seed, IReadOnlyList<HeadScores> Heads, Ro
 /// <param name="AblationTexts">Texts the ablation ran over (0 without importance).</param>
 public sealed record CorpusSummary(string Name, string Sha256, string TextSource, int Texts, int TextTokens, int RepeatSequences, int RepeatLength, int RepeatTokens, int Seed, int AblationTexts);
 
+/// <summary>The tagged text the syntactic roles were scored on.</summary>
+/// <param name="Name">The folder.</param>
+/// <param name="Files">The files used, in order.</param>
+/// <param name="Sentences">Sentences measured (those that fit the model and give a pair).</param>
+/// <param name="Tokens">Their tokens, special tokens included.</param>
+/// <param name="DetNoun">det_noun pairs.</param>
+/// <param name="AdjNoun">adj_noun pairs.</param>
+/// <param name="PrepObject">prep_object pairs.</param>
+/// <param name="VerbSubject">verb_subject pairs.</param>
+public sealed record TaggedSummary(string Name, IReadOnlyList<string> Files, int Sentences, int Tokens, int DetNoun, int AdjNoun, int PrepObject, int VerbSubject);
+
 /// <summary>A head census of one model: every head's scores and roles, the chance level, the controls.</summary>
 public sealed record CensusResult
 {
@@ -123,6 +137,9 @@ public sealed record CensusResult
 
     /// <summary>The corpus as used.</summary>
     public required CorpusSummary Corpus { get; init; }
+
+    /// <summary>The tagged text of the syntactic roles; null when they were not scored.</summary>
+    public TaggedSummary? Tagged { get; init; }
 
     /// <summary>The target importance and ablation measure, in words; null without importance.</summary>
     public string? Target { get; init; }

@@ -20,8 +20,9 @@ internal sealed class CorpusPlan
     // padded to a long one (the ablation's texts are spread over every length).
     private const double MaxPadding = 1.25;
 
-    private CorpusPlan(IReadOnlyList<TextRow> texts, IReadOnlyList<RepeatRow> repeats, string textSource, int repeatLength)
+    private CorpusPlan(IReadOnlyList<TextRow> texts, IReadOnlyList<RepeatRow> repeats, string textSource, int repeatLength, IReadOnlyList<TaggedRow> tagged)
     {
+        Tagged = tagged;
         Texts = texts;
         Repeats = repeats;
         TextSource = textSource;
@@ -31,6 +32,9 @@ internal sealed class CorpusPlan
     public IReadOnlyList<TextRow> Texts { get; }
 
     public IReadOnlyList<RepeatRow> Repeats { get; }
+
+    /// <summary>Tagged sentences with their syntactic links (empty without tagged text or a tokenizer).</summary>
+    public IReadOnlyList<TaggedRow> Tagged { get; }
 
     /// <summary><c>corpus texts</c>, or <c>random tokens</c> for a model without a tokenizer.</summary>
     public string TextSource { get; }
@@ -42,7 +46,7 @@ internal sealed class CorpusPlan
 
     public int RepeatTokens => Repeats.Sum(r => r.Length);
 
-    public static CorpusPlan Build(Model model, CensusCorpus corpus)
+    public static CorpusPlan Build(Model model, CensusCorpus corpus, TaggedCorpus? tagged = null)
     {
         var config = model.Config;
         var tokenizer = model.Tokenizer;
@@ -95,7 +99,56 @@ internal sealed class CorpusPlan
         }
 
         var (repeats, repeatLength) = BuildRepeats(model, corpus, kinds, bos, vocabulary);
-        return new CorpusPlan(texts, repeats, source, repeatLength);
+        var taggedRows = tagged is null || tokenizer is null ? [] : BuildTagged(model, tagged, kinds, bos);
+        return new CorpusPlan(texts, repeats, source, repeatLength, taggedRows);
+    }
+
+    /// <summary>
+    /// Tagged sentences as token rows. Each word is encoded on its own, with the leading space it has in the
+    /// detokenised sentence (so GPT-2-style BPE sees " word" as in running text), the tokenizer's own special
+    /// tokens dropped, and the rows framed like the texts (BOS for decoders, [CLS] ... [SEP] for BERT). A link's
+    /// query is the first token of its query word, its key every token of the key word. Sentences longer than
+    /// the model's positions are skipped, as are links whose word has no token.
+    /// </summary>
+    private static List<TaggedRow> BuildTagged(Model model, TaggedCorpus tagged, KindTable kinds, int? bos)
+    {
+        var tokenizer = model.Tokenizer!;
+        var bert = tokenizer as BertWordPieceTokenizer;
+        int[] prefix = bert is not null ? [bert.ClsTokenId] : bos is { } b ? [b] : [];
+        int[] suffix = bert is not null ? [bert.SepTokenId] : [];
+        var rows = new List<TaggedRow>();
+        foreach (var sentence in tagged.Sentences)
+        {
+            var (text, starts) = SyntacticPairs.Detokenize(sentence);
+            var ids = new List<int>(prefix);
+            var wordStart = new int[sentence.Count];
+            var wordEnd = new int[sentence.Count];
+            for (int w = 0; w < sentence.Count; w++)
+            {
+                int end = w + 1 < sentence.Count ? starts[w + 1] : text.Length;
+                int from = w > 0 && text[starts[w] - 1] == ' ' ? starts[w] - 1 : starts[w];
+                wordStart[w] = ids.Count;
+                ids.AddRange(tokenizer.Encode(text[from..end].TrimEnd()).Ids.Where(id => !tokenizer.IsControlToken(id)));
+                wordEnd[w] = ids.Count;
+            }
+
+            ids.AddRange(suffix);
+            if (ids.Count > model.Config.MaxTokens)
+            {
+                continue;
+            }
+
+            var links = SyntacticPairs.Extract(sentence)
+                .Where(p => wordStart[p.Query] < wordEnd[p.Query] && wordStart[p.Key] < wordEnd[p.Key])
+                .Select(p => new TaggedLink(p.Relation, wordStart[p.Query], wordStart[p.Key], wordEnd[p.Key]))
+                .ToArray();
+            if (links.Length > 0)
+            {
+                rows.Add(new TaggedRow([.. ids], kinds.Of(ids), links));
+            }
+        }
+
+        return rows;
     }
 
     /// <summary>

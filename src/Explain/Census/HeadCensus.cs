@@ -33,12 +33,13 @@ public static class HeadCensus
         options.Validate();
         var clock = Stopwatch.StartNew();
         var corpus = options.Corpus ?? CensusCorpus.BuiltIn();
-        var plan = CorpusPlan.Build(model, corpus);
+        var plan = CorpusPlan.Build(model, corpus, options.Tagged);
         var textBatches = CorpusPlan.Batches(plan.Texts.Select(t => t.Length).ToList(), options.BatchTokens, MaxBatchRows);
         var repeatBatches = CorpusPlan.Batches(plan.Repeats.Select(r => r.Length).ToList(), options.BatchTokens, MaxBatchRows);
+        var taggedBatches = CorpusPlan.Batches(plan.Tagged.Select(r => r.Length).ToList(), options.BatchTokens, MaxBatchRows);
         var config = model.Config;
 
-        var (stats, embeddings) = Capture(model, plan, textBatches, repeatBatches, options.Importance && config.Family == ModelFamily.BertEncoder, progress, "capture", cancellationToken);
+        var (stats, embeddings) = Capture(model, plan, textBatches, repeatBatches, taggedBatches, options.Importance && config.Family == ModelFamily.BertEncoder, progress, "capture", cancellationToken);
         var gallery = embeddings is null ? null : RetrievalGallery.Calibrate(embeddings);
         var heads = Heads(stats, config.Layers, config.Heads);
 
@@ -65,7 +66,7 @@ public static class HeadCensus
         foreach (int seed in options.ControlSeeds)
         {
             using var control = RandomWeights.Control(model, seed);
-            var (controlStats, _) = Capture(control, plan, textBatches, repeatBatches, false, progress, $"control seed {seed}", cancellationToken);
+            var (controlStats, _) = Capture(control, plan, textBatches, repeatBatches, taggedBatches, false, progress, $"control seed {seed}", cancellationToken);
             var controlHeads = Heads(controlStats, config.Layers, config.Heads);
             controls.Add(new ControlCensus(seed, controlHeads, RoleShares.Of(controlHeads)));
         }
@@ -79,6 +80,7 @@ public static class HeadCensus
             HeadsPerLayer = config.Heads,
             Device = model.Device.Name,
             Corpus = new CorpusSummary(corpus.Name, corpus.Sha256, plan.TextSource, plan.Texts.Count, plan.TextTokens, plan.Repeats.Count, plan.RepeatLength, plan.RepeatTokens, corpus.Seed, ablationTexts),
+            Tagged = options.Tagged is null ? null : TaggedSummaryOf(options.Tagged, plan),
             Target = target,
             TargetBaseline = baseline,
             Heads = heads,
@@ -106,6 +108,14 @@ public static class HeadCensus
             : string.Create(CultureInfo.InvariantCulture, $"{family}, grouped-query attention: {config.Heads} query heads over {config.KeyValueHeads} kv heads, query head h uses kv head h/{group}");
     }
 
+    private static TaggedSummary TaggedSummaryOf(TaggedCorpus tagged, CorpusPlan plan)
+    {
+        int Count(SyntacticRelation relation) => plan.Tagged.Sum(r => r.Links.Count(l => l.Relation == relation));
+        return new TaggedSummary(
+            tagged.Name, tagged.Files, plan.Tagged.Count, plan.Tagged.Sum(r => r.Length),
+            Count(SyntacticRelation.DetNoun), Count(SyntacticRelation.AdjNoun), Count(SyntacticRelation.PrepObject), Count(SyntacticRelation.VerbSubject));
+    }
+
     private static HeadScores[] Heads(AttentionStatistics stats, int layers, int heads)
     {
         var result = new HeadScores[layers * heads];
@@ -124,7 +134,7 @@ public static class HeadCensus
     // Forward passes over every batch, capturing only attention probabilities and folding them into the
     // statistics row by row; for the importance target of encoders also the texts' normalised embeddings.
     private static (AttentionStatistics Stats, double[][]? Embeddings) Capture(
-        Model model, CorpusPlan plan, List<int[]> textBatches, List<int[]> repeatBatches, bool embeddings, IProgress<CensusProgress>? progress, string stage, CancellationToken cancellationToken)
+        Model model, CorpusPlan plan, List<int[]> textBatches, List<int[]> repeatBatches, List<int[]> taggedBatches, bool embeddings, IProgress<CensusProgress>? progress, string stage, CancellationToken cancellationToken)
     {
         var config = model.Config;
         int layers = config.Layers;
@@ -132,7 +142,7 @@ public static class HeadCensus
         var stats = new AttentionStatistics(layers, heads, config.IsCausal);
         var capture = Enumerable.Range(0, layers).Select(ActivationNames.AttentionProbs).ToArray();
         var gallery = embeddings ? new double[plan.Texts.Count][] : null;
-        int total = textBatches.Count + repeatBatches.Count;
+        int total = textBatches.Count + repeatBatches.Count + taggedBatches.Count;
         int done = 0;
         progress?.Report(new CensusProgress(stage, 0, total));
 
@@ -182,6 +192,30 @@ public static class HeadCensus
             foreach (int i in batchRows)
             {
                 stats.AddRepeatChance(plan.Repeats[i]);
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+
+            progress?.Report(new CensusProgress(stage, ++done, total));
+        }
+
+        foreach (var batchRows in taggedBatches)
+        {
+            var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)plan.Tagged[i].Ids).ToList());
+            var result = model.Forward(batch, capture);
+            int t = batch.SequenceLength;
+            for (int l = 0; l < layers; l++)
+            {
+                var probs = result.Activations[capture[l]].Data;
+                for (int r = 0; r < batchRows.Length; r++)
+                {
+                    stats.AddTagged(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, plan.Tagged[batchRows[r]]);
+                }
+            }
+
+            foreach (int i in batchRows)
+            {
+                stats.AddTaggedChance(plan.Tagged[i]);
             }
 
             cancellationToken.ThrowIfCancellationRequested();

@@ -36,17 +36,31 @@ public enum HeadRole
 
     /// <summary>I: on a random sequence repeated twice, at least half the attention goes to the token after the earlier copy.</summary>
     Induction = 128,
+
+    /// <summary>T: on tagged text, at least half of a noun's attention goes to its determiner (needs tagged text).</summary>
+    DetNoun = 256,
+
+    /// <summary>A: on tagged text, at least half of a noun's attention goes to an adjective before it.</summary>
+    AdjNoun = 512,
+
+    /// <summary>O: on tagged text, at least half of a preposition's object's attention goes to the preposition.</summary>
+    PrepObject = 1024,
+
+    /// <summary>V: on tagged text, at least half of a finite verb's attention goes to its subject.</summary>
+    VerbSubject = 2048,
 }
 
 /// <summary>
 /// The thresholds that assign roles, stated in one place (printed with every census and written to its JSON).
-/// Attention-mass scores are "mul" scores, Σ(A⊙pattern)/ΣA averaged over queries, so 0.5 means "at least
+/// The syntactic roles use the same mass threshold on the
+/// mean attention from each pair's query word (its first token) to any token of its key word, the chance
+/// level being uniform attention over the visible keys. Attention-mass scores are "mul" scores, Σ(A⊙pattern)/ΣA averaged over queries, so 0.5 means "at least
 /// half of the head's attention follows the pattern" — the criterion Clark et al. (2019) use for BERT's
 /// previous/next-token heads. The fixed-offset rule is the argmax criterion (≥ 90% of queries).
 /// </summary>
 public static class CensusThresholds
 {
-    /// <summary>Attention-mass score a role needs: previous, next, first, separator, punctuation, duplicate, induction.</summary>
+    /// <summary>Attention-mass score a role needs: previous, next, first, separator, punctuation, duplicate, induction and the four syntactic roles.</summary>
     public const double Mass = 0.5;
 
     /// <summary>Share of queries whose strongest key is at the same offset, for the fixed-offset (positional) role.</summary>
@@ -58,11 +72,18 @@ public static class CensusThresholds
     /// <summary>The roles about special tokens ([CLS]/BOS, [SEP], punctuation): often "no-op" attention (Clark et al. 2019), so shares are also given without them.</summary>
     public const HeadRole SpecialTokenRoles = HeadRole.First | HeadRole.Separator | HeadRole.Punctuation;
 
+    /// <summary>
+    /// The roles scored on part-of-speech-tagged text (pairs from <c>SyntacticPairs</c>): their scores are null
+    /// and they never pass when the census had no tagged text.
+    /// </summary>
+    public const HeadRole SyntacticRoles = HeadRole.DetNoun | HeadRole.AdjNoun | HeadRole.PrepObject | HeadRole.VerbSubject;
+
     /// <summary>Every role, in the order they are listed.</summary>
     public static IReadOnlyList<HeadRole> Roles { get; } =
     [
         HeadRole.Previous, HeadRole.Next, HeadRole.Positional, HeadRole.First, HeadRole.Separator,
         HeadRole.Punctuation, HeadRole.Duplicate, HeadRole.Induction,
+        HeadRole.DetNoun, HeadRole.AdjNoun, HeadRole.PrepObject, HeadRole.VerbSubject,
     ];
 
     /// <summary>The one-character symbol of a role in the terminal grid.</summary>
@@ -76,6 +97,10 @@ public static class CensusThresholds
         HeadRole.Punctuation => '.',
         HeadRole.Duplicate => 'D',
         HeadRole.Induction => 'I',
+        HeadRole.DetNoun => 'T',
+        HeadRole.AdjNoun => 'A',
+        HeadRole.PrepObject => 'O',
+        HeadRole.VerbSubject => 'V',
         _ => '-',
     };
 
@@ -90,6 +115,10 @@ public static class CensusThresholds
         HeadRole.Punctuation => "punctuation",
         HeadRole.Duplicate => "duplicate",
         HeadRole.Induction => "induction",
+        HeadRole.DetNoun => "det_noun",
+        HeadRole.AdjNoun => "adj_noun",
+        HeadRole.PrepObject => "prep_object",
+        HeadRole.VerbSubject => "verb_subject",
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, "Not a single role."),
     };
 
@@ -104,6 +133,10 @@ public static class CensusThresholds
         F($". punctuation   mean attention on punctuation tokens               >= {Mass}"),
         F($"D duplicate     repeated random tokens: attention on the same token's other copy   >= {Mass}"),
         F($"I induction     repeated random tokens: attention on the token after the earlier copy >= {Mass}"),
+        F($"T det_noun      tagged text: noun's attention on its determiner     >= {Mass}"),
+        F($"A adj_noun      tagged text: noun's attention on an adjective before it >= {Mass}"),
+        F($"O prep_object   tagged text: object's attention on its preposition  >= {Mass}"),
+        F($"V verb_subject  tagged text: finite verb's attention on its subject >= {Mass}"),
     ];
 
     /// <summary>The roles a head's scores pass.</summary>
@@ -122,7 +155,21 @@ public static class CensusThresholds
         return roles;
     }
 
-    /// <summary>The score that decides <paramref name="role"/>.</summary>
+    /// <summary>False for a syntactic role the census had no tagged text for (its score is null).</summary>
+    public static bool Measured(HeadScores scores, HeadRole role)
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        return role switch
+        {
+            HeadRole.DetNoun => scores.DetNoun is not null,
+            HeadRole.AdjNoun => scores.AdjNoun is not null,
+            HeadRole.PrepObject => scores.PrepObject is not null,
+            HeadRole.VerbSubject => scores.VerbSubject is not null,
+            _ => true,
+        };
+    }
+
+    /// <summary>The score that decides <paramref name="role"/> (0 for a syntactic role not measured).</summary>
     public static double Score(HeadScores scores, HeadRole role)
     {
         ArgumentNullException.ThrowIfNull(scores);
@@ -136,6 +183,10 @@ public static class CensusThresholds
             HeadRole.Punctuation => scores.Punctuation,
             HeadRole.Duplicate => scores.Duplicate,
             HeadRole.Induction => scores.Induction,
+            HeadRole.DetNoun => scores.DetNoun ?? 0,
+            HeadRole.AdjNoun => scores.AdjNoun ?? 0,
+            HeadRole.PrepObject => scores.PrepObject ?? 0,
+            HeadRole.VerbSubject => scores.VerbSubject ?? 0,
             _ => throw new ArgumentOutOfRangeException(nameof(role), role, "Not a single role."),
         };
     }

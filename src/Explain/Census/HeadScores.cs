@@ -50,6 +50,18 @@ public sealed record HeadScores
     /// <summary>Repeated random tokens: mean attention on the token after the earlier copy of the query's token, over the second copy's queries.</summary>
     public double Induction { get; init; }
 
+    /// <summary>Tagged text: mean attention from a noun (its first token) on any token of its determiner; null without tagged text.</summary>
+    public double? DetNoun { get; init; }
+
+    /// <summary>Tagged text: mean attention from a noun (its first token) on any token of an adjective before it; null without tagged text.</summary>
+    public double? AdjNoun { get; init; }
+
+    /// <summary>Tagged text: mean attention from a preposition's object (its first token) on any token of the preposition; null without tagged text.</summary>
+    public double? PrepObject { get; init; }
+
+    /// <summary>Tagged text: mean attention from a finite verb (its first token) on any token of its subject; null without tagged text.</summary>
+    public double? VerbSubject { get; init; }
+
     /// <summary>Head importance (Michel et al. 2019): mean over corpus texts of |∂L/∂ξ| for a gate ξ = 1 on the head's output; null when not computed.</summary>
     public double? Importance { get; init; }
 
