@@ -228,7 +228,7 @@ public sealed class HeadCensusTests
         var heads = root.GetProperty("heads");
         Assert.Equal(4, heads.GetArrayLength());
         string[] fields = ["layer", "head", "entropy", "normalized_entropy", "confidence", "previous", "next", "offset", "offset_argmax_share",
-            "first", "separator", "punctuation", "duplicate", "induction", "importance", "importance_share", "ablation_drop", "roles"];
+            "first", "separator", "punctuation", "duplicate", "induction", "det_noun", "adj_noun", "prep_object", "verb_subject", "importance", "importance_share", "ablation_drop", "roles"];
         Assert.Equal(fields, heads[0].EnumerateObject().Select(p => p.Name));
         Assert.Equal(result.Heads[3].Previous, heads[3].GetProperty("previous").GetDouble());
         Assert.Equal(1, root.GetProperty("controls").GetArrayLength());

@@ -40,7 +40,7 @@ internal sealed record SyntacticPair(SyntacticRelation Relation, int Query, int 
 /// between (so no verb, preposition or punctuation); query = that noun's phrase head, key = the determiner.</item>
 /// <item><b>adj_noun</b>: the same from an adjective; query = the phrase head, key = the adjective.</item>
 /// <item><b>prep_object</b>: a preposition followed within <see cref="Window"/> words by a noun or object
-/// pronoun, only determiners and filler between; query = the noun's phrase head (or the pronoun), key = the
+/// pronoun, only determiners, possessive nouns and filler between; query = the noun's phrase head (or the pronoun), key = the
 /// preposition.</item>
 /// <item><b>verb_subject</b>: a finite verb whose nearest preceding word, skipping at most two adverbs (rb, ql)
 /// or negations (*), is a subject pronoun or a non-possessive noun — so no comma, conjunction, relative
@@ -236,7 +236,15 @@ internal static class SyntacticPairs
         {
             if (IsNoun(tags[j]))
             {
-                return PhraseHead(tags, j);
+                // A possessive is the object's determiner ("onto Burnside's horse"): look past it.
+                int head = PhraseHead(tags, j);
+                if (!IsPossessive(tags[head]))
+                {
+                    return head;
+                }
+
+                j = head;
+                continue;
             }
 
             if (tags[j] is "ppo" or "ppl" or "ppls" or "pn")
