@@ -5,7 +5,9 @@
 #
 # usage: scripts/induction-experiment.sh [OUT_DIR]      (default ~/.cache/headlight/induction)
 #
-# environment: HEADLIGHT_INDUCTION_TOKENS (training tokens per model, default 3000000), HEADLIGHT_DEVICE,
+# environment: HEADLIGHT_INDUCTION_TOKENS (training tokens per model, default 20000000), HEADLIGHT_INDUCTION_LAYERS
+#              (the depths to train, default "2 1"), HEADLIGHT_INDUCTION_VOCAB (BPE entries, default 2048),
+#              HEADLIGHT_INDUCTION_MIN_LR (the rate the cosine ends at, default 3e-4), HEADLIGHT_DEVICE,
 #              HEADLIGHT_BROWN (the Brown corpus folder scripts/install-brown.sh writes, default ~/.cache/headlight/brown)
 #
 # Writes OUT_DIR/repeated.txt (one line per segment of 24 words, the segment written twice), OUT_DIR/layers-2 and
@@ -15,7 +17,10 @@ set -Eeuo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$HOME/.cache/headlight/induction}"
 brown="${HEADLIGHT_BROWN:-$HOME/.cache/headlight/brown}"
-tokens="${HEADLIGHT_INDUCTION_TOKENS:-3000000}"
+tokens="${HEADLIGHT_INDUCTION_TOKENS:-20000000}"
+depths="${HEADLIGHT_INDUCTION_LAYERS:-2 1}"
+vocab="${HEADLIGHT_INDUCTION_VOCAB:-2048}"
+min_lr="${HEADLIGHT_INDUCTION_MIN_LR:-3e-4}"
 mkdir -p "$out"
 [[ -d "$brown/text" ]] || bash "$root/scripts/install-brown.sh" "$brown"
 
@@ -27,13 +32,13 @@ echo "repeated corpus: $(wc -l < "$out/repeated.txt") lines, $(wc -w < "$out/rep
 
 dotnet build "$root/src/Cli" -c Release -v quiet -nologo > /dev/null
 headlight() { dotnet "$root/src/Cli/bin/Release/net10.0/headlight.dll" "$@"; }
-for layers in 2 1; do
+for layers in $depths; do
     headlight train --corpus "$out/repeated.txt" --out "$out/layers-$layers" --force --family llama --layers "$layers" --width 128 --heads 4 \
-        --context 128 --batch 16 --tokens "$tokens" --vocab 2048 --lr 3e-3 --min-lr 3e-4 --warmup 100 --seed 1
+        --context 128 --batch 16 --tokens "$tokens" --vocab "$vocab" --lr 3e-3 --min-lr "$min_lr" --warmup 100 --seed 1
     headlight heads --model "$out/layers-$layers" --controls 1 --no-importance --json > "$out/census-$layers.json"
 done
 
-for layers in 2 1; do
+for layers in $depths; do
     node -e '
         const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const best = key => c.heads.reduce((b, h) => h[key] > b[key] ? h : b);
