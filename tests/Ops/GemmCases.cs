@@ -122,6 +122,18 @@ public sealed class GemmCases : IOpCaseSource
             yield return Forward(new Spec([m, k], [n, k], false, true) { Packed = true, Bias = true, Epilogue = Epilogue.GeluErf, Pre = true });
         }
 
+        // One to four rows (decoding): four-row dot blocks against an [out, in] weight with ragged k and n, and
+        // k·n past the size at which few-row products split their columns over the workers.
+        for (int m = 1; m <= 4; m++)
+        {
+            foreach (var (k, n) in new[] { (19, 7), (257, 259), (33, 2050) })
+            {
+                yield return Forward(new Spec([m, k], [n, k], false, true) { Bias = m % 2 == 1, Epilogue = m == 3 ? Epilogue.GeluTanh : Epilogue.None, Pre = m == 3 });
+                yield return Forward(new Spec([m, k], [k, n], false, false) { Packed = m >= 3, Bias = true, Epilogue = m == 2 ? Epilogue.GeluErf : Epilogue.None, Pre = m == 2 });
+                yield return Forward(new Spec([m, k], [n, k], false, true) { Packed = true, Alpha = -0.5f, Beta = m == 4 ? 0.75f : 0f, Bias = m != 1, Seed = m });
+            }
+        }
+
         yield return Forward(new Spec([2, 33, 65], [65, 130], false, false) { Packed = true, Epilogue = Epilogue.GeluTanh, Alpha = 0.5f, Beta = 1f, Bias = true });
         yield return Forward(new Spec([67, 257], [257, 130], false, false) { Packed = true, Isa = GemmIsa.Vector256, Bias = true, Epilogue = Epilogue.GeluErf });
 

@@ -74,14 +74,7 @@ internal static unsafe partial class GemmCpu
                 }
             }
 
-            for (int j = 0; j < cols; j++)
-            {
-                var bj = new ReadOnlySpan<float>(blk.B + ((long)(c0 + j) * k), k);
-                for (int r = 0; r < rowCount; r++)
-                {
-                    accRows[(r * cols) + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(xRows + (r * k), k), bj);
-                }
-            }
+            RowsDotRowsOfB(xRows, rowCount, blk.B + ((long)c0 * k), cols, k, accRows);
 
             for (int r = 0; r < rowCount; r++)
             {
@@ -164,6 +157,67 @@ internal static unsafe partial class GemmCpu
                     var row = new Span<float>(acc + (r * cols) + jc, w);
                     TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(b + ((long)p * ldb) + jc, w), x[((long)r * ldx) + p], row, row);
                 }
+            }
+        }
+    }
+
+    // acc [count, cols] = x [count, k] · b [cols, k]ᵀ (a one-row product against an [out, in] weight, the LM head):
+    // four rows of b at a time, each read once in memory order while every row of x meets them from L1. Four
+    // independent sums per row of x, then one fixed reduction, so the result does not depend on the split.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsDotRowsOfB(float* x, int count, float* b, int cols, int k, float* acc)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; j + 4 <= cols; j += 4)
+            {
+                float* b0 = b + ((long)j * k);
+                float* b1 = b0 + k;
+                float* b2 = b1 + k;
+                float* b3 = b2 + k;
+                for (int r = 0; r < count; r++)
+                {
+                    float* xr = x + ((long)r * k);
+                    var s0 = Vector512<float>.Zero;
+                    var s1 = Vector512<float>.Zero;
+                    var s2 = Vector512<float>.Zero;
+                    var s3 = Vector512<float>.Zero;
+                    int p = 0;
+                    for (; p + 16 <= k; p += 16)
+                    {
+                        var xv = Vector512.Load(xr + p);
+                        s0 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b0 + p), s0);
+                        s1 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b1 + p), s1);
+                        s2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b2 + p), s2);
+                        s3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(b3 + p), s3);
+                    }
+
+                    float t0 = Vector512.Sum(s0), t1 = Vector512.Sum(s1), t2 = Vector512.Sum(s2), t3 = Vector512.Sum(s3);
+                    for (; p < k; p++)
+                    {
+                        float xp = xr[p];
+                        t0 += xp * b0[p];
+                        t1 += xp * b1[p];
+                        t2 += xp * b2[p];
+                        t3 += xp * b3[p];
+                    }
+
+                    float* ar = acc + ((long)r * cols) + j;
+                    ar[0] = t0;
+                    ar[1] = t1;
+                    ar[2] = t2;
+                    ar[3] = t3;
+                }
+            }
+        }
+
+        for (; j < cols; j++)
+        {
+            var bj = new ReadOnlySpan<float>(b + ((long)j * k), k);
+            for (int r = 0; r < count; r++)
+            {
+                acc[((long)r * cols) + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x + ((long)r * k), k), bj);
             }
         }
     }

@@ -42,6 +42,7 @@ internal static unsafe partial class GemmCpu
     // Below these amounts of work, threads or packing cost more than they save.
     private const long ParallelFlops = 1L << 21;
     private const long BatchSplitFlops = 1L << 24;
+    private const long StreamingParallelWeights = 1L << 16;
     private const int DirectMaxRows = 7;
     private const int DirectMaxColumns = 7;
 
@@ -79,7 +80,9 @@ internal static unsafe partial class GemmCpu
 
             long flopsPerBatch = 2L * d.M * d.N * d.K * Math.Max(d.Reduce, 1);
             int threads = workers.Threads;
-            if (threads == 1 || flopsPerBatch * d.Batch < ParallelFlops)
+            // A product of a few rows streams its weight from memory: worth both cores from a much smaller size.
+            bool streams = d.Batch == 1 && d.M <= DirectMaxRows && d.Reduce == 1 && (long)d.K * d.N >= StreamingParallelWeights;
+            if (threads == 1 || (flopsPerBatch * d.Batch < ParallelFlops && !streams))
             {
                 for (int batch = 0; batch < d.Batch; batch++)
                 {
