@@ -219,49 +219,20 @@ public class DecoderBenchmarks
     }
 
     /// <summary>GFLOP/s for prefill and its products, tokens/s for decode, GB/s for the copy.</summary>
-    private sealed class RateColumn : IColumn
+    private sealed class RateColumn() : RateColumnBase("Rate", "Prefill, Gemms: GFLOP/s of the mean; Decode: tokens/s; Copy: GB/s (read + written); Read: GB/s")
     {
-        public string Id => nameof(RateColumn);
-
-        public string ColumnName => "Rate";
-
-        public bool AlwaysShow => true;
-
-        public ColumnCategory Category => ColumnCategory.Custom;
-
-        public int PriorityInCategory => 0;
-
-        public bool IsNumeric => true;
-
-        public UnitType UnitType => UnitType.Dimensionless;
-
-        public string Legend => "Prefill, Gemms: GFLOP/s of the mean; Decode: tokens/s; Copy: GB/s (read + written); Read: GB/s";
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, summary.Style);
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        protected override double Rate(BenchmarkCase benchmarkCase, double nanoseconds)
         {
-            double? ns = summary[benchmarkCase]?.ResultStatistics?.Mean;
-            if (ns is not > 0)
-            {
-                return "-";
-            }
-
             string name = (string)benchmarkCase.Parameters["Model"];
             int rows = (int)benchmarkCase.Parameters["Batch"];
-            double rate = benchmarkCase.Descriptor.WorkloadMethod.Name switch
+            return benchmarkCase.Descriptor.WorkloadMethod.Name switch
             {
-                nameof(Prefill) => PrefillFlops(name, rows, attention: true) / ns.Value,
-                nameof(Gemms) => PrefillFlops(name, rows, attention: false) / ns.Value,
-                nameof(Decode) => DecodeTokens / (ns.Value * 1e-9),
-                nameof(Read) => CopyBytes / ns.Value,
-                _ => 2.0 * CopyBytes / ns.Value,
+                nameof(Prefill) => PrefillFlops(name, rows, attention: true) / nanoseconds,
+                nameof(Gemms) => PrefillFlops(name, rows, attention: false) / nanoseconds,
+                nameof(Decode) => DecodeTokens / (nanoseconds * 1e-9),
+                nameof(Read) => CopyBytes / nanoseconds,
+                _ => 2.0 * CopyBytes / nanoseconds,
             };
-            return rate.ToString("F1", CultureInfo.InvariantCulture);
         }
-
-        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-
-        public bool IsAvailable(Summary summary) => true;
     }
 }
