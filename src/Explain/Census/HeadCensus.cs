@@ -175,54 +175,35 @@ public static class HeadCensus
             progress?.Report(new CensusProgress(stage, ++done, total));
         }
 
-        foreach (var batchRows in repeatBatches)
+        // Repeated sequences and tagged sentences: each row's probabilities of every layer, then its chance level.
+        void Rows<TRow>(List<int[]> batches, IReadOnlyList<TRow> rows, Func<TRow, int[]> ids, AddRow<TRow> add, Action<TRow> addChance)
         {
-            var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)plan.Repeats[i].Ids).ToList());
-            var result = model.Forward(batch, capture);
-            int t = batch.SequenceLength;
-            for (int l = 0; l < layers; l++)
+            foreach (var batchRows in batches)
             {
-                var probs = result.Activations[capture[l]].Data;
-                for (int r = 0; r < batchRows.Length; r++)
+                var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)ids(rows[i])).ToList());
+                var result = model.Forward(batch, capture);
+                int t = batch.SequenceLength;
+                for (int l = 0; l < layers; l++)
                 {
-                    stats.AddRepeat(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, plan.Repeats[batchRows[r]]);
+                    var probs = result.Activations[capture[l]].Data;
+                    for (int r = 0; r < batchRows.Length; r++)
+                    {
+                        add(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, rows[batchRows[r]]);
+                    }
                 }
+
+                foreach (int i in batchRows)
+                {
+                    addChance(rows[i]);
+                }
+
+                cancellationToken.ThrowIfCancellationRequested();
+                progress?.Report(new CensusProgress(stage, ++done, total));
             }
-
-            foreach (int i in batchRows)
-            {
-                stats.AddRepeatChance(plan.Repeats[i]);
-            }
-
-            cancellationToken.ThrowIfCancellationRequested();
-
-            progress?.Report(new CensusProgress(stage, ++done, total));
         }
 
-        foreach (var batchRows in taggedBatches)
-        {
-            var batch = model.FromIds(batchRows.Select(i => (IReadOnlyList<int>)plan.Tagged[i].Ids).ToList());
-            var result = model.Forward(batch, capture);
-            int t = batch.SequenceLength;
-            for (int l = 0; l < layers; l++)
-            {
-                var probs = result.Activations[capture[l]].Data;
-                for (int r = 0; r < batchRows.Length; r++)
-                {
-                    stats.AddTagged(l, probs.AsSpan(r * heads * t * t, heads * t * t), t, plan.Tagged[batchRows[r]]);
-                }
-            }
-
-            foreach (int i in batchRows)
-            {
-                stats.AddTaggedChance(plan.Tagged[i]);
-            }
-
-            cancellationToken.ThrowIfCancellationRequested();
-
-            progress?.Report(new CensusProgress(stage, ++done, total));
-        }
-
+        Rows(repeatBatches, plan.Repeats, r => r.Ids, stats.AddRepeat, stats.AddRepeatChance);
+        Rows(taggedBatches, plan.Tagged, r => r.Ids, stats.AddTagged, stats.AddTaggedChance);
         return (stats, gallery);
     }
 
@@ -319,4 +300,7 @@ public static class HeadCensus
 
         return (drops, baseline, k);
     }
+
+    // One row's probabilities of one layer into the statistics (a delegate: spans cannot be Action arguments).
+    private delegate void AddRow<TRow>(int layer, ReadOnlySpan<float> probs, int stride, TRow row);
 }
